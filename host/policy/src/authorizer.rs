@@ -1,0 +1,293 @@
+//! The decision point: Cedar plus the decision cache and counters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use cedar_policy::{Context, Entities, Entity, EntityUid, Request};
+
+use crate::cache::DecisionCache;
+use crate::model::{Action, Principal, resource_entity, resource_uid};
+use crate::policy_set::PolicySet;
+
+/// The answer to one authorization question. There is deliberately no way
+/// to turn a `Decision` into a `Result` with `?`: callers must look at
+/// [`Decision::allowed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    allowed: bool,
+    reason: Arc<str>,
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        self.allowed
+    }
+
+    /// Which policies decided, or why nothing did: for logs and audit events.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// Allowed/denied counts per action, for metrics.
+#[derive(Debug, Default)]
+pub struct DecisionCounters {
+    allowed: [AtomicU64; Action::ALL.len()],
+    denied: [AtomicU64; Action::ALL.len()],
+}
+
+impl DecisionCounters {
+    fn record(&self, action: Action, allowed: bool) {
+        let counters = if allowed { &self.allowed } else { &self.denied };
+        if let Some(c) = counters.get(action.index()) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// (allowed, denied) so far for `action`.
+    pub fn get(&self, action: Action) -> (u64, u64) {
+        let read = |c: &[AtomicU64; Action::ALL.len()]| {
+            c.get(action.index()).map_or(0, |c| c.load(Ordering::Relaxed))
+        };
+        (read(&self.allowed), read(&self.denied))
+    }
+}
+
+/// A principal prepared for repeated questions: its Cedar entities are
+/// built once and its decisions are cached.
+#[derive(Debug)]
+pub struct PrincipalHandle {
+    principal: Principal,
+    uid: EntityUid,
+    entities: Vec<Entity>,
+    cache: DecisionCache,
+}
+
+impl PrincipalHandle {
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+/// Answers "may this principal do this action on this resource?" from the
+/// current policy set. Policies can be replaced while it serves
+/// ([`Authorizer::replace_policies`]); every cached decision made under the
+/// old set is invalidated at once.
+#[derive(Debug)]
+pub struct Authorizer {
+    schema: cedar_policy::Schema,
+    policies: ArcSwap<PolicySet>,
+    generation: AtomicU64,
+    cedar: cedar_policy::Authorizer,
+    counters: DecisionCounters,
+}
+
+impl Authorizer {
+    pub fn new(schema: cedar_policy::Schema, policies: PolicySet) -> Self {
+        Authorizer {
+            schema,
+            policies: ArcSwap::from_pointee(policies),
+            generation: AtomicU64::new(1),
+            cedar: cedar_policy::Authorizer::new(),
+            counters: DecisionCounters::default(),
+        }
+    }
+
+    pub fn schema(&self) -> &cedar_policy::Schema {
+        &self.schema
+    }
+
+    /// The policy set in force now.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.policies.load_full()
+    }
+
+    /// Swap in a new (already validated) policy set and invalidate every
+    /// cached decision. The next question is answered by the new set.
+    pub fn replace_policies(&self, policies: PolicySet) {
+        self.policies.store(Arc::new(policies));
+        self.invalidate();
+    }
+
+    /// Forget every cached decision (the invalidation hook for anything that
+    /// changes what a decision depends on).
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn counters(&self) -> &DecisionCounters {
+        &self.counters
+    }
+
+    /// Prepare `principal` for questions.
+    pub fn principal(&self, principal: Principal) -> PrincipalHandle {
+        PrincipalHandle {
+            uid: principal.uid(),
+            entities: principal.entities(),
+            cache: DecisionCache::new(self.generation.load(Ordering::Acquire)),
+            principal,
+        }
+    }
+
+    /// May `who` do `action` on the resource called `resource`? For
+    /// [`Action::ToolInvoke`] use [`Authorizer::decide_tool`], which also
+    /// tells Cedar which component provides the tool.
+    pub fn decide(&self, who: &PrincipalHandle, action: Action, resource: &str) -> Decision {
+        self.decide_inner(who, action, resource, None)
+    }
+
+    /// May `who` invoke the tool `tool` provided by component `component`?
+    pub fn decide_tool(&self, who: &PrincipalHandle, tool: &str, component: &str) -> Decision {
+        self.decide_inner(who, Action::ToolInvoke, tool, Some(component))
+    }
+
+    /// Evaluate without the cache (for benchmarks and diagnostics).
+    pub fn decide_uncached(&self, who: &PrincipalHandle, action: Action, resource: &str) -> Decision {
+        self.evaluate(who, action, resource, None)
+    }
+
+    fn decide_inner(
+        &self,
+        who: &PrincipalHandle,
+        action: Action,
+        resource: &str,
+        tool_component: Option<&str>,
+    ) -> Decision {
+        let generation = self.generation.load(Ordering::Acquire);
+        let decision = match who.cache.get(generation, action, resource) {
+            Some(hit) => hit,
+            None => {
+                let decision = self.evaluate(who, action, resource, tool_component);
+                who.cache.put(generation, action, resource, decision.clone());
+                decision
+            }
+        };
+        self.counters.record(action, decision.allowed);
+        decision
+    }
+
+    fn evaluate(
+        &self,
+        who: &PrincipalHandle,
+        action: Action,
+        resource: &str,
+        tool_component: Option<&str>,
+    ) -> Decision {
+        let kind = action.resource_kind();
+        let request =
+            match Request::new(who.uid.clone(), action.uid(), resource_uid(kind, resource), Context::empty(), None) {
+                Ok(r) => r,
+                Err(e) => return deny(format!("malformed request: {e}")),
+            };
+        let entities = who
+            .entities
+            .iter()
+            .cloned()
+            .chain(std::iter::once(resource_entity(kind, resource, tool_component)));
+        let entities = match Entities::from_entities(entities, None) {
+            Ok(e) => e,
+            Err(e) => return deny(format!("malformed entities: {e}")),
+        };
+        let policies = self.policies.load();
+        let response = self.cedar.is_authorized(&request, &policies.set, &entities);
+        let diagnostics = response.diagnostics();
+        let deciders: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
+        let errors: Vec<String> = diagnostics.errors().map(ToString::to_string).collect();
+        match response.decision() {
+            cedar_policy::Decision::Allow => Decision {
+                allowed: true,
+                reason: format!("permitted by {}", deciders.join(", ")).into(),
+            },
+            cedar_policy::Decision::Deny if !deciders.is_empty() => {
+                deny(format!("forbidden by {}", deciders.join(", ")))
+            }
+            cedar_policy::Decision::Deny if !errors.is_empty() => {
+                deny(format!("no policy permits it (evaluation errors: {})", errors.join("; ")))
+            }
+            cedar_policy::Decision::Deny => deny("no policy permits it".to_string()),
+        }
+    }
+}
+
+fn deny(reason: String) -> Decision {
+    Decision { allowed: false, reason: reason.into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PolicySource;
+
+    fn authorizer(policies: &str) -> Authorizer {
+        let schema = crate::schema::embedded().unwrap_or_else(|e| panic!("{e}"));
+        let set = PolicySet::from_sources(&schema, [PolicySource::new("t.cedar", policies)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        Authorizer::new(schema, set)
+    }
+
+    fn component(id: &str) -> Principal {
+        Principal::component(id, "1.0.0", "arw", "sha256:00")
+    }
+
+    #[test]
+    fn no_policy_means_no_grant() {
+        let a = authorizer("");
+        let who = a.principal(component("arw:x"));
+        for action in Action::ALL {
+            let d = a.decide(&who, action, "anything");
+            assert!(!d.allowed(), "{action} allowed with no policies");
+            assert_eq!(d.reason(), "no policy permits it");
+        }
+    }
+
+    #[test]
+    fn patterns_on_resource_names() {
+        let a = authorizer(
+            r#"@id("p") permit(principal == Arw::Component::"arw:a", action == Arw::Action::"bus.publish", resource) when { resource.name like "demo.*" };"#,
+        );
+        let who = a.principal(component("arw:a"));
+        let other = a.principal(component("arw:b"));
+        assert!(a.decide(&who, Action::BusPublish, "demo.x").allowed());
+        assert_eq!(a.decide(&who, Action::BusPublish, "demo.x").reason(), "permitted by t.cedar#p");
+        assert!(!a.decide(&who, Action::BusPublish, "billing.x").allowed());
+        assert!(!a.decide(&who, Action::BusSubscribe, "demo.x").allowed());
+        assert!(!a.decide(&other, Action::BusPublish, "demo.x").allowed());
+    }
+
+    #[test]
+    fn forbid_wins_and_is_named() {
+        let a = authorizer(
+            r#"permit(principal, action, resource);
+               @id("no-billing") forbid(principal, action, resource) when { resource has name && resource.name like "billing.*" };"#,
+        );
+        let who = a.principal(component("arw:a"));
+        let d = a.decide(&who, Action::BusPublish, "billing.x");
+        assert!(!d.allowed());
+        assert_eq!(d.reason(), "forbidden by t.cedar#no-billing");
+    }
+
+    #[test]
+    fn callers_get_permissions_through_roles() {
+        let a = authorizer(
+            r#"permit(principal in Arw::Role::"operator", action == Arw::Action::"tool.invoke", resource);
+               permit(principal, action == Arw::Action::"tool.invoke", resource) when { resource.component == "arw:text-stats" };"#,
+        );
+        let operator = a.principal(Principal::local_operator());
+        let anonymous = a.principal(Principal::caller("anonymous", ["anonymous"]));
+        assert!(a.decide_tool(&operator, "kv-counter", "arw:kv-counter").allowed());
+        assert!(!a.decide_tool(&anonymous, "kv-counter", "arw:kv-counter").allowed());
+        assert!(a.decide_tool(&anonymous, "text-stats", "arw:text-stats").allowed());
+    }
+
+    #[test]
+    fn replacing_policies_invalidates_cached_decisions() {
+        let a = authorizer(r#"permit(principal, action == Arw::Action::"kv.read", resource);"#);
+        let who = a.principal(component("arw:a"));
+        assert!(a.decide(&who, Action::KvRead, "ns").allowed());
+        assert!(a.decide(&who, Action::KvRead, "ns").allowed(), "cached");
+        a.replace_policies(PolicySet::empty());
+        assert!(!a.decide(&who, Action::KvRead, "ns").allowed(), "revocation must apply at once");
+        assert_eq!(a.counters().get(Action::KvRead), (2, 1));
+    }
+}

@@ -1,0 +1,49 @@
+//! `arw:host/bus` for guests.
+
+use std::sync::Arc;
+
+use arw_policy::Action;
+
+use super::{Bus, BusError, Payload};
+use crate::authz::Grants;
+use crate::bindings::CapabilityError;
+use crate::bindings::tool::arw::host::{bus as wit, types};
+use crate::capabilities::ComponentCapabilities;
+
+/// The bus as one instance of one component sees it.
+#[derive(Debug)]
+pub struct BusInstance {
+    bus: Arc<Bus>,
+    component: Arc<str>,
+    grants: Arc<Grants>,
+}
+
+impl BusInstance {
+    pub fn new(bus: Arc<Bus>, component: &ComponentCapabilities) -> Self {
+        BusInstance { bus, component: component.component.clone(), grants: component.grants.clone() }
+    }
+}
+
+impl From<BusError> for CapabilityError {
+    fn from(e: BusError) -> Self {
+        match e {
+            BusError::TooLarge { .. } => CapabilityError::TooLarge(e.to_string()),
+            BusError::InvalidTopic { .. } | BusError::InvalidJson(_) => CapabilityError::Invalid(e.to_string()),
+        }
+    }
+}
+
+impl types::Host for BusInstance {}
+
+impl wit::Host for BusInstance {
+    async fn publish(&mut self, topic: String, payload: wit::Payload) -> Result<u64, CapabilityError> {
+        // Validate first so a malformed topic is `invalid`, not a denial.
+        super::validate_topic(&topic)?;
+        self.grants.check(Action::BusPublish, &topic)?;
+        let payload = match payload {
+            wit::Payload::Json(text) => Payload::Json(text),
+            wit::Payload::Bytes(bytes) => Payload::Bytes(bytes),
+        };
+        Ok(self.bus.publish(&self.component, &topic, payload)?)
+    }
+}

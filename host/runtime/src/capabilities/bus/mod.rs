@@ -1,0 +1,258 @@
+//! The in-process event bus.
+//!
+//! Publishing assigns an id and fans the event out to every subscription
+//! whose filter accepts the topic. Each subscription has a bounded queue: a
+//! full queue drops the event for that subscriber and counts it, so a slow
+//! subscriber never slows publishers. Host-side observers (audit, tests,
+//! later SSE) get a broadcast copy of every event.
+
+mod host;
+
+pub use host::BusInstance;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::RwLock;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::config::BusConfig;
+
+/// Longest topic, in bytes.
+pub const MAX_TOPIC_BYTES: usize = 255;
+
+/// An event body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    Json(String),
+    Bytes(Vec<u8>),
+}
+
+impl Payload {
+    fn len(&self) -> usize {
+        match self {
+            Payload::Json(s) => s.len(),
+            Payload::Bytes(b) => b.len(),
+        }
+    }
+}
+
+/// One published event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: u64,
+    pub topic: String,
+    pub payload: Payload,
+    /// A component id, or `host`.
+    pub source: Arc<str>,
+    pub time_ms: u64,
+}
+
+impl Event {
+    /// The payload as JSON, when it is JSON.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        match &self.payload {
+            Payload::Json(text) => serde_json::from_str(text).ok(),
+            Payload::Bytes(_) => None,
+        }
+    }
+}
+
+/// Why a publish was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    #[error("invalid topic `{topic}`: {reason}")]
+    InvalidTopic { topic: String, reason: &'static str },
+    #[error("payload is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("payload of {size} bytes is over the bus limit of {limit} bytes (bus.max-payload-bytes)")]
+    TooLarge { size: usize, limit: usize },
+}
+
+/// Check that `topic` is dot.case: segments of `[a-z0-9_-]` starting with a
+/// letter or digit, separated by single dots.
+pub fn validate_topic(topic: &str) -> Result<(), BusError> {
+    let fail = |reason| Err(BusError::InvalidTopic { topic: topic.chars().take(64).collect(), reason });
+    if topic.is_empty() {
+        return fail("it is empty");
+    }
+    if topic.len() > MAX_TOPIC_BYTES {
+        return fail("it is longer than 255 bytes");
+    }
+    for segment in topic.split('.') {
+        let mut bytes = segment.bytes();
+        match bytes.next() {
+            None => return fail("it has an empty segment (`..`, or a leading or trailing dot)"),
+            Some(b) if !(b.is_ascii_lowercase() || b.is_ascii_digit()) => {
+                return fail("each segment must start with a-z or 0-9");
+            }
+            Some(_) => {}
+        }
+        if !bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
+            return fail("segments may only contain a-z, 0-9, `_` and `-`");
+        }
+    }
+    Ok(())
+}
+
+/// Bus counters since start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BusStats {
+    pub published: u64,
+    /// Events a subscriber handled successfully.
+    pub delivered: u64,
+    /// Events dropped because a subscriber's queue was full.
+    pub dropped: u64,
+    /// Events a subscriber's handler failed on.
+    pub failed: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    published: AtomicU64,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+}
+
+type TopicFilter = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
+struct Subscription {
+    id: u64,
+    filter: TopicFilter,
+    queue: mpsc::Sender<Arc<Event>>,
+}
+
+/// The bus. Cheap to share behind an `Arc`.
+pub struct Bus {
+    next_id: AtomicU64,
+    next_subscription: AtomicU64,
+    subscriptions: RwLock<Vec<Subscription>>,
+    observers: broadcast::Sender<Arc<Event>>,
+    counters: Counters,
+    config: BusConfig,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus").field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}
+
+impl Bus {
+    pub fn new(config: BusConfig) -> Self {
+        let (observers, _) = broadcast::channel(config.subscriber_queue.max(16));
+        Bus {
+            next_id: AtomicU64::new(1),
+            next_subscription: AtomicU64::new(1),
+            subscriptions: RwLock::new(Vec::new()),
+            observers,
+            counters: Counters::default(),
+            config,
+        }
+    }
+
+    /// Publish an event from `source`. Authorization is the caller's job
+    /// (see [`BusInstance`]); this checks the topic and payload only.
+    pub fn publish(&self, source: &str, topic: &str, payload: Payload) -> Result<u64, BusError> {
+        validate_topic(topic)?;
+        if payload.len() > self.config.max_payload_bytes {
+            return Err(BusError::TooLarge { size: payload.len(), limit: self.config.max_payload_bytes });
+        }
+        if let Payload::Json(text) = &payload {
+            serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| BusError::InvalidJson(e.to_string()))?;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let event = Arc::new(Event { id, topic: topic.to_string(), payload, source: source.into(), time_ms });
+        self.counters.published.fetch_add(1, Ordering::Relaxed);
+        for subscription in self.subscriptions.read().iter() {
+            if (subscription.filter)(topic) && subscription.queue.try_send(event.clone()).is_err() {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(topic, subscription = subscription.id, "subscriber queue full, event dropped");
+            }
+        }
+        // No observers is fine.
+        let _ = self.observers.send(event);
+        Ok(id)
+    }
+
+    /// Register a subscription: events whose topic passes `filter` are
+    /// queued (bounded by `bus.subscriber-queue`) on the returned receiver.
+    pub fn subscribe(
+        &self,
+        filter: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> (u64, mpsc::Receiver<Arc<Event>>) {
+        let (queue, receiver) = mpsc::channel(self.config.subscriber_queue.max(1));
+        let id = self.next_subscription.fetch_add(1, Ordering::Relaxed);
+        self.subscriptions.write().push(Subscription { id, filter: Box::new(filter), queue });
+        (id, receiver)
+    }
+
+    /// Remove a subscription; its receiver then ends after the queued events.
+    pub fn unsubscribe(&self, id: u64) {
+        self.subscriptions.write().retain(|s| s.id != id);
+    }
+
+    /// A copy of every event published from now on (lagging observers miss
+    /// events; see `tokio::sync::broadcast`).
+    pub fn observe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.observers.subscribe()
+    }
+
+    pub fn record_delivered(&self) {
+        self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_failed(&self) {
+        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stats(&self) -> BusStats {
+        BusStats {
+            published: self.counters.published.load(Ordering::Relaxed),
+            delivered: self.counters.delivered.load(Ordering::Relaxed),
+            dropped: self.counters.dropped.load(Ordering::Relaxed),
+            failed: self.counters.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics() {
+        for ok in ["a", "demo.hello", "a1.b_c.d-e", "0.x"] {
+            assert_eq!(validate_topic(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", ".a", "a.", "a..b", "A.b", "a b", "-a", "a.*", "é"] {
+            assert!(validate_topic(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_topic(&"a".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn bounded_queues_drop_and_count() {
+        let bus = Bus::new(BusConfig { subscriber_queue: 2, max_payload_bytes: 100 });
+        let (_, mut demo) = bus.subscribe(|t| t.starts_with("demo."));
+        for _ in 0..3 {
+            bus.publish("t", "demo.x", Payload::Json("1".into())).unwrap_or_else(|e| panic!("{e}"));
+        }
+        bus.publish("t", "other.x", Payload::Bytes(vec![1])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(bus.stats(), BusStats { published: 4, delivered: 0, dropped: 1, failed: 0 });
+        assert_eq!(demo.try_recv().map(|e| e.id).ok(), Some(1));
+        assert_eq!(demo.try_recv().map(|e| e.id).ok(), Some(2));
+        assert!(demo.try_recv().is_err());
+    }
+
+    #[test]
+    fn refuses_bad_payloads() {
+        let bus = Bus::new(BusConfig { subscriber_queue: 2, max_payload_bytes: 4 });
+        assert!(matches!(bus.publish("t", "a", Payload::Json("{".into())), Err(BusError::InvalidJson(_))));
+        assert!(matches!(bus.publish("t", "a", Payload::Bytes(vec![0; 5])), Err(BusError::TooLarge { .. })));
+        assert_eq!(bus.stats().published, 0);
+    }
+}

@@ -1,0 +1,30 @@
+//! `arw:host/config` for guests.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arw_policy::Action;
+
+use crate::authz::Grants;
+use crate::bindings::CapabilityError;
+use crate::bindings::tool::arw::host::config as wit;
+use crate::capabilities::ComponentCapabilities;
+
+#[derive(Debug)]
+pub struct ConfigInstance {
+    values: Arc<BTreeMap<String, String>>,
+    grants: Arc<Grants>,
+}
+
+impl ConfigInstance {
+    pub fn new(component: &ComponentCapabilities) -> Self {
+        ConfigInstance { values: component.config.clone(), grants: component.grants.clone() }
+    }
+}
+
+impl wit::Host for ConfigInstance {
+    async fn get(&mut self, key: String) -> Result<Option<String>, CapabilityError> {
+        self.grants.check(Action::ConfigRead, &key)?;
+        Ok(self.values.get(&key).cloned())
+    }
+}

@@ -1,0 +1,18 @@
+//! A component's own configuration: its manifest's `[config]` table with
+//! the host's `[components."<id>".config]` merged over it. Authorized per
+//! key as `config.read` on `Arw::ConfigKey::"<key>"`.
+
+mod host;
+
+pub use host::ConfigInstance;
+
+use std::collections::BTreeMap;
+
+/// Merge the host's overrides over the manifest's values.
+pub fn merge(manifest: &BTreeMap<String, String>, overrides: Option<&BTreeMap<String, String>>) -> BTreeMap<String, String> {
+    let mut values = manifest.clone();
+    if let Some(overrides) = overrides {
+        values.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    values
+}

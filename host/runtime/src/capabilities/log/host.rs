@@ -1,0 +1,68 @@
+//! `arw:host/log` for guests.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use arw_policy::Action;
+
+use super::{MAX_FIELDS, MAX_MESSAGE_BYTES};
+use crate::authz::Grants;
+use crate::bindings::CapabilityError;
+use crate::bindings::tool::arw::host::log as wit;
+use crate::capabilities::ComponentCapabilities;
+
+#[derive(Debug)]
+pub struct LogInstance {
+    component: Arc<str>,
+    grants: Arc<Grants>,
+}
+
+impl LogInstance {
+    pub fn new(component: &ComponentCapabilities) -> Self {
+        LogInstance { component: component.component.clone(), grants: component.grants.clone() }
+    }
+}
+
+fn level_name(level: wit::Level) -> &'static str {
+    match level {
+        wit::Level::Trace => "trace",
+        wit::Level::Debug => "debug",
+        wit::Level::Info => "info",
+        wit::Level::Warn => "warn",
+        wit::Level::Error => "error",
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
+}
+
+impl wit::Host for LogInstance {
+    async fn write(
+        &mut self,
+        level: wit::Level,
+        message: String,
+        fields: Vec<wit::Field>,
+    ) -> Result<(), CapabilityError> {
+        self.grants.check(Action::LogWrite, level_name(level))?;
+        let mut rendered = String::new();
+        for field in fields.iter().take(MAX_FIELDS) {
+            let _ = write!(rendered, "{}={:?} ", truncate(&field.key, 64), truncate(&field.value, 1024));
+        }
+        let rendered = rendered.trim_end();
+        let message = truncate(&message, MAX_MESSAGE_BYTES);
+        let component = &*self.component;
+        match level {
+            wit::Level::Trace => tracing::trace!(target: "arw::guest", component, fields = rendered, "{message}"),
+            wit::Level::Debug => tracing::debug!(target: "arw::guest", component, fields = rendered, "{message}"),
+            wit::Level::Info => tracing::info!(target: "arw::guest", component, fields = rendered, "{message}"),
+            wit::Level::Warn => tracing::warn!(target: "arw::guest", component, fields = rendered, "{message}"),
+            wit::Level::Error => tracing::error!(target: "arw::guest", component, fields = rendered, "{message}"),
+        }
+        Ok(())
+    }
+}

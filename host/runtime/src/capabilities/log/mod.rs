@@ -1,0 +1,12 @@
+//! Guest logging into the host's `tracing` output, tagged with the
+//! component's identity (target `arw::guest`). Authorized per level as
+//! `log.write` on `Arw::LogLevel::"<level>"`.
+
+mod host;
+
+pub use host::LogInstance;
+
+/// Longest message kept, in bytes; longer ones are truncated (and say so).
+pub const MAX_MESSAGE_BYTES: usize = 8 << 10;
+/// Most fields kept per record.
+pub const MAX_FIELDS: usize = 32;

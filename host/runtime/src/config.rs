@@ -1,0 +1,87 @@
+//! The host's configuration. Every section has working defaults sized for
+//! a small device; the CLI layers a TOML file and `ARW_*` environment
+//! variables on top (see `docs/configuration.md`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HostConfig {
+    /// Where the host keeps durable state (the kv store). The CLI defaults it
+    /// to `$XDG_STATE_HOME/arw`.
+    pub state_dir: Option<PathBuf>,
+    /// A directory of `*.cedar` policies; unset means the embedded defaults.
+    pub policies_dir: Option<PathBuf>,
+    /// A directory of component manifests (`*.toml`) and their `.wasm`
+    /// files; unset means the embedded first-party components.
+    pub components_dir: Option<PathBuf>,
+    pub engine: EngineConfig,
+    pub kv: KvConfig,
+    pub bus: BusConfig,
+    /// Per-component overrides, keyed by component id (`arw:announce`).
+    pub components: BTreeMap<String, ComponentOverrides>,
+}
+
+/// Sizing of the wasmtime engine and its pooling allocator.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EngineConfig {
+    /// Component instances that can be live at once, across all components
+    /// (each tool call and each subscriber delivery uses one).
+    pub max_instances: u32,
+    /// Upper bound on any component's linear memory, in MiB: the size of a
+    /// pool slot. A manifest may ask for less, never more.
+    pub max_memory_mib: u64,
+    /// How often the epoch ticker fires, in milliseconds: the granularity of
+    /// per-call deadlines.
+    pub epoch_tick_ms: u64,
+    /// Maximum wasm stack per call, in KiB.
+    pub max_wasm_stack_kib: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { max_instances: 64, max_memory_mib: 64, epoch_tick_ms: 5, max_wasm_stack_kib: 512 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KvConfig {
+    /// Largest value a component may store, in bytes.
+    pub max_value_bytes: usize,
+    /// Largest key, in bytes.
+    pub max_key_bytes: usize,
+}
+
+impl Default for KvConfig {
+    fn default() -> Self {
+        KvConfig { max_value_bytes: 1 << 20, max_key_bytes: 1024 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BusConfig {
+    /// Events queued per subscriber before new ones are dropped (and counted).
+    pub subscriber_queue: usize,
+    /// Largest event payload, in bytes.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig { subscriber_queue: 1024, max_payload_bytes: 256 << 10 }
+    }
+}
+
+/// What the host operator overrides for one component.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ComponentOverrides {
+    /// Merged over the manifest's `[config]`; these win.
+    pub config: BTreeMap<String, String>,
+}

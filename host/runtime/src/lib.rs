@@ -1,0 +1,32 @@
+//! The ARW host: runs WebAssembly components on wasmtime and hands them
+//! capabilities, each use of which Cedar authorizes.
+//!
+//! The crate is laid out the way a call flows through it:
+//!
+//! | module | job |
+//! |---|---|
+//! | [`config`] | the host's configuration (engine pool, kv and bus caps, per-component overrides) |
+//! | [`manifest`] | a component's manifest: id, version, worlds, requested capabilities, limits, config |
+//! | [`source`] | where components come from ([`source::ComponentSource`]): a directory, embedded bytes |
+//! | [`runtime`] | the wasmtime engine, linker, stores and the per-call path |
+//! | [`authz`] | the one authorization chokepoint every capability call and tool call goes through |
+//! | [`capabilities`] | one unit per capability: `bus`, `kv`, `log`, `config` |
+//! | [`host`] | [`Host`]: start, call tools, list components, shut down |
+//!
+//! WIT bindings are generated in one place, [`bindings`].
+
+pub mod authz;
+pub mod bindings;
+pub mod capabilities;
+pub mod config;
+pub mod error;
+pub mod host;
+pub mod manifest;
+pub mod runtime;
+pub mod source;
+
+pub use arw_policy as policy;
+pub use config::HostConfig;
+pub use error::{CallError, HostError, LoadError};
+pub use host::{Caller, ComponentInfo, GrantInfo, Host, ToolInfo};
+pub use manifest::Manifest;

@@ -1,0 +1,322 @@
+//! Component manifests: what a component is and what it asks for.
+//!
+//! ```toml
+//! id = "arw:announce"
+//! version = "0.1.0"
+//! worlds = ["tool"]
+//! description = "Publishes its input on a bus topic"
+//!
+//! [limits]
+//! memory-mib = 16
+//! timeout-ms = 1000
+//! concurrency = 8
+//!
+//! [[capabilities]]
+//! action = "bus.publish"
+//! resource = "demo.*"
+//!
+//! [config]
+//! topic = "demo.announce"
+//! ```
+//!
+//! A manifest only *requests*: a capability is usable when it is requested
+//! here **and** Cedar permits it. Patterns in `resource` use `*` for "any
+//! run of characters".
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use arw_policy::Action;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A component id, `namespace:name`, both parts `[a-z0-9-]`, starting with
+/// a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ComponentId {
+    full: String,
+    colon: usize,
+}
+
+impl ComponentId {
+    pub fn as_str(&self) -> &str {
+        &self.full
+    }
+    pub fn namespace(&self) -> &str {
+        self.full.get(..self.colon).unwrap_or_default()
+    }
+    pub fn name(&self) -> &str {
+        self.full.get(self.colon + 1..).unwrap_or_default()
+    }
+}
+
+impl FromStr for ComponentId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("invalid component id `{s}`: expected `namespace:name` using a-z, 0-9 and `-`");
+        let (ns, name) = s.split_once(':').ok_or_else(bad)?;
+        let part_ok = |p: &str| {
+            !p.is_empty()
+                && p.len() <= 64
+                && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && p.bytes().next().is_some_and(|b| b != b'-')
+        };
+        if !part_ok(ns) || !part_ok(name) {
+            return Err(bad());
+        }
+        Ok(ComponentId { full: s.to_string(), colon: ns.len() })
+    }
+}
+
+impl fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+
+impl Serialize for ComponentId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.full)
+    }
+}
+
+impl<'de> Deserialize<'de> for ComponentId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The worlds of `wit/` a component can target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum World {
+    /// `arw:host/tool`: exports `tool-handler`.
+    Tool,
+    /// `arw:host/subscriber`: exports `event-handler`.
+    Subscriber,
+}
+
+impl World {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            World::Tool => "tool",
+            World::Subscriber => "subscriber",
+        }
+    }
+
+    /// The export a component of this world must have.
+    pub fn required_export(self) -> &'static str {
+        match self {
+            World::Tool => crate::bindings::exports::TOOL_HANDLER,
+            World::Subscriber => crate::bindings::exports::EVENT_HANDLER,
+        }
+    }
+}
+
+impl fmt::Display for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One requested capability: an action on resources matching a pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapabilityRequest {
+    #[serde(serialize_with = "ser_action", deserialize_with = "de_action")]
+    pub action: Action,
+    /// A resource name, or a pattern where `*` matches any run of characters.
+    pub resource: String,
+}
+
+impl CapabilityRequest {
+    /// Does this request cover `action` on `resource`?
+    pub fn covers(&self, action: Action, resource: &str) -> bool {
+        self.action == action && glob_match(&self.resource, resource)
+    }
+}
+
+fn ser_action<S: Serializer>(a: &Action, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(a.as_str())
+}
+
+fn de_action<'de, D: Deserializer<'de>>(d: D) -> Result<Action, D::Error> {
+    String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+}
+
+/// `*` matches any run of characters (including none); everything else is
+/// literal.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else { return rest.is_empty() };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = rest.get(i + part.len()..).unwrap_or_default(),
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// Resource limits for each call of the component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Limits {
+    /// Linear memory cap per instance, MiB.
+    pub memory_mib: u64,
+    /// Wall-clock deadline per call, milliseconds.
+    pub timeout_ms: u64,
+    /// Calls of this component that may run at once; more wait (up to the
+    /// deadline) for a slot.
+    pub concurrency: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory_mib: 32, timeout_ms: 1000, concurrency: 8 }
+    }
+}
+
+/// A component's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Manifest {
+    pub id: ComponentId,
+    pub version: semver::Version,
+    /// The worlds the component implements (at least one).
+    pub worlds: Vec<World>,
+    #[serde(default)]
+    pub description: String,
+    /// For components loaded from a directory: the `.wasm` file, relative to
+    /// the manifest. Defaults to the manifest's file name with `.wasm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<PathBuf>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub capabilities: Vec<CapabilityRequest>,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// Why a manifest was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ManifestError {
+    pub message: String,
+}
+
+impl Manifest {
+    /// Parse and check a manifest.
+    pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError { message: e.to_string() })?;
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    fn check(&self) -> Result<(), ManifestError> {
+        let fail = |message: String| Err(ManifestError { message });
+        if self.worlds.is_empty() {
+            return fail("`worlds` is empty: list at least one of \"tool\", \"subscriber\"".into());
+        }
+        let Limits { memory_mib, timeout_ms, concurrency } = self.limits;
+        if memory_mib == 0 || timeout_ms == 0 || concurrency == 0 {
+            return fail("`limits` must all be greater than zero".into());
+        }
+        for request in &self.capabilities {
+            if request.resource.is_empty() {
+                return fail(format!("capability `{}` has an empty `resource`", request.action));
+            }
+            if request.action == Action::ToolInvoke {
+                return fail("components cannot request `tool.invoke` yet".into());
+            }
+            if request.action == Action::BusSubscribe && !self.worlds.contains(&World::Subscriber) {
+                return fail("`bus.subscribe` is requested but `worlds` does not include \"subscriber\"".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The requests for one action.
+    pub fn requests(&self, action: Action) -> impl Iterator<Item = &CapabilityRequest> {
+        self.capabilities.iter().filter(move |r| r.action == action)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob() {
+        assert!(glob_match("demo.*", "demo.x"));
+        assert!(glob_match("demo.*", "demo."));
+        assert!(!glob_match("demo.*", "demox"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("a*b*c", "aXbYc"));
+        assert!(!glob_match("a*b*c", "aXbY"));
+        assert!(glob_match("exact", "exact"));
+        assert!(!glob_match("exact", "exact2"));
+        assert!(glob_match("*.log", "a.log"));
+        assert!(!glob_match("ab*ba", "aba"));
+    }
+
+    #[test]
+    fn ids() {
+        let id: ComponentId = "arw:text-stats".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((id.namespace(), id.name()), ("arw", "text-stats"));
+        for bad in ["", "arw", ":x", "x:", "A:b", "a:b:c", "a:-b", "../x:y", "a:b c"] {
+            assert!(bad.parse::<ComponentId>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn parse_full_manifest() {
+        let m = Manifest::parse(
+            r#"
+            id = "arw:announce"
+            version = "0.1.0"
+            worlds = ["tool"]
+            [limits]
+            memory-mib = 8
+            [[capabilities]]
+            action = "bus.publish"
+            resource = "demo.*"
+            [config]
+            topic = "demo.x"
+            "#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.limits, Limits { memory_mib: 8, ..Limits::default() });
+        assert!(m.capabilities[0].covers(Action::BusPublish, "demo.a"));
+        assert!(!m.capabilities[0].covers(Action::BusSubscribe, "demo.a"));
+    }
+
+    #[test]
+    fn bad_manifests_say_why() {
+        let cases = [
+            ("id = \"x\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]", "invalid component id"),
+            ("id = \"a:b\"\nversion = \"one\"\nworlds = [\"tool\"]", "version"),
+            ("id = \"a:b\"\nversion = \"1.0.0\"\nworlds = []", "`worlds` is empty"),
+            ("id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"gate\"]", "unknown variant"),
+            ("id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\ncolour = 1", "unknown field"),
+            (
+                "id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n[[capabilities]]\naction = \"kv.delete\"\nresource = \"x\"",
+                "unknown action",
+            ),
+            (
+                "id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n[[capabilities]]\naction = \"bus.subscribe\"\nresource = \"x\"",
+                "subscriber",
+            ),
+            ("id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n[limits]\ntimeout-ms = 0", "greater than zero"),
+        ];
+        for (text, expected) in cases {
+            let err = Manifest::parse(text).err().unwrap_or_else(|| panic!("accepted: {text}"));
+            assert!(err.message.contains(expected), "{text:?} gave {err}");
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Running one tool call or one event delivery on a fresh instance.
+
+use arw_policy::PrincipalHandle;
+
+use super::Runtime;
+use super::component::LoadedComponent;
+use super::store::{DeadlineExceeded, MemoryCapExceeded, new_store};
+use crate::bindings::tool::arw::host::bus as wit_bus;
+use crate::capabilities::bus::{Event, Payload};
+use crate::error::CallError;
+
+impl Runtime {
+    /// Call the tool of `component` with `input` on behalf of `caller`:
+    /// authorize, wait for a slot, instantiate, invoke, check the output.
+    pub async fn invoke(
+        &self,
+        caller: &PrincipalHandle,
+        component: &LoadedComponent,
+        input: &str,
+    ) -> Result<serde_json::Value, CallError> {
+        let Some((pre, descriptor)) = component.tool.as_ref() else {
+            return Err(CallError::UnknownTool { name: component.id().into(), available: String::new() });
+        };
+        let tool = descriptor.name.as_str();
+        self.gate.authorize(caller, None, arw_policy::Action::ToolInvoke, tool, Some(component.id()))?;
+        serde_json::from_str::<serde::de::IgnoredAny>(input).map_err(|e| CallError::InvalidInput(e.to_string()))?;
+
+        let timeout = component.timeout();
+        let _slot = tokio::time::timeout(timeout, component.slots.acquire())
+            .await
+            .map_err(|_| CallError::Busy { tool: tool.into(), concurrency: component.manifest.limits.concurrency })?
+            .map_err(|_| CallError::ShuttingDown)?;
+
+        let mut store =
+            new_store(&self.engine, &self.capabilities, &component.capabilities, component.memory_limit(), timeout);
+        let trap = |e: wasmtime::Error| classify(tool, component, e);
+        let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
+        let output = instance.arw_host_tool_handler().call_invoke(&mut store, input).await.map_err(trap)?;
+        match output {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| CallError::InvalidOutput { tool: tool.into(), message: e.to_string() }),
+            Err(e) => Err(CallError::Tool { tool: tool.into(), code: e.code, message: e.message }),
+        }
+    }
+
+    /// Deliver one bus event to a subscriber component.
+    pub async fn deliver(&self, component: &LoadedComponent, event: &Event) -> Result<(), CallError> {
+        let Some(pre) = component.subscriber.as_ref() else {
+            return Ok(());
+        };
+        let name = component.id();
+        let mut store = new_store(
+            &self.engine,
+            &self.capabilities,
+            &component.capabilities,
+            component.memory_limit(),
+            component.timeout(),
+        );
+        let trap = |e: wasmtime::Error| classify(name, component, e);
+        let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
+        let event = wit_bus::Event {
+            id: event.id,
+            topic: event.topic.clone(),
+            payload: match &event.payload {
+                Payload::Json(text) => wit_bus::Payload::Json(text.clone()),
+                Payload::Bytes(bytes) => wit_bus::Payload::Bytes(bytes.clone()),
+            },
+            source: event.source.to_string(),
+            time_ms: event.time_ms,
+        };
+        instance
+            .arw_host_event_handler()
+            .call_handle(&mut store, &event)
+            .await
+            .map_err(trap)?
+            .map_err(|message| CallError::Tool { tool: name.into(), code: "handler-error".into(), message })
+    }
+}
+
+/// Turn a wasmtime error into the call error that explains it.
+fn classify(tool: &str, component: &LoadedComponent, error: wasmtime::Error) -> CallError {
+    if error.downcast_ref::<DeadlineExceeded>().is_some()
+        || error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt)
+    {
+        return CallError::Timeout { tool: tool.into(), limit_ms: component.manifest.limits.timeout_ms };
+    }
+    if error.downcast_ref::<MemoryCapExceeded>().is_some() {
+        return CallError::MemoryLimit { tool: tool.into(), limit_mib: component.manifest.limits.memory_mib };
+    }
+    CallError::Trap { tool: tool.into(), message: format!("{error:#}") }
+}

@@ -1,0 +1,251 @@
+//! Loading one component: from bytes and a manifest to something callable.
+//!
+//! The steps, each with its own error: manifest checks against the host's
+//! limits → "is this a component at all" → compile → does it export what
+//! its worlds require → link (`InstancePre`) → health check (`describe`
+//! for tools).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arw_policy::{Action, Principal};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, InstancePre};
+
+use super::Runtime;
+use super::store::{InstanceState, new_store};
+use crate::authz::Grants;
+use crate::bindings::subscriber::SubscriberPre;
+use crate::bindings::tool::ToolPre;
+use crate::capabilities::{ComponentCapabilities, config};
+use crate::error::LoadError;
+use crate::manifest::{Manifest, World};
+use crate::source::ComponentPackage;
+
+/// What a tool says about itself (its `describe` export), schemas parsed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolDescriptor {
+    pub name: String,
+    pub version: String,
+    pub summary: String,
+    pub input_schema: serde_json::Value,
+    pub output_schema: serde_json::Value,
+}
+
+/// A component ready to be called: compiled, linked and health-checked.
+pub struct LoadedComponent {
+    pub manifest: Manifest,
+    /// Where it came from, for messages (`embedded:text-stats`, a path).
+    pub origin: String,
+    /// `sha256:<hex>` of the component bytes.
+    pub digest: String,
+    pub(crate) tool: Option<(ToolPre<InstanceState>, ToolDescriptor)>,
+    pub(crate) subscriber: Option<SubscriberPre<InstanceState>>,
+    pub(crate) capabilities: ComponentCapabilities,
+    /// One permit per concurrent call (`limits.concurrency`).
+    pub(crate) slots: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for LoadedComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedComponent")
+            .field("id", &self.manifest.id)
+            .field("version", &self.manifest.version)
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedComponent {
+    pub fn id(&self) -> &str {
+        self.manifest.id.as_str()
+    }
+
+    pub fn tool(&self) -> Option<&ToolDescriptor> {
+        self.tool.as_ref().map(|(_, d)| d)
+    }
+
+    pub fn grants(&self) -> &Arc<Grants> {
+        &self.capabilities.grants
+    }
+
+    pub(crate) fn memory_limit(&self) -> usize {
+        usize::try_from(self.manifest.limits.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        Duration::from_millis(self.manifest.limits.timeout_ms)
+    }
+}
+
+/// A core module's preamble is `\0asm` then version 1 (`01 00 00 00`); a
+/// component's is `\0asm` then `0d 00 01 00` (version 13, layer 1).
+fn is_core_module(wasm: &[u8]) -> bool {
+    wasm.get(4..8) == Some(&[1, 0, 0, 0])
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+impl Runtime {
+    /// Load one component package. Nothing about the host changes if this
+    /// fails.
+    pub async fn load(&self, package: ComponentPackage) -> Result<LoadedComponent, LoadError> {
+        let ComponentPackage { manifest, wasm, origin } = package;
+        let limits = &manifest.limits;
+        if limits.memory_mib > self.config.engine.max_memory_mib {
+            return Err(LoadError::Limits {
+                origin,
+                message: format!(
+                    "limits.memory-mib = {} is over the host's engine.max-memory-mib = {}; \
+                     lower the manifest's limit or raise the host's",
+                    limits.memory_mib, self.config.engine.max_memory_mib
+                ),
+            });
+        }
+        if !wasm.starts_with(b"\0asm") {
+            return Err(LoadError::NotWasm { origin });
+        }
+        if is_core_module(&wasm) {
+            return Err(LoadError::CoreModule { origin });
+        }
+        let digest = digest(&wasm);
+
+        // Compiling takes milliseconds to seconds: keep it off the executor.
+        let engine = self.engine.clone();
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &wasm))
+            .await
+            .map_err(|e| LoadError::Compile { origin: origin.clone(), message: e.to_string() })?
+            .map_err(|e| LoadError::Compile { origin: origin.clone(), message: format!("{e:#}") })?;
+
+        let exports: Vec<String> =
+            component.component_type().exports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        for world in &manifest.worlds {
+            let export = world.required_export();
+            if !exports.iter().any(|e| e == export) {
+                return Err(LoadError::WrongWorld {
+                    origin,
+                    world: world.to_string(),
+                    export: export.into(),
+                    found: if exports.is_empty() { "nothing".into() } else { exports.join(", ") },
+                });
+            }
+        }
+
+        let pre: InstancePre<InstanceState> = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link { origin: origin.clone(), message: format!("{e:#}") })?;
+        let link = |e: wasmtime::Error| LoadError::Link { origin: origin.clone(), message: format!("{e:#}") };
+
+        let authorizer = self.gate.authorizer();
+        let principal = authorizer.principal(Principal::component(
+            manifest.id.as_str(),
+            manifest.version.to_string(),
+            manifest.id.namespace(),
+            digest.clone(),
+        ));
+        let grants = Arc::new(Grants::new(principal, manifest.capabilities.clone(), self.gate.clone()));
+        let capabilities = ComponentCapabilities {
+            component: manifest.id.as_str().into(),
+            grants,
+            config: Arc::new(config::merge(
+                &manifest.config,
+                self.config.components.get(manifest.id.as_str()).map(|o| &o.config),
+            )),
+        };
+
+        let subscriber = if manifest.worlds.contains(&World::Subscriber) {
+            Some(SubscriberPre::new(pre.clone()).map_err(link)?)
+        } else {
+            None
+        };
+        let mut loaded = LoadedComponent {
+            slots: Arc::new(Semaphore::new(manifest.limits.concurrency as usize)),
+            manifest,
+            origin: origin.clone(),
+            digest,
+            tool: None,
+            subscriber,
+            capabilities,
+        };
+        if loaded.manifest.worlds.contains(&World::Tool) {
+            let tool_pre = ToolPre::new(pre).map_err(link)?;
+            let descriptor = self.describe(&loaded, &tool_pre).await?;
+            loaded.tool = Some((tool_pre, descriptor));
+        }
+        tracing::debug!(component = loaded.id(), digest = %loaded.digest, "loaded");
+        Ok(loaded)
+    }
+
+    /// The tool health check: instantiate, call `describe`, check the answer.
+    async fn describe(
+        &self,
+        component: &LoadedComponent,
+        pre: &ToolPre<InstanceState>,
+    ) -> Result<ToolDescriptor, LoadError> {
+        let fail = |message: String| LoadError::Health { origin: component.origin.clone(), message };
+        let mut store = new_store(
+            &self.engine,
+            &self.capabilities,
+            &component.capabilities,
+            component.memory_limit(),
+            component.timeout(),
+        );
+        let instance = pre.instantiate_async(&mut store).await.map_err(|e| fail(format!("{e:#}")))?;
+        let d = instance.arw_host_tool_handler().call_describe(&mut store).await.map_err(|e| fail(format!("{e:#}")))?;
+        let valid_name = !d.name.is_empty()
+            && d.name.len() <= 64
+            && d.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid_name {
+            return Err(fail(format!("tool name `{}` must be 1-64 characters of a-z, 0-9 and `-`", d.name)));
+        }
+        let schema = |which: &str, text: &str| {
+            serde_json::from_str::<serde_json::Value>(text)
+                .map_err(|e| fail(format!("{which} schema of `{}` is not JSON: {e}", d.name)))
+        };
+        Ok(ToolDescriptor {
+            input_schema: schema("input", &d.input_schema)?,
+            output_schema: schema("output", &d.output_schema)?,
+            name: d.name,
+            version: d.version,
+            summary: d.summary,
+        })
+    }
+}
+
+/// One requested capability of a component and Cedar's answer for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GrantDecision {
+    pub action: Action,
+    pub resource: String,
+    pub allowed: bool,
+    pub reason: String,
+}
+
+impl LoadedComponent {
+    /// Cedar's decision for each requested capability. A pattern is asked
+    /// about literally (a resource named `demo.*`), which a policy using
+    /// `like "demo.*"` permits.
+    pub fn grant_decisions(&self) -> Vec<GrantDecision> {
+        let grants = self.grants();
+        let authorizer = self.capabilities.grants.gate().authorizer();
+        grants
+            .requested()
+            .iter()
+            .map(|r| {
+                let d = authorizer.decide(grants.principal(), r.action, &r.resource);
+                GrantDecision {
+                    action: r.action,
+                    resource: r.resource.clone(),
+                    allowed: d.allowed(),
+                    reason: d.reason().to_string(),
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,51 @@
+//! The wasmtime side of the host: one engine, one linker, a store per call.
+//!
+//! - [`engine`]: the `Engine` (pooling allocator, epoch interruption) and
+//!   its epoch ticker;
+//! - [`store`]: what lives in a `Store` (WASI context, capability instances,
+//!   memory limiter) and how a store is set up for one call;
+//! - [`component`]: loading a component: checks, compile, link, health check;
+//! - [`call`]: running one tool call or one event delivery;
+//! - [`subscriber`]: the worker that feeds bus events to a subscriber.
+
+pub mod call;
+pub mod component;
+pub mod engine;
+pub mod store;
+pub mod subscriber;
+
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+use store::InstanceState;
+
+/// Build the linker every component is linked against: WASI p2 (with
+/// nothing granted: see [`store::new_store`]) plus ARW's capabilities.
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<InstanceState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    crate::capabilities::add_to_linker(&mut linker)?;
+    Ok(linker)
+}
+
+use std::sync::Arc;
+
+use crate::authz::Gate;
+use crate::capabilities::Capabilities;
+use crate::config::HostConfig;
+
+/// What every load and every call needs: the engine, the linker, the
+/// host-wide capability state and the gate. One per host.
+pub struct Runtime {
+    pub engine: Engine,
+    pub linker: Linker<InstanceState>,
+    pub capabilities: Capabilities,
+    pub gate: Arc<Gate>,
+    pub config: HostConfig,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("config", &self.config).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,137 @@
+//! Where components come from.
+//!
+//! The host loads through one interface, [`ComponentSource`]: today a
+//! directory of manifests and `.wasm` files, or components embedded in the
+//! binary; the signed registry plugs in here next.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use crate::error::LoadError;
+use crate::manifest::Manifest;
+
+/// A component's bytes with its parsed manifest.
+#[derive(Debug, Clone)]
+pub struct ComponentPackage {
+    pub manifest: Manifest,
+    pub wasm: Cow<'static, [u8]>,
+    /// Where it came from, for messages.
+    pub origin: String,
+}
+
+/// A provider of component packages. Each package is returned separately
+/// so that one bad component does not keep the others from loading.
+pub trait ComponentSource: Send + Sync {
+    /// Human-readable description of the source, for logs.
+    fn describe(&self) -> String;
+    /// Every package, or the reason each one could not be read.
+    fn packages(&self) -> Vec<Result<ComponentPackage, LoadError>>;
+}
+
+/// Components built into the binary: (manifest text, wasm bytes) pairs.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddedSource {
+    entries: Vec<(String, &'static str, &'static [u8])>,
+}
+
+impl EmbeddedSource {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a component called `name` (for messages).
+    pub fn with(mut self, name: &str, manifest: &'static str, wasm: &'static [u8]) -> Self {
+        self.entries.push((format!("embedded:{name}"), manifest, wasm));
+        self
+    }
+}
+
+impl ComponentSource for EmbeddedSource {
+    fn describe(&self) -> String {
+        format!("{} embedded components", self.entries.len())
+    }
+
+    fn packages(&self) -> Vec<Result<ComponentPackage, LoadError>> {
+        self.entries
+            .iter()
+            .map(|(origin, manifest, wasm)| {
+                let manifest = Manifest::parse(manifest)
+                    .map_err(|e| LoadError::Manifest { origin: origin.clone(), message: e.message })?;
+                Ok(ComponentPackage { manifest, wasm: Cow::Borrowed(wasm), origin: origin.clone() })
+            })
+            .collect()
+    }
+}
+
+/// A directory of `NAME.toml` manifests, each next to its component
+/// (`NAME.wasm`, or the manifest's `component` path, relative to it).
+#[derive(Debug, Clone)]
+pub struct DirectorySource {
+    dir: PathBuf,
+    /// Refuse component files larger than this.
+    max_component_bytes: u64,
+}
+
+/// Default cap on a component file: large enough for Python and
+/// JavaScript components (~20 MB), small enough to refuse junk early.
+pub const DEFAULT_MAX_COMPONENT_BYTES: u64 = 64 << 20;
+
+impl DirectorySource {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        DirectorySource { dir: dir.into(), max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES }
+    }
+
+    fn package(&self, manifest_path: &Path) -> Result<ComponentPackage, LoadError> {
+        let origin = manifest_path.display().to_string();
+        let io = |source| LoadError::Io { origin: origin.clone(), source };
+        let text = std::fs::read_to_string(manifest_path).map_err(io)?;
+        let manifest =
+            Manifest::parse(&text).map_err(|e| LoadError::Manifest { origin: origin.clone(), message: e.message })?;
+        let wasm_path = match &manifest.component {
+            Some(path) if path.is_absolute() || path.components().any(|c| c == std::path::Component::ParentDir) => {
+                return Err(LoadError::Manifest {
+                    origin,
+                    message: format!(
+                        "`component = {:?}` must be a relative path inside the manifest's directory",
+                        path.display().to_string()
+                    ),
+                });
+            }
+            Some(path) => self.dir.join(path),
+            None => manifest_path.with_extension("wasm"),
+        };
+        let wasm_origin = wasm_path.display().to_string();
+        let size = std::fs::metadata(&wasm_path)
+            .map_err(|source| LoadError::Io { origin: wasm_origin.clone(), source })?
+            .len();
+        if size > self.max_component_bytes {
+            return Err(LoadError::Limits {
+                origin: wasm_origin,
+                message: format!("component is {size} bytes, over the limit of {} bytes", self.max_component_bytes),
+            });
+        }
+        let wasm =
+            std::fs::read(&wasm_path).map_err(|source| LoadError::Io { origin: wasm_origin.clone(), source })?;
+        Ok(ComponentPackage { manifest, wasm: Cow::Owned(wasm), origin: wasm_origin })
+    }
+}
+
+impl ComponentSource for DirectorySource {
+    fn describe(&self) -> String {
+        format!("directory {}", self.dir.display())
+    }
+
+    fn packages(&self) -> Vec<Result<ComponentPackage, LoadError>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(source) => return vec![Err(LoadError::Io { origin: self.dir.display().to_string(), source })],
+        };
+        let mut manifests: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+            .collect();
+        manifests.sort();
+        manifests.iter().map(|m| self.package(m)).collect()
+    }
+}

@@ -142,6 +142,17 @@ impl Authorizer {
         self.decide_inner(who, Action::ToolInvoke, tool, Some(component))
     }
 
+    /// The cached decision, if there is one under the current policies;
+    /// never evaluates. Lets callers that run where Cedar must not (on a
+    /// guest's fiber stack, where Cedar's stack-depth check misfires) take
+    /// the fast path inline and evaluate elsewhere on a miss.
+    pub fn cached(&self, who: &PrincipalHandle, action: Action, resource: &str) -> Option<Decision> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let hit = who.cache.get(generation, action, resource)?;
+        self.counters.record(action, hit.allowed);
+        Some(hit)
+    }
+
     /// Evaluate without the cache (for benchmarks and diagnostics).
     pub fn decide_uncached(&self, who: &PrincipalHandle, action: Action, resource: &str) -> Decision {
         self.evaluate(who, action, resource, None)

@@ -11,6 +11,11 @@
 //! A refusal is a [`Denied`] value (turned into the WIT error `denied` for
 //! guests), never a trap, and is published on the bus as an `audit.denied`
 //! event.
+//!
+//! Cedar must not evaluate on a guest's fiber stack (its stack-depth guard
+//! cannot see the fiber's bounds and reports "recursion limit reached"), so
+//! capability calls use [`Grants::check`], which answers cached decisions
+//! inline and evaluates misses on a blocking thread.
 
 use std::sync::Arc;
 
@@ -59,7 +64,32 @@ impl Gate {
         resource: &str,
         tool_component: Option<&str>,
     ) -> Result<(), Denied> {
-        let refusal = match self.evaluate(who, requested, action, resource, tool_component) {
+        let verdict = self.evaluate(who, requested, action, resource, tool_component, Evaluate::Always);
+        self.conclude(who, action, resource, verdict.unwrap_or_else(|| Err("not evaluated".into())))
+    }
+
+    /// [`Gate::authorize`] if the answer needs no Cedar evaluation (the
+    /// manifest refuses it, or the decision is cached); `None` otherwise.
+    fn authorize_without_evaluating(
+        &self,
+        who: &PrincipalHandle,
+        requested: Option<&[CapabilityRequest]>,
+        action: Action,
+        resource: &str,
+    ) -> Option<Result<(), Denied>> {
+        let verdict = self.evaluate(who, requested, action, resource, None, Evaluate::CachedOnly)?;
+        Some(self.conclude(who, action, resource, verdict))
+    }
+
+    /// Turn a verdict into the result, auditing a refusal.
+    fn conclude(
+        &self,
+        who: &PrincipalHandle,
+        action: Action,
+        resource: &str,
+        verdict: Result<(), String>,
+    ) -> Result<(), Denied> {
+        let refusal = match verdict {
             Ok(()) => return Ok(()),
             Err(reason) => reason,
         };
@@ -90,9 +120,11 @@ impl Gate {
         action: Action,
         resource: &str,
     ) -> bool {
-        self.evaluate(who, requested, action, resource, None).is_ok()
+        matches!(self.evaluate(who, requested, action, resource, None, Evaluate::Always), Some(Ok(())))
     }
 
+    /// The verdict: `Err(reason)` for a refusal. `None` only with
+    /// [`Evaluate::CachedOnly`] when Cedar would have to evaluate.
     fn evaluate(
         &self,
         who: &PrincipalHandle,
@@ -100,18 +132,26 @@ impl Gate {
         action: Action,
         resource: &str,
         tool_component: Option<&str>,
-    ) -> Result<(), String> {
+        mode: Evaluate,
+    ) -> Option<Result<(), String>> {
         if let Some(requested) = requested {
             if !requested.iter().any(|r| r.covers(action, resource)) {
-                return Err("not requested in its manifest".into());
+                return Some(Err("not requested in its manifest".into()));
             }
         }
-        let decision = match tool_component {
-            Some(component) => self.authorizer.decide_tool(who, resource, component),
-            None => self.authorizer.decide(who, action, resource),
+        let decision = match (mode, tool_component) {
+            (Evaluate::CachedOnly, _) => self.authorizer.cached(who, action, resource)?,
+            (Evaluate::Always, Some(component)) => self.authorizer.decide_tool(who, resource, component),
+            (Evaluate::Always, None) => self.authorizer.decide(who, action, resource),
         };
-        if decision.allowed() { Ok(()) } else { Err(decision.reason().to_string()) }
+        Some(if decision.allowed() { Ok(()) } else { Err(decision.reason().to_string()) })
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Evaluate {
+    Always,
+    CachedOnly,
 }
 
 /// A component's standing with the gate: its principal and its requests.
@@ -128,12 +168,39 @@ impl Grants {
         Grants { principal, requested, gate }
     }
 
-    /// Authorize one capability call (see [`Gate::authorize`]).
-    pub fn check(&self, action: Action, resource: &str) -> Result<(), Denied> {
-        self.gate.authorize(&self.principal, Some(&self.requested), action, resource, None)
+    /// Authorize one capability call (see [`Gate::authorize`]). Safe to call
+    /// from host functions running on a guest's stack: a cached decision is
+    /// answered inline, a miss is evaluated on a blocking thread.
+    pub async fn check(self: &Arc<Self>, action: Action, resource: &str) -> Result<(), Denied> {
+        if let Some(result) =
+            self.gate.authorize_without_evaluating(&self.principal, Some(&self.requested), action, resource)
+        {
+            return result;
+        }
+        let grants = self.clone();
+        let owned = resource.to_string();
+        tokio::task::spawn_blocking(move || {
+            grants.gate.authorize(&grants.principal, Some(&grants.requested), action, &owned, None)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(Denied {
+                principal: self.principal.principal().cedar_uid(),
+                action,
+                resource: resource.to_string(),
+                reason: format!("authorization failed: {e}"),
+            })
+        })
     }
 
-    /// Would `check` allow it? Silent: no audit event.
+    /// Does the manifest request cover this? (No Cedar: cheap enough for
+    /// the bus's publish path.)
+    pub fn requests(&self, action: Action, resource: &str) -> bool {
+        self.requested.iter().any(|r| r.covers(action, resource))
+    }
+
+    /// Would `check` allow it? Silent: no audit event. Evaluates inline:
+    /// never call it from a host function (see the module docs).
     pub fn allows(&self, action: Action, resource: &str) -> bool {
         self.gate.allows(&self.principal, Some(&self.requested), action, resource)
     }

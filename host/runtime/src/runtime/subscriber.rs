@@ -1,10 +1,11 @@
 //! Feeding bus events to subscriber components.
 //!
 //! Each subscriber component gets one bus subscription and one worker task.
-//! The subscription's filter lets through the topics the component may
-//! `bus.subscribe` to (requested in its manifest and permitted by Cedar,
-//! asked silently: not hearing a topic is not a refusal). The worker calls
-//! the component once per event, in order, one at a time.
+//! The subscription's filter (run inside `publish`, possibly on a guest's
+//! stack) lets through the topics the manifest requests; the worker then
+//! asks Cedar whether the component may `bus.subscribe` to the topic (asked
+//! silently: not hearing a topic is not a refusal) and calls the component
+//! once per permitted event, in order, one at a time.
 
 use std::sync::Arc;
 
@@ -32,7 +33,8 @@ pub fn spawn(
 ) -> SubscriberWorker {
     let grants = component.grants().clone();
     let bus = runtime.capabilities.bus.clone();
-    let (subscription, mut events) = bus.subscribe(move |topic| grants.allows(Action::BusSubscribe, topic));
+    let (subscription, mut events) = bus.subscribe(move |topic| grants.requests(Action::BusSubscribe, topic));
+    let grants = component.grants().clone();
     let task = tokio::spawn(async move {
         loop {
             let event = tokio::select! {
@@ -43,6 +45,9 @@ pub fn spawn(
                     None => break,
                 },
             };
+            if !grants.allows(Action::BusSubscribe, &event.topic) {
+                continue;
+            }
             match runtime.deliver(&component, &event).await {
                 Ok(()) => bus.record_delivered(),
                 Err(e) => {

@@ -39,7 +39,7 @@ impl wit::Host for BusInstance {
     async fn publish(&mut self, topic: String, payload: wit::Payload) -> Result<u64, CapabilityError> {
         // Validate first so a malformed topic is `invalid`, not a denial.
         super::validate_topic(&topic)?;
-        self.grants.check(Action::BusPublish, &topic)?;
+        self.grants.check(Action::BusPublish, &topic).await?;
         let payload = match payload {
             wit::Payload::Json(text) => Payload::Json(text),
             wit::Payload::Bytes(bytes) => Payload::Bytes(bytes),

@@ -24,7 +24,7 @@ impl ConfigInstance {
 
 impl wit::Host for ConfigInstance {
     async fn get(&mut self, key: String) -> Result<Option<String>, CapabilityError> {
-        self.grants.check(Action::ConfigRead, &key)?;
+        self.grants.check(Action::ConfigRead, &key).await?;
         Ok(self.values.get(&key).cloned())
     }
 }

@@ -48,7 +48,7 @@ impl wit::Host for LogInstance {
         message: String,
         fields: Vec<wit::Field>,
     ) -> Result<(), CapabilityError> {
-        self.grants.check(Action::LogWrite, level_name(level))?;
+        self.grants.check(Action::LogWrite, level_name(level)).await?;
         let mut rendered = String::new();
         for field in fields.iter().take(MAX_FIELDS) {
             let _ = write!(rendered, "{}={:?} ", truncate(&field.key, 64), truncate(&field.value, 1024));

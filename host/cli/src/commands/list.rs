@@ -1,0 +1,56 @@
+//! `arw components` and `arw tools`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use arw_host::HostConfig;
+
+use crate::cli::ListArgs;
+
+pub async fn components(config: HostConfig, args: ListArgs) -> anyhow::Result<ExitCode> {
+    let (host, refused) = super::start_host(config).await?;
+    let components = host.components();
+    host.shutdown(Duration::from_secs(1)).await;
+    if args.json {
+        let refused: Vec<String> = refused.iter().map(ToString::to_string).collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "components": components, "refused": refused }))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for c in &components {
+        let worlds: Vec<&str> = c.worlds.iter().map(|w| w.as_str()).collect();
+        println!("{} {}  [{}]  {}", c.id, c.version, worlds.join(", "), c.description);
+        if let Some(tool) = &c.tool {
+            println!("    tool: {tool}");
+        }
+        println!(
+            "    limits: {} MiB, {} ms per call, {} concurrent",
+            c.limits.memory_mib, c.limits.timeout_ms, c.limits.concurrency
+        );
+        if c.grants.is_empty() {
+            println!("    capabilities: none requested");
+        }
+        for g in &c.grants {
+            let verdict = if g.allowed { "granted" } else { "DENIED " };
+            println!("    {verdict} {:<14} {:<20} ({})", g.action.as_str(), g.resource, g.reason);
+        }
+    }
+    for error in &refused {
+        println!("refused: {error}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn tools(config: HostConfig, args: ListArgs) -> anyhow::Result<ExitCode> {
+    let (host, _) = super::start_host(config).await?;
+    let tools = host.tools();
+    host.shutdown(Duration::from_secs(1)).await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "tools": tools }))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for t in &tools {
+        println!("{:<14} {:<8} {}  ({})", t.descriptor.name, t.descriptor.version, t.descriptor.summary, t.component);
+        println!("    input: {}", t.descriptor.input_schema);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,56 @@
+//! One module per command, plus what they share: resolving policies and
+//! components and starting a host.
+
+mod call;
+mod list;
+mod policy;
+mod up;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use arw_host::source::{ComponentSource, DirectorySource};
+use arw_host::{Host, HostConfig, LoadError};
+use arw_policy::{PolicySet, PolicySource};
+
+use crate::cli::{Cli, Command};
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = crate::settings::load(&cli.global)?;
+    match cli.command {
+        Command::Up(args) => up::run(config, args).await,
+        Command::Call(args) => call::run(config, args).await,
+        Command::Components(args) => list::components(config, args).await,
+        Command::Tools(args) => list::tools(config, args).await,
+        Command::Policy(command) => policy::run(config, command),
+    }
+}
+
+/// The policy sources in force: `policies-dir` if configured, else the
+/// embedded defaults.
+pub(crate) fn policy_sources(config: &HostConfig) -> anyhow::Result<Vec<PolicySource>> {
+    match &config.policies_dir {
+        Some(dir) => Ok(PolicySource::read_dir(dir)?),
+        None => Ok(crate::defaults::policies()),
+    }
+}
+
+/// Validate the policies (refusing to go on if any is invalid) and start a
+/// host on them. Components that could not be loaded are logged and
+/// returned.
+pub(crate) async fn start_host(config: HostConfig) -> anyhow::Result<(Host, Vec<LoadError>)> {
+    let schema = arw_policy::schema::embedded()?;
+    let policies = PolicySet::from_sources(&schema, policy_sources(&config)?)
+        .context("the host does not start on invalid policies; fix them (see `arw policy check`)")?;
+    if policies.is_empty() {
+        tracing::warn!("no policies loaded: nothing is granted to any component or caller");
+    }
+    let source: Box<dyn ComponentSource> = match &config.components_dir {
+        Some(dir) => Box::new(DirectorySource::new(dir)),
+        None => Box::new(crate::defaults::first_party()),
+    };
+    tracing::debug!(source = %source.describe(), policies = policies.len(), "starting host");
+    let started = Host::start(config, policies, source.as_ref()).await?;
+    Ok(started)
+}

@@ -10,6 +10,7 @@
 //! `{"op": "config.get", "key": "..."}`, `{"op": "log", "message": "..."}`,
 //! `{"op": "print", "message": "..."}` (writes to stdout and stderr),
 //! `{"op": "echo", "value": <json>}` (no capability at all).
+//! The tool is called `probe`, or the value of its `tool-name` config key.
 //! Output `{"ok": <result>}`; a capability error becomes a tool error whose
 //! code is the error's case (`denied`, `invalid`, `too-large`, `unavailable`).
 
@@ -56,8 +57,11 @@ struct Probe;
 
 impl Guest for Probe {
     fn describe() -> Descriptor {
+        // Several probes can be loaded side by side when each is configured
+        // with its own `tool-name` (and granted `config.read` on it).
+        let name = config::get("tool-name").ok().flatten().unwrap_or_else(|| "probe".into());
         Descriptor {
-            name: "probe".into(),
+            name,
             version: env!("CARGO_PKG_VERSION").into(),
             summary: "Performs one named capability call (test guest)".into(),
             input_schema: r#"{"type":"object","required":["op"]}"#.into(),

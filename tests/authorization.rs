@@ -5,7 +5,9 @@
 use arw_host::CallError;
 use arw_host::authz::AUDIT_DENIED_TOPIC;
 use arw_policy::Principal;
-use arw_tests::{Components, DEFAULT_POLICIES, OPERATOR_INVOKES, TestHost, artifacts, drain, manifests, probe_manifest};
+use arw_tests::{
+    Components, DEFAULT_POLICIES, OPERATOR_INVOKES, TestHost, artifacts, drain, manifests, probe_manifest,
+};
 use serde_json::json;
 
 fn denied_code(result: Result<serde_json::Value, CallError>) -> String {
@@ -122,7 +124,8 @@ async fn components_cannot_read_each_others_namespaces() {
     t.ok("kv-counter", json!({"name": "c"})).await;
 
     assert_eq!(t.ok("probe-a", json!({"op": "kv.get", "namespace": "a", "key": "secret"})).await, json!({"ok": "A"}));
-    for (tool, namespace) in [("probe-a", "b"), ("probe-b", "a"), ("probe-a", "kv-counter"), ("probe-b", "kv-counter")] {
+    for (tool, namespace) in [("probe-a", "b"), ("probe-b", "a"), ("probe-a", "kv-counter"), ("probe-b", "kv-counter")]
+    {
         for input in [
             json!({"op": "kv.get", "namespace": namespace, "key": "secret"}),
             json!({"op": "kv.list", "namespace": namespace, "prefix": ""}),

@@ -59,13 +59,20 @@ async fn each_bad_component_is_refused_with_its_file_and_reason() {
 
     let messages: Vec<String> = refused.iter().map(ToString::to_string).collect();
     let find = |file: &str| {
-        messages.iter().find(|m| m.contains(file)).cloned().unwrap_or_else(|| panic!("nothing about {file} in {messages:#?}"))
+        messages
+            .iter()
+            .find(|m| m.contains(file))
+            .cloned()
+            .unwrap_or_else(|| panic!("nothing about {file} in {messages:#?}"))
     };
     assert!(find("garbage.wasm").contains("not a WebAssembly file"));
     assert!(find("truncated.wasm").contains("invalid component"));
     assert!(find("core.wasm").contains("core WebAssembly module, not a component"));
     let world = find("world.wasm");
-    assert!(world.contains("declares world `subscriber` but does not export `arw:host/event-handler@0.1.0`"), "{world}");
+    assert!(
+        world.contains("declares world `subscriber` but does not export `arw:host/event-handler@0.1.0`"),
+        "{world}"
+    );
     assert!(find("invalid.toml").contains("invalid manifest"));
     assert!(find("missing.wasm").contains("cannot read"));
     assert!(find("escape.toml").contains("relative path inside"));
@@ -114,7 +121,13 @@ fn invalid_policies_are_refused_with_file_and_line() {
     // Syntax errors stop before validation; fix it and the schema error shows.
     let err = PolicySet::from_sources(
         &schema,
-        [good, PolicySource::new("policies/schema.cedar", "\npermit(principal, action == Arw::Action::\"kv.erase\", resource);\n")],
+        [
+            good,
+            PolicySource::new(
+                "policies/schema.cedar",
+                "\npermit(principal, action == Arw::Action::\"kv.erase\", resource);\n",
+            ),
+        ],
     )
     .unwrap_err();
     let d = &err.diagnostics()[0];

@@ -1,7 +1,9 @@
 //! announce → bus → event-log: the subscriber hears exactly the topics it
 //! was granted, and the bus counts what it published, delivered and dropped.
 
-use arw_tests::{Components, DEFAULT_POLICIES, OPERATOR_INVOKES, TestHost, artifacts, eventually, manifests, probe_manifest};
+use arw_tests::{
+    Components, DEFAULT_POLICIES, OPERATOR_INVOKES, TestHost, artifacts, eventually, manifests, probe_manifest,
+};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -14,7 +16,8 @@ async fn event_log_receives_exactly_the_granted_topics() {
     );
     assert_ne!(policies, DEFAULT_POLICIES, "the test's policy edit must apply");
     let probe = probe_manifest("test:probe", &[("bus.publish", "other.*")], &[]);
-    let grant_probe = r#"permit(principal == Arw::Component::"test:probe", action == Arw::Action::"bus.publish", resource);"#;
+    let grant_probe =
+        r#"permit(principal == Arw::Component::"test:probe", action == Arw::Action::"bus.publish", resource);"#;
     let t = TestHost::start(
         Components::first_party().with(&probe, artifacts::PROBE.bytes),
         &[&policies, OPERATOR_INVOKES, grant_probe],
@@ -36,7 +39,8 @@ async fn event_log_receives_exactly_the_granted_topics() {
     // delivered nor failed. Only the two demo.public events are delivered.
     eventually("two deliveries", || host.bus_stats().delivered >= 2).await;
     let events = t.ok("event-log", json!({})).await;
-    let topics: Vec<&str> = events["events"].as_array().map_or(vec![], |a| a.iter().filter_map(|e| e["topic"].as_str()).collect());
+    let topics: Vec<&str> =
+        events["events"].as_array().map_or(vec![], |a| a.iter().filter_map(|e| e["topic"].as_str()).collect());
     assert_eq!(topics, ["demo.public.one", "demo.public.two"], "{events}");
     assert_eq!(events["events"][0]["payload"], json!({"n": 1}));
     assert_eq!(events["events"][0]["source"], "arw:announce");
@@ -65,7 +69,8 @@ async fn full_subscriber_queue_drops_and_counts() {
     // Publish a burst straight onto the bus, faster than event-log can
     // record: with a queue of one, some must be dropped, none lost silently.
     for n in 0..50 {
-        host.bus().publish("host", "demo.burst", arw_host::capabilities::bus::Payload::Json(n.to_string()))
+        host.bus()
+            .publish("host", "demo.burst", arw_host::capabilities::bus::Payload::Json(n.to_string()))
             .unwrap_or_else(|e| panic!("{e}"));
     }
     eventually("every event accounted for", || {

@@ -13,7 +13,9 @@ const HOG: &str = "id = \"test:memory-hog\"\nversion = \"1.0.0\"\nworlds = [\"to
 #[tokio::test(flavor = "multi_thread")]
 async fn infinite_loop_is_stopped_at_its_deadline_while_others_are_served() {
     let t = TestHost::start(
-        Components::new().with(SPINNER, artifacts::SPINNER.bytes).with(manifests::TEXT_STATS, artifacts::TEXT_STATS.bytes),
+        Components::new()
+            .with(SPINNER, artifacts::SPINNER.bytes)
+            .with(manifests::TEXT_STATS, artifacts::TEXT_STATS.bytes),
         &[OPERATOR_INVOKES],
     )
     .await;
@@ -45,7 +47,9 @@ async fn infinite_loop_is_stopped_at_its_deadline_while_others_are_served() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unbounded_memory_is_stopped_at_its_cap_while_others_are_served() {
     let t = TestHost::start(
-        Components::new().with(HOG, artifacts::MEMORY_HOG.bytes).with(manifests::TEXT_STATS, artifacts::TEXT_STATS.bytes),
+        Components::new()
+            .with(HOG, artifacts::MEMORY_HOG.bytes)
+            .with(manifests::TEXT_STATS, artifacts::TEXT_STATS.bytes),
         &[OPERATOR_INVOKES],
     )
     .await;
@@ -53,7 +57,9 @@ async fn unbounded_memory_is_stopped_at_its_cap_while_others_are_served() {
     for _ in 0..3 {
         let (hog, ok) = tokio::join!(t.call("memory-hog", json!({})), t.call("text-stats", json!({"text": "x y"})));
         match hog {
-            Err(CallError::MemoryLimit { tool, limit_mib }) => assert_eq!((tool.as_str(), limit_mib), ("memory-hog", 8)),
+            Err(CallError::MemoryLimit { tool, limit_mib }) => {
+                assert_eq!((tool.as_str(), limit_mib), ("memory-hog", 8))
+            }
             other => panic!("expected the memory cap, got {other:?}"),
         }
         assert_eq!(ok.unwrap_or_else(|e| panic!("{e}"))["words"], 2);
@@ -67,7 +73,8 @@ async fn unbounded_memory_is_stopped_at_its_cap_while_others_are_served() {
 async fn concurrency_limit_makes_extra_callers_wait_not_fail() {
     let one_at_a_time = manifests::TEXT_STATS.replace("concurrency = 16", "concurrency = 1");
     assert_ne!(one_at_a_time, manifests::TEXT_STATS);
-    let t = TestHost::start(Components::new().with(&one_at_a_time, artifacts::TEXT_STATS.bytes), &[OPERATOR_INVOKES]).await;
+    let t =
+        TestHost::start(Components::new().with(&one_at_a_time, artifacts::TEXT_STATS.bytes), &[OPERATOR_INVOKES]).await;
     let calls = (0..16).map(|i| t.call("text-stats", json!({"text": "w ".repeat(i)})));
     let results = futures::future::join_all(calls).await;
     for (i, r) in results.into_iter().enumerate() {

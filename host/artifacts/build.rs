@@ -116,10 +116,8 @@ fn run() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     writeln!(generated, "pub const FIRST_PARTY: &[Artifact] = &[{}];", first_party.join(", "))
         .map_err(|e| e.to_string())?;
-    writeln!(generated, "\n/// Test guests (hostile or probing); never run by default.")
-        .map_err(|e| e.to_string())?;
-    writeln!(generated, "pub const TESTING: &[Artifact] = &[{}];", testing.join(", "))
-        .map_err(|e| e.to_string())?;
+    writeln!(generated, "\n/// Test guests (hostile or probing); never run by default.").map_err(|e| e.to_string())?;
+    writeln!(generated, "pub const TESTING: &[Artifact] = &[{}];", testing.join(", ")).map_err(|e| e.to_string())?;
     std::fs::write(out_dir.join("components.rs"), generated).map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -53,8 +53,7 @@ impl Guest for Announce {
                 message: "no `topic` in the input and none configured".into(),
             })?,
         };
-        let id = bus::publish(&topic, &bus::Payload::Json(input.message.to_string()))
-            .map_err(capability_error)?;
+        let id = bus::publish(&topic, &bus::Payload::Json(input.message.to_string())).map_err(capability_error)?;
         Ok(serde_json::json!({ "id": id }).to_string())
     }
 }

@@ -48,10 +48,7 @@ impl Guest for KvCounter {
             message: format!("expected {{\"name\": string}}: {e}"),
         })?;
         if input.name.is_empty() {
-            return Err(ToolError {
-                code: "invalid-input".into(),
-                message: "`name` must not be empty".into(),
-            });
+            return Err(ToolError { code: "invalid-input".into(), message: "`name` must not be empty".into() });
         }
         let current = match kv::get(NAMESPACE, &input.name).map_err(capability_error)? {
             Some(bytes) => {

@@ -47,9 +47,7 @@ impl DecisionCounters {
 
     /// (allowed, denied) so far for `action`.
     pub fn get(&self, action: Action) -> (u64, u64) {
-        let read = |c: &[AtomicU64; Action::ALL.len()]| {
-            c.get(action.index()).map_or(0, |c| c.load(Ordering::Relaxed))
-        };
+        let read = |c: &[AtomicU64; Action::ALL.len()]| c.get(action.index()).map_or(0, |c| c.load(Ordering::Relaxed));
         (read(&self.allowed), read(&self.denied))
     }
 }
@@ -191,11 +189,8 @@ impl Authorizer {
                 Ok(r) => r,
                 Err(e) => return deny(format!("malformed request: {e}")),
             };
-        let entities = who
-            .entities
-            .iter()
-            .cloned()
-            .chain(std::iter::once(resource_entity(kind, resource, tool_component)));
+        let entities =
+            who.entities.iter().cloned().chain(std::iter::once(resource_entity(kind, resource, tool_component)));
         let entities = match Entities::from_entities(entities, None) {
             Ok(e) => e,
             Err(e) => return deny(format!("malformed entities: {e}")),
@@ -206,10 +201,9 @@ impl Authorizer {
         let deciders: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
         let errors: Vec<String> = diagnostics.errors().map(ToString::to_string).collect();
         match response.decision() {
-            cedar_policy::Decision::Allow => Decision {
-                allowed: true,
-                reason: format!("permitted by {}", deciders.join(", ")).into(),
-            },
+            cedar_policy::Decision::Allow => {
+                Decision { allowed: true, reason: format!("permitted by {}", deciders.join(", ")).into() }
+            }
             cedar_policy::Decision::Deny if !deciders.is_empty() => {
                 deny(format!("forbidden by {}", deciders.join(", ")))
             }

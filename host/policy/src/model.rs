@@ -112,12 +112,7 @@ impl ResourceKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// A component making a capability call (or calling a tool itself).
-    Component {
-        id: String,
-        version: String,
-        publisher: String,
-        digest: String,
-    },
+    Component { id: String, version: String, publisher: String, digest: String },
     /// Someone outside the host calling a tool: the local CLI, later HTTP and
     /// MCP clients. Roles become the caller's parents in Cedar.
     Caller { name: String, roles: Vec<String> },
@@ -172,8 +167,7 @@ impl Principal {
             }
             Principal::Caller { name, roles } => {
                 let role_uids: HashSet<EntityUid> = roles.iter().map(|r| uid("Role", r)).collect();
-                let attrs =
-                    HashMap::from([("name".to_string(), RestrictedExpression::new_string(name.clone()))]);
+                let attrs = HashMap::from([("name".to_string(), RestrictedExpression::new_string(name.clone()))]);
                 let mut out = vec![entity(uid("Caller", name), attrs, role_uids.clone())];
                 out.extend(role_uids.into_iter().map(|r| Entity::new_no_attrs(r, HashSet::new())));
                 out
@@ -209,8 +203,8 @@ pub(crate) fn resource_uid(kind: ResourceKind, name: &str) -> EntityUid {
 fn uid(type_name: &str, id: &str) -> EntityUid {
     // `Arw::<Type>` is a constant, well-formed type name; the id is an
     // arbitrary string, which Cedar accepts as is.
-    let type_name = EntityTypeName::from_str(&format!("Arw::{type_name}"))
-        .unwrap_or_else(|_| unreachable_type_name(type_name));
+    let type_name =
+        EntityTypeName::from_str(&format!("Arw::{type_name}")).unwrap_or_else(|_| unreachable_type_name(type_name));
     EntityUid::from_type_name_and_id(type_name, EntityId::new(id))
 }
 

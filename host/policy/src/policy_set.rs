@@ -135,11 +135,7 @@ impl PolicySet {
             }
         }
 
-        if diagnostics.is_empty() {
-            Ok(PolicySet { set, origins })
-        } else {
-            Err(PolicyError::Invalid(diagnostics))
-        }
+        if diagnostics.is_empty() { Ok(PolicySet { set, origins }) } else { Err(PolicyError::Invalid(diagnostics)) }
     }
 
     /// Load and validate every `*.cedar` file of `dir`.

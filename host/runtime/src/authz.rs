@@ -93,12 +93,8 @@ impl Gate {
             Ok(()) => return Ok(()),
             Err(reason) => reason,
         };
-        let denied = Denied {
-            principal: who.principal().cedar_uid(),
-            action,
-            resource: resource.to_string(),
-            reason: refusal,
-        };
+        let denied =
+            Denied { principal: who.principal().cedar_uid(), action, resource: resource.to_string(), reason: refusal };
         tracing::warn!(target: "arw::audit", principal = %denied.principal, action = %action, resource, reason = %denied.reason, "denied");
         let audit = serde_json::json!({
             "principal": denied.principal,

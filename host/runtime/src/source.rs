@@ -110,8 +110,7 @@ impl DirectorySource {
                 message: format!("component is {size} bytes, over the limit of {} bytes", self.max_component_bytes),
             });
         }
-        let wasm =
-            std::fs::read(&wasm_path).map_err(|source| LoadError::Io { origin: wasm_origin.clone(), source })?;
+        let wasm = std::fs::read(&wasm_path).map_err(|source| LoadError::Io { origin: wasm_origin.clone(), source })?;
         Ok(ComponentPackage { manifest, wasm: Cow::Owned(wasm), origin: wasm_origin })
     }
 }

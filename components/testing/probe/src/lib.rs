@@ -70,10 +70,8 @@ impl Guest for Probe {
     }
 
     fn invoke(input: String) -> Result<String, ToolError> {
-        let op: Op = serde_json::from_str(&input).map_err(|e| ToolError {
-            code: "invalid-input".into(),
-            message: e.to_string(),
-        })?;
+        let op: Op = serde_json::from_str(&input)
+            .map_err(|e| ToolError { code: "invalid-input".into(), message: e.to_string() })?;
         let result = match op {
             Op::KvGet { namespace, key } => {
                 let value = kv::get(&namespace, &key).map_err(capability_error)?;
@@ -87,18 +85,13 @@ impl Guest for Probe {
                 json!(kv::list_keys(&namespace, &prefix, 1000).map_err(capability_error)?)
             }
             Op::Publish { topic, message } => {
-                let id = bus::publish(&topic, &bus::Payload::Json(message.to_string()))
-                    .map_err(capability_error)?;
+                let id = bus::publish(&topic, &bus::Payload::Json(message.to_string())).map_err(capability_error)?;
                 json!(id)
             }
             Op::ConfigGet { key } => json!(config::get(&key).map_err(capability_error)?),
             Op::Log { message } => {
-                log::write(
-                    log::Level::Info,
-                    &message,
-                    &[log::Field { key: "probe".into(), value: "yes".into() }],
-                )
-                .map_err(capability_error)?;
+                log::write(log::Level::Info, &message, &[log::Field { key: "probe".into(), value: "yes".into() }])
+                    .map_err(capability_error)?;
                 Value::Null
             }
             Op::Print { message } => {

@@ -13,7 +13,10 @@ pub async fn components(config: HostConfig, args: ListArgs) -> anyhow::Result<Ex
     host.shutdown(Duration::from_secs(1)).await;
     if args.json {
         let refused: Vec<String> = refused.iter().map(ToString::to_string).collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "components": components, "refused": refused }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "components": components, "refused": refused }))?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     for c in &components {

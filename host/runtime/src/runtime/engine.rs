@@ -21,9 +21,10 @@ pub fn build(config: &EngineConfig) -> Result<Engine, HostError> {
             "engine.max-instances, engine.max-memory-mib and engine.epoch-tick-ms must be greater than zero".into(),
         ));
     }
-    let max_memory = config.max_memory_mib.checked_mul(1 << 20).ok_or_else(|| {
-        HostError::Engine(format!("engine.max-memory-mib = {} is too large", config.max_memory_mib))
-    })?;
+    let max_memory = config
+        .max_memory_mib
+        .checked_mul(1 << 20)
+        .ok_or_else(|| HostError::Engine(format!("engine.max-memory-mib = {} is too large", config.max_memory_mib)))?;
 
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(config.max_instances)

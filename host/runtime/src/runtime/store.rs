@@ -11,7 +11,7 @@ use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::capabilities::{CapabilityInstances, Capabilities, ComponentCapabilities};
+use crate::capabilities::{Capabilities, CapabilityInstances, ComponentCapabilities};
 
 /// Everything one instance's host functions can reach.
 pub struct InstanceState {

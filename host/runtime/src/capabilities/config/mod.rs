@@ -9,7 +9,10 @@ pub use host::ConfigInstance;
 use std::collections::BTreeMap;
 
 /// Merge the host's overrides over the manifest's values.
-pub fn merge(manifest: &BTreeMap<String, String>, overrides: Option<&BTreeMap<String, String>>) -> BTreeMap<String, String> {
+pub fn merge(
+    manifest: &BTreeMap<String, String>,
+    overrides: Option<&BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
     let mut values = manifest.clone();
     if let Some(overrides) = overrides {
         values.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));

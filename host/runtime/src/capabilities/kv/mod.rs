@@ -51,9 +51,9 @@ impl KvStore {
         let open_error = |message: String| KvError::Open { path: path.clone(), message };
         std::fs::create_dir_all(state_dir).map_err(|e| open_error(e.to_string()))?;
         let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => open_error(
-                "it is in use by another arw process; stop it or pass a different --state-dir".into(),
-            ),
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                open_error("it is in use by another arw process; stop it or pass a different --state-dir".into())
+            }
             other => open_error(other.to_string()),
         })?;
         // Create the table up front so readers never see "no such table".

@@ -130,10 +130,10 @@ impl Gate {
         tool_component: Option<&str>,
         mode: Evaluate,
     ) -> Option<Result<(), String>> {
-        if let Some(requested) = requested {
-            if !requested.iter().any(|r| r.covers(action, resource)) {
-                return Some(Err("not requested in its manifest".into()));
-            }
+        if let Some(requested) = requested
+            && !requested.iter().any(|r| r.covers(action, resource))
+        {
+            return Some(Err("not requested in its manifest".into()));
         }
         let decision = match (mode, tool_component) {
             (Evaluate::CachedOnly, _) => self.authorizer.cached(who, action, resource)?,

@@ -1,8 +1,9 @@
 //! `event-log`: a subscriber that records every bus event it receives into
 //! its `event-log` kv namespace, and a tool that reads them back.
 //!
-//! Records are keyed by the zero-padded event id so that `list` returns them
-//! in delivery order. Tool input `{"limit": n}` (default 100), output
+//! Records are keyed by zero-padded publication time then event id, so that
+//! `list-keys` returns them in order and records from earlier host runs
+//! (whose ids started again from 1) are kept. Tool input `{"limit": n}` (default 100), output
 //! `{"events": [{"id", "topic", "source", "payload"}...]}`.
 
 wit_bindgen::generate!({
@@ -57,7 +58,7 @@ impl EventHandler for EventLog {
             "source": event.source,
             "payload": payload,
         });
-        let key = format!("{:020}", event.id);
+        let key = format!("{:013}-{:020}", event.time_ms, event.id);
         kv::set(NAMESPACE, &key, record.to_string().as_bytes()).map_err(describe_error)
     }
 }

@@ -25,9 +25,19 @@ pub fn default_state_dir() -> Option<PathBuf> {
     dirs::state_dir().or_else(|| dirs::home_dir().map(|h| h.join(".local").join("state"))).map(|d| d.join("arw"))
 }
 
+/// Top-level keys (and sections) the environment layer may set; other
+/// `ARW_*` variables belong to someone else and are ignored.
+const ENV_KEYS: &[&str] = &["state_dir", "policies_dir", "components_dir"];
+const ENV_SECTIONS: &[&str] = &["engine__", "kv__", "bus__", "components__"];
+
 /// The environment layer: `ARW_SECTION__KEY_NAME` → `section.key-name`.
 fn env_layer() -> Env {
-    Env::prefixed("ARW_").map(|key| key.as_str().replace("__", ".").replace('_', "-").into())
+    Env::prefixed("ARW_")
+        .filter(|key| {
+            let key = key.as_str().to_ascii_lowercase();
+            ENV_KEYS.contains(&key.as_str()) || ENV_SECTIONS.iter().any(|s| key.starts_with(s))
+        })
+        .map(|key| key.as_str().replace("__", ".").replace('_', "-").into())
 }
 
 /// Resolve the host configuration for this invocation.

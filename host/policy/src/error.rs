@@ -29,12 +29,8 @@ impl fmt::Display for PolicyDiagnostic {
 pub enum PolicyError {
     #[error("invalid Cedar schema: {message}")]
     Schema { message: String },
-    #[error("cannot read policies from `{path}`: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read policies from `{path}`: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{}", render_list(.0))]
     Invalid(Vec<PolicyDiagnostic>),
 }

@@ -23,7 +23,7 @@ impl PolicySource {
     /// directory is an error (so a typo in a path does not silently mean
     /// "no grants"); an empty one yields no sources.
     pub fn read_dir(dir: &Path) -> Result<Vec<PolicySource>, PolicyError> {
-        let io = |source| PolicyError::Io { path: dir.display().to_string(), source };
+        let io = |error| PolicyError::Io { path: dir.display().to_string(), error };
         let mut paths = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io)? {
             let path = entry.map_err(io)?.path();
@@ -36,7 +36,7 @@ impl PolicySource {
             .into_iter()
             .map(|path| {
                 let text = std::fs::read_to_string(&path)
-                    .map_err(|source| PolicyError::Io { path: path.display().to_string(), source })?;
+                    .map_err(|error| PolicyError::Io { path: path.display().to_string(), error })?;
                 Ok(PolicySource::new(path.display().to_string(), text))
             })
             .collect()

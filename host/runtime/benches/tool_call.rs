@@ -71,11 +71,13 @@ fn tool_calls(c: &mut Criterion) {
     let pre = raw_pre(&engine);
 
     let schema = arw_policy::schema::embedded().unwrap_or_else(|e| panic!("{e}"));
-    let policies =
-        PolicySet::from_sources(&schema, [PolicySource::new("bench.cedar", POLICIES)]).unwrap_or_else(|e| panic!("{e}"));
-    let source = EmbeddedSource::new()
-        .with("text-stats", TEXT_STATS_MANIFEST, arw_artifacts::TEXT_STATS.bytes)
-        .with("probe", PROBE_MANIFEST, arw_artifacts::PROBE.bytes);
+    let policies = PolicySet::from_sources(&schema, [PolicySource::new("bench.cedar", POLICIES)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let source = EmbeddedSource::new().with("text-stats", TEXT_STATS_MANIFEST, arw_artifacts::TEXT_STATS.bytes).with(
+        "probe",
+        PROBE_MANIFEST,
+        arw_artifacts::PROBE.bytes,
+    );
     let (host, refused) = rt.block_on(Host::start(config, policies, &source)).unwrap_or_else(|e| panic!("{e}"));
     assert!(refused.is_empty(), "{refused:?}");
     let operator = host.caller(Principal::local_operator());
@@ -90,7 +92,9 @@ fn tool_calls(c: &mut Criterion) {
     assert_eq!(kv, serde_json::json!({"ok": null}));
 
     let mut group = c.benchmark_group("tool_call");
-    group.bench_function("raw_wasmtime/text-stats", |b| b.to_async(&rt).iter(|| async { black_box(raw_call(&engine, &pre).await) }));
+    group.bench_function("raw_wasmtime/text-stats", |b| {
+        b.to_async(&rt).iter(|| async { black_box(raw_call(&engine, &pre).await) })
+    });
     group.bench_function("arw/text-stats", |b| {
         b.to_async(&rt).iter(|| async { black_box(host.call(&operator, "text-stats", INPUT).await) })
     });

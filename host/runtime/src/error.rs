@@ -8,12 +8,8 @@ use crate::authz::Denied;
 pub enum LoadError {
     #[error("{origin}: invalid manifest: {message}")]
     Manifest { origin: String, message: String },
-    #[error("{origin}: cannot read: {source}")]
-    Io {
-        origin: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{origin}: cannot read: {error}")]
+    Io { origin: String, error: std::io::Error },
     #[error("{origin}: not a WebAssembly file (no `\\0asm` header)")]
     NotWasm { origin: String },
     #[error(

@@ -223,11 +223,15 @@ impl Host {
         self.runtime.gate.authorizer()
     }
 
-    /// Stop taking calls, let calls in flight finish (up to `grace`), stop
-    /// the subscribers, and release the state directory. Returns how many
-    /// calls were still running when the grace period ended.
+    /// Stop taking calls, let calls in flight finish and subscribers deliver
+    /// what is already queued (each bounded by `grace`), and release the
+    /// state directory. Returns how many calls were still running when the
+    /// grace period ended.
     pub async fn shutdown(self, grace: Duration) -> usize {
         self.shutting_down.store(true, Ordering::Release);
+        for worker in &self.workers {
+            self.runtime.capabilities.bus.unsubscribe(worker.subscription);
+        }
         let _ = self.shutdown.send(true);
         let drained = tokio::time::timeout(grace, async {
             loop {
@@ -241,9 +245,9 @@ impl Host {
         .await;
         let left = if drained.is_ok() { 0 } else { self.in_flight.count.load(Ordering::Acquire) };
         for worker in self.workers {
-            self.runtime.capabilities.bus.unsubscribe(worker.subscription);
-            // Each worker finishes the event in hand (bounded by its deadline).
-            let _ = tokio::time::timeout(grace, worker.task).await;
+            if tokio::time::timeout(grace, worker.task).await.is_err() {
+                tracing::warn!("a subscriber did not finish its queued events within the grace period");
+            }
         }
         left
     }

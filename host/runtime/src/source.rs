@@ -83,7 +83,7 @@ impl DirectorySource {
 
     fn package(&self, manifest_path: &Path) -> Result<ComponentPackage, LoadError> {
         let origin = manifest_path.display().to_string();
-        let io = |source| LoadError::Io { origin: origin.clone(), source };
+        let io = |error| LoadError::Io { origin: origin.clone(), error };
         let text = std::fs::read_to_string(manifest_path).map_err(io)?;
         let manifest =
             Manifest::parse(&text).map_err(|e| LoadError::Manifest { origin: origin.clone(), message: e.message })?;
@@ -101,16 +101,15 @@ impl DirectorySource {
             None => manifest_path.with_extension("wasm"),
         };
         let wasm_origin = wasm_path.display().to_string();
-        let size = std::fs::metadata(&wasm_path)
-            .map_err(|source| LoadError::Io { origin: wasm_origin.clone(), source })?
-            .len();
+        let size =
+            std::fs::metadata(&wasm_path).map_err(|error| LoadError::Io { origin: wasm_origin.clone(), error })?.len();
         if size > self.max_component_bytes {
             return Err(LoadError::Limits {
                 origin: wasm_origin,
                 message: format!("component is {size} bytes, over the limit of {} bytes", self.max_component_bytes),
             });
         }
-        let wasm = std::fs::read(&wasm_path).map_err(|source| LoadError::Io { origin: wasm_origin.clone(), source })?;
+        let wasm = std::fs::read(&wasm_path).map_err(|error| LoadError::Io { origin: wasm_origin.clone(), error })?;
         Ok(ComponentPackage { manifest, wasm: Cow::Owned(wasm), origin: wasm_origin })
     }
 }
@@ -123,7 +122,7 @@ impl ComponentSource for DirectorySource {
     fn packages(&self) -> Vec<Result<ComponentPackage, LoadError>> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
-            Err(source) => return vec![Err(LoadError::Io { origin: self.dir.display().to_string(), source })],
+            Err(error) => return vec![Err(LoadError::Io { origin: self.dir.display().to_string(), error })],
         };
         let mut manifests: Vec<PathBuf> = entries
             .filter_map(Result::ok)

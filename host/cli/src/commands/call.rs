@@ -27,7 +27,7 @@ pub async fn run(config: HostConfig, args: CallArgs) -> anyhow::Result<ExitCode>
     host.shutdown(Duration::from_secs(5)).await;
     match result {
         Ok(output) => {
-            println!("{output}");
+            out!("{output}");
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {

@@ -13,32 +13,31 @@ pub async fn components(config: HostConfig, args: ListArgs) -> anyhow::Result<Ex
     host.shutdown(Duration::from_secs(1)).await;
     if args.json {
         let refused: Vec<String> = refused.iter().map(ToString::to_string).collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "components": components, "refused": refused }))?
-        );
+        out!("{}", serde_json::to_string_pretty(&serde_json::json!({ "components": components, "refused": refused }))?);
         return Ok(ExitCode::SUCCESS);
     }
     for c in &components {
         let worlds: Vec<&str> = c.worlds.iter().map(|w| w.as_str()).collect();
-        println!("{} {}  [{}]  {}", c.id, c.version, worlds.join(", "), c.description);
+        out!("{} {}  [{}]  {}", c.id, c.version, worlds.join(", "), c.description);
         if let Some(tool) = &c.tool {
-            println!("    tool: {tool}");
+            out!("    tool: {tool}");
         }
-        println!(
+        out!(
             "    limits: {} MiB, {} ms per call, {} concurrent",
-            c.limits.memory_mib, c.limits.timeout_ms, c.limits.concurrency
+            c.limits.memory_mib,
+            c.limits.timeout_ms,
+            c.limits.concurrency
         );
         if c.grants.is_empty() {
-            println!("    capabilities: none requested");
+            out!("    capabilities: none requested");
         }
         for g in &c.grants {
             let verdict = if g.allowed { "granted" } else { "DENIED " };
-            println!("    {verdict} {:<14} {:<20} ({})", g.action.as_str(), g.resource, g.reason);
+            out!("    {verdict} {:<14} {:<20} ({})", g.action.as_str(), g.resource, g.reason);
         }
     }
     for error in &refused {
-        println!("refused: {error}");
+        out!("refused: {error}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -48,12 +47,13 @@ pub async fn tools(config: HostConfig, args: ListArgs) -> anyhow::Result<ExitCod
     let tools = host.tools();
     host.shutdown(Duration::from_secs(1)).await;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "tools": tools }))?);
+        out!("{}", serde_json::to_string_pretty(&serde_json::json!({ "tools": tools }))?);
         return Ok(ExitCode::SUCCESS);
     }
     for t in &tools {
-        println!("{:<14} {:<8} {}  ({})", t.descriptor.name, t.descriptor.version, t.descriptor.summary, t.component);
-        println!("    input: {}", t.descriptor.input_schema);
+        out!("{:<14} {:<8} {}  ({})", t.descriptor.name, t.descriptor.version, t.descriptor.summary, t.component);
+        out!("    input:  {}", t.descriptor.input_schema);
+        out!("    output: {}", t.descriptor.output_schema);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,14 @@
 //! One module per command, plus what they share: resolving policies and
 //! components and starting a host.
 
+/// `println!` that treats a closed stdout (`arw tools | head`) as the end
+/// of output rather than a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::commands::write_stdout(format_args!($($arg)*))
+    };
+}
+
 mod call;
 mod list;
 mod policy;
@@ -25,6 +33,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tools(args) => list::tools(config, args).await,
         Command::Policy(command) => policy::run(config, command),
     }
+}
+
+pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    // A reader that went away (EPIPE) is not an error worth reporting.
+    let _ = stdout.write_fmt(args).and_then(|()| stdout.write_all(b"\n"));
 }
 
 /// The policy sources in force: `policies-dir` if configured, else the

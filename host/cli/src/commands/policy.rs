@@ -17,9 +17,9 @@ pub fn run(config: HostConfig, command: PolicyCommand) -> anyhow::Result<ExitCod
     let schema = arw_policy::schema::embedded()?;
     match PolicySet::from_sources(&schema, sources) {
         Ok(set) => {
-            println!("ok: {} policies in {files} file(s) are valid against the ARW schema", set.len());
+            out!("ok: {} policies in {files} file(s) are valid against the ARW schema", set.len());
             if set.is_empty() {
-                println!("note: with no policies nothing is granted to any component or caller");
+                out!("note: with no policies nothing is granted to any component or caller");
             }
             Ok(ExitCode::SUCCESS)
         }

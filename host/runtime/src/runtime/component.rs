@@ -26,6 +26,7 @@ use crate::source::ComponentPackage;
 
 /// What a tool says about itself (its `describe` export), schemas parsed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct ToolDescriptor {
     pub name: String,
     pub version: String,

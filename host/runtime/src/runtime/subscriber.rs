@@ -23,9 +23,10 @@ pub struct SubscriberWorker {
     pub task: JoinHandle<()>,
 }
 
-/// Subscribe `component` to the bus and start its worker. The worker stops
-/// when `shutdown` flips to true (after the event in hand) or when the
-/// subscription is removed.
+/// Subscribe `component` to the bus and start its worker. When `shutdown`
+/// flips to true the worker delivers what is already queued, then stops
+/// (the host bounds this by its grace period); it also stops when the
+/// subscription is removed and its queue is empty.
 pub fn spawn(
     runtime: Arc<Runtime>,
     component: Arc<LoadedComponent>,
@@ -37,13 +38,20 @@ pub fn spawn(
     let grants = component.grants().clone();
     let task = tokio::spawn(async move {
         loop {
-            let event = tokio::select! {
-                biased;
-                _ = shutdown.changed() => break,
-                event = events.recv() => match event {
-                    Some(event) => event,
-                    None => break,
-                },
+            let event = if *shutdown.borrow() {
+                // Draining: take only what is already queued.
+                match events.try_recv() {
+                    Ok(event) => event,
+                    Err(_) => break,
+                }
+            } else {
+                tokio::select! {
+                    _ = shutdown.changed() => continue,
+                    event = events.recv() => match event {
+                        Some(event) => event,
+                        None => break,
+                    },
+                }
             };
             if !grants.allows(Action::BusSubscribe, &event.topic) {
                 continue;

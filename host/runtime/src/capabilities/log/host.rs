@@ -54,7 +54,9 @@ impl wit::Host for LogInstance {
             let _ = write!(rendered, "{}={:?} ", truncate(&field.key, 64), truncate(&field.value, 1024));
         }
         let rendered = rendered.trim_end();
+        let truncated = message.len() > MAX_MESSAGE_BYTES;
         let message = truncate(&message, MAX_MESSAGE_BYTES);
+        let message = if truncated { format!("{message}… (truncated)") } else { message.to_string() };
         let component = &*self.component;
         match level {
             wit::Level::Trace => tracing::trace!(target: "arw::guest", component, fields = rendered, "{message}"),

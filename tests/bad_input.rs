@@ -49,13 +49,12 @@ async fn each_bad_component_is_refused_with_its_file_and_reason() {
     write(d, "escape.toml", format!("{}component = \"../x.wasm\"\n", manifest("bad:escape", "[\"tool\"]")).as_bytes());
 
     let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let (host, refused) = arw_host::Host::start(
-        arw_tests::config(state.path()),
-        arw_tests::policies(&[OPERATOR_INVOKES]),
-        &DirectorySource::new(d),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let mut config = arw_tests::config(state.path());
+    config.allow_unsigned = true; // a directory source is unsigned
+    let (host, refused) =
+        arw_host::Host::start(config, arw_tests::policies(&[OPERATOR_INVOKES]), &DirectorySource::new(d))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
 
     let messages: Vec<String> = refused.iter().map(ToString::to_string).collect();
     let find = |file: &str| {

@@ -73,7 +73,12 @@ impl ComponentSource for Components {
                 let origin = format!("test:{i}");
                 let manifest = Manifest::parse(manifest)
                     .map_err(|e| LoadError::Manifest { origin: origin.clone(), message: e.message })?;
-                Ok(ComponentPackage { manifest, wasm: Cow::Owned(wasm.clone()), origin })
+                // This source stands in for the registry's verified source:
+                // it vouches for each package as published by the id's
+                // namespace (`arw` for the first-party manifests). The real
+                // signature chain is tested in registry/tests.
+                let publisher = Some(manifest.id.namespace().to_string());
+                Ok(ComponentPackage { manifest, wasm: Cow::Owned(wasm.clone()), origin, publisher })
             })
             .collect()
     }

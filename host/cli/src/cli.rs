@@ -29,10 +29,18 @@ pub struct GlobalArgs {
     /// Directory of `*.cedar` policies. Default: the embedded policies/ of this build.
     #[arg(long, global = true, value_name = "DIR")]
     pub policies: Option<PathBuf>,
-    /// Directory of component manifests (`NAME.toml` next to `NAME.wasm`).
-    /// Default: the embedded first-party components.
+    /// Load unsigned components from a directory of manifests (`NAME.toml`
+    /// next to `NAME.wasm`) instead of the installed set. Development only:
+    /// needs --allow-unsigned.
     #[arg(long, global = true, value_name = "DIR")]
     pub components: Option<PathBuf>,
+    /// The local component registry. Default: $XDG_DATA_HOME/arw/registry.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub registry: Option<PathBuf>,
+    /// Load components no trusted key signed (logs a warning at every load).
+    /// Development only; never the default.
+    #[arg(long, global = true)]
+    pub allow_unsigned: bool,
     /// Log filter, in `tracing` syntax (e.g. `debug`, `arw=debug,wasmtime=warn`).
     /// Default: `info` for `arw up`, `warn` otherwise. `RUST_LOG` also works.
     #[arg(long, global = true, value_name = "FILTER")]
@@ -56,6 +64,120 @@ pub enum Command {
     /// Work with Cedar policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Manage signing keys ($XDG_CONFIG_HOME/arw/keys).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage the trusted publisher keys ($XDG_CONFIG_HOME/arw/trust).
+    #[command(subcommand)]
+    Trust(TrustCommand),
+    /// Sign a component and publish it to the local registry.
+    ///
+    /// Checks that the file is a component exporting the manifest's worlds
+    /// (by reading its type, not trusting the manifest), signs the manifest
+    /// bound to the component's sha256, and writes the version atomically.
+    /// Published versions are immutable.
+    Publish(PublishArgs),
+    /// Add a signature (e.g. a local approver's) to a published version.
+    Sign(SignArgs),
+    /// Verify a published version or a component file: digest, signatures,
+    /// trusted signer, world. Exit status 1 on any failure.
+    ///
+    /// A file is matched to a published version by its sha256 (so bytes
+    /// fetched with `wkg` can be checked against the registry's signatures).
+    Verify(VerifyArgs),
+    /// Install a component from the registry (resolving semver), after
+    /// verifying it and showing its requested capabilities with Cedar's
+    /// decision for each. Precompiles it into the AOT cache.
+    Install(InstallArgs),
+    /// Remove a component from the installed set (the registry keeps it).
+    Uninstall(UninstallArgs),
+    /// List installed components, or with --available every published version.
+    List(ListInstalledArgs),
+    /// Mark a published version as not to be newly installed.
+    Yank(YankArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an ed25519 key pair NAME (private key file mode 0600); prints the public key.
+    Generate {
+        /// Name of the key: 1-64 of a-z, 0-9, `-`, `_`.
+        name: String,
+    },
+    /// List the key pairs with their public keys.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Trust signatures by KEY under NAME (Cedar sees NAME as `principal.publisher`).
+    Add {
+        name: String,
+        /// `ed25519:<base64>`, or a file holding it (such as a `NAME.pub`).
+        key: String,
+    },
+    /// List the trusted keys.
+    List,
+    /// Stop trusting NAME. Installed components it signed are refused at their next load.
+    Remove { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The component (`.wasm`).
+    pub component: PathBuf,
+    /// Its manifest (TOML; see docs/configuration.md).
+    #[arg(long, value_name = "FILE")]
+    pub manifest: PathBuf,
+    /// Signing key: a name in the key store, or a path to a `.key` file.
+    #[arg(long, value_name = "KEY")]
+    pub key: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// `ns:name@version`.
+    pub reference: String,
+    /// Signing key: a name in the key store, or a path to a `.key` file.
+    #[arg(long, value_name = "KEY")]
+    pub key: String,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// `ns:name[@version]` in the registry, or a path to a `.wasm` file.
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// `ns:name`, `ns:name@1.2.3` or `ns:name@^1.2`.
+    pub reference: String,
+    /// Install without asking (for scripts).
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// `ns:name`.
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ListInstalledArgs {
+    /// List every published version in the registry instead.
+    #[arg(long)]
+    pub available: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct YankArgs {
+    /// `ns:name@version`.
+    pub reference: String,
 }
 
 #[derive(Debug, Args)]

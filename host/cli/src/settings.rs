@@ -20,6 +20,16 @@ pub fn default_config_file() -> Option<PathBuf> {
     dirs::config_dir().map(|d| d.join("arw").join("config.toml"))
 }
 
+/// `$XDG_CONFIG_HOME/arw` (`~/.config/arw`).
+pub fn default_config_dir() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("arw"))
+}
+
+/// `$XDG_DATA_HOME/arw/registry` (`~/.local/share/arw/registry`).
+pub fn default_registry_dir() -> Option<PathBuf> {
+    dirs::data_dir().map(|d| d.join("arw").join("registry"))
+}
+
 /// `$XDG_STATE_HOME/arw` (`~/.local/state/arw`).
 pub fn default_state_dir() -> Option<PathBuf> {
     dirs::state_dir().or_else(|| dirs::home_dir().map(|h| h.join(".local").join("state"))).map(|d| d.join("arw"))
@@ -27,7 +37,8 @@ pub fn default_state_dir() -> Option<PathBuf> {
 
 /// Top-level keys (and sections) the environment layer may set; other
 /// `ARW_*` variables belong to someone else and are ignored.
-const ENV_KEYS: &[&str] = &["state_dir", "policies_dir", "components_dir"];
+const ENV_KEYS: &[&str] =
+    &["state_dir", "policies_dir", "components_dir", "allow_unsigned", "registry_dir", "keys_dir", "trust_dir"];
 const ENV_SECTIONS: &[&str] = &["engine__", "kv__", "bus__", "components__"];
 
 /// The environment layer: `ARW_SECTION__KEY_NAME` → `section.key-name`.
@@ -70,8 +81,23 @@ pub fn load(args: &GlobalArgs) -> anyhow::Result<HostConfig> {
     if let Some(dir) = &args.components {
         config.components_dir = Some(dir.clone());
     }
+    if let Some(dir) = &args.registry {
+        config.registry_dir = Some(dir.clone());
+    }
+    if args.allow_unsigned {
+        config.allow_unsigned = true;
+    }
     if config.state_dir.is_none() {
         config.state_dir = default_state_dir();
+    }
+    if config.registry_dir.is_none() {
+        config.registry_dir = default_registry_dir();
+    }
+    if config.keys_dir.is_none() {
+        config.keys_dir = default_config_dir().map(|d| d.join("keys"));
+    }
+    if config.trust_dir.is_none() {
+        config.trust_dir = default_config_dir().map(|d| d.join("trust"));
     }
     Ok(config)
 }

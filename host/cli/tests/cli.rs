@@ -10,8 +10,9 @@ const ARW: &str = env!("CARGO_BIN_EXE_arw");
 fn arw(state: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(ARW);
     cmd.arg("--state-dir").arg(state).args(args);
-    // Keep the developer's own configuration out of the tests.
-    cmd.env("XDG_CONFIG_HOME", state.join("no-config"));
+    // Keep the developer's own configuration, keys and registry out of the tests.
+    cmd.env("XDG_CONFIG_HOME", state.join("config"));
+    cmd.env("XDG_DATA_HOME", state.join("data"));
     for (key, _) in std::env::vars() {
         if key.starts_with("ARW_") {
             cmd.env_remove(key);
@@ -146,6 +147,7 @@ fn guest_stdout_goes_to_the_log_tagged_with_the_component() {
     )
     .arg("--components")
     .arg(components.path())
+    .arg("--allow-unsigned")
     .arg("--policies")
     .arg(policies.path()));
     assert_eq!(json_out(&out), serde_json::json!({"ok": null}));
@@ -202,7 +204,7 @@ fn up_logs_ready_and_drains_on_sigterm() {
     struct KillOnDrop(u32);
     impl Drop for KillOnDrop {
         fn drop(&mut self) {
-            let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
+            let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).stderr(Stdio::null()).status();
         }
     }
     let _guard = KillOnDrop(child.id());

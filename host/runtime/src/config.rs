@@ -15,9 +15,20 @@ pub struct HostConfig {
     pub state_dir: Option<PathBuf>,
     /// A directory of `*.cedar` policies; unset means the embedded defaults.
     pub policies_dir: Option<PathBuf>,
-    /// A directory of component manifests (`*.toml`) and their `.wasm`
-    /// files; unset means the embedded first-party components.
+    /// A directory of unsigned component manifests (`*.toml`) and their
+    /// `.wasm` files, for development; needs `allow-unsigned`. Unset means
+    /// the installed components.
     pub components_dir: Option<PathBuf>,
+    /// Load components that no trusted signer vouches for. Off by default;
+    /// each such load logs a warning.
+    pub allow_unsigned: bool,
+    /// The local component registry. The CLI defaults it to
+    /// `$XDG_DATA_HOME/arw/registry`.
+    pub registry_dir: Option<PathBuf>,
+    /// Signing keys (`NAME.key`, `NAME.pub`). Default `$XDG_CONFIG_HOME/arw/keys`.
+    pub keys_dir: Option<PathBuf>,
+    /// Trusted publisher keys (`NAME.pub`). Default `$XDG_CONFIG_HOME/arw/trust`.
+    pub trust_dir: Option<PathBuf>,
     pub engine: EngineConfig,
     pub kv: KvConfig,
     pub bus: BusConfig,

@@ -29,6 +29,13 @@ pub enum LoadError {
     Health { origin: String, message: String },
     #[error("{origin}: {message}")]
     Conflict { origin: String, message: String },
+    #[error(
+        "{origin}: unsigned component refused; publish and install it (`arw publish`, `arw install`) \
+         or, for development only, allow unsigned components (`--allow-unsigned`)"
+    )]
+    Unsigned { origin: String },
+    #[error("{origin}: {check} check failed: {message}")]
+    Verify { origin: String, check: &'static str, message: String },
 }
 
 /// Why the host did not start.

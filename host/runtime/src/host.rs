@@ -17,6 +17,7 @@ use crate::capabilities::kv::KvStore;
 use crate::config::HostConfig;
 use crate::error::{CallError, HostError, LoadError};
 use crate::manifest::{Limits, World};
+use crate::runtime::aot::{AotCache, Compilation};
 use crate::runtime::component::{GrantDecision, LoadedComponent, ToolDescriptor};
 use crate::runtime::subscriber::{self, SubscriberWorker};
 use crate::runtime::{Runtime, engine};
@@ -35,6 +36,10 @@ pub struct ComponentInfo {
     pub description: String,
     pub digest: String,
     pub origin: String,
+    /// The trusted signer (Cedar's `principal.publisher`); none if unsigned.
+    pub publisher: Option<String>,
+    /// Whether its code came from the AOT cache this start.
+    pub compilation: Compilation,
     /// The tool name, for components of the `tool` world.
     pub tool: Option<String>,
     pub limits: Limits,
@@ -110,7 +115,8 @@ impl Host {
         let kv = Arc::new(KvStore::open(&state_dir, config.kv.clone())?);
         let authorizer = Arc::new(Authorizer::new(arw_policy::schema::embedded()?, policies));
         let gate = Arc::new(Gate::new(authorizer, bus.clone()));
-        let runtime = Arc::new(Runtime { engine, linker, capabilities: Capabilities { bus, kv }, gate, config });
+        let aot = Some(AotCache::new(state_dir.join("aot")));
+        let runtime = Arc::new(Runtime { engine, linker, capabilities: Capabilities { bus, kv }, gate, config, aot });
 
         let mut refused = Vec::new();
         let mut components: BTreeMap<String, Arc<LoadedComponent>> = BTreeMap::new();
@@ -196,6 +202,8 @@ impl Host {
                 description: c.manifest.description.clone(),
                 digest: c.digest.clone(),
                 origin: c.origin.clone(),
+                publisher: c.publisher.clone(),
+                compilation: c.compilation,
                 tool: c.tool().map(|t| t.name.clone()),
                 limits: c.manifest.limits.clone(),
                 grants: c.grant_decisions(),

@@ -20,6 +20,7 @@ pub mod bindings;
 pub mod capabilities;
 pub mod config;
 pub mod error;
+pub mod fsutil;
 pub mod host;
 pub mod manifest;
 pub mod runtime;

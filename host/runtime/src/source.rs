@@ -17,6 +17,11 @@ pub struct ComponentPackage {
     pub wasm: Cow<'static, [u8]>,
     /// Where it came from, for messages.
     pub origin: String,
+    /// The trusted signer that vouches for this package (its key name in the
+    /// trust store), as established by the source after verifying the
+    /// signature. `None` for unsigned packages, which the host refuses unless
+    /// `allow-unsigned` is set. Cedar sees it as `principal.publisher`.
+    pub publisher: Option<String>,
 }
 
 /// A provider of component packages. Each package is returned separately
@@ -29,6 +34,8 @@ pub trait ComponentSource: Send + Sync {
 }
 
 /// Components built into the binary: (manifest text, wasm bytes) pairs.
+/// Unsigned: the CLI publishes and installs them through the registry rather
+/// than loading them from here.
 #[derive(Debug, Clone, Default)]
 pub struct EmbeddedSource {
     entries: Vec<(String, &'static str, &'static [u8])>,
@@ -57,12 +64,15 @@ impl ComponentSource for EmbeddedSource {
             .map(|(origin, manifest, wasm)| {
                 let manifest = Manifest::parse(manifest)
                     .map_err(|e| LoadError::Manifest { origin: origin.clone(), message: e.message })?;
-                Ok(ComponentPackage { manifest, wasm: Cow::Borrowed(wasm), origin: origin.clone() })
+                Ok(ComponentPackage { manifest, wasm: Cow::Borrowed(wasm), origin: origin.clone(), publisher: None })
             })
             .collect()
     }
 }
 
+/// Unsigned components from a directory (development only: the host refuses
+/// them unless `allow-unsigned` is set).
+///
 /// A directory of `NAME.toml` manifests, each next to its component
 /// (`NAME.wasm`, or the manifest's `component` path, relative to it).
 #[derive(Debug, Clone)]
@@ -110,7 +120,7 @@ impl DirectorySource {
             });
         }
         let wasm = std::fs::read(&wasm_path).map_err(|error| LoadError::Io { origin: wasm_origin.clone(), error })?;
-        Ok(ComponentPackage { manifest, wasm: Cow::Owned(wasm), origin: wasm_origin })
+        Ok(ComponentPackage { manifest, wasm: Cow::Owned(wasm), origin: wasm_origin, publisher: None })
     }
 }
 

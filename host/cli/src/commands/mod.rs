@@ -11,12 +11,13 @@ macro_rules! out {
 
 mod call;
 mod list;
+mod packages;
 mod policy;
 mod up;
 
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use arw_host::source::{ComponentSource, DirectorySource};
 use arw_host::{Host, HostConfig, LoadError};
 use arw_policy::{PolicySet, PolicySource};
@@ -32,6 +33,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Components(args) => list::components(config, args).await,
         Command::Tools(args) => list::tools(config, args).await,
         Command::Policy(command) => policy::run(config, command),
+        Command::Keys(command) => packages::keys(&config, command),
+        Command::Trust(command) => packages::trust(&config, command),
+        Command::Publish(args) => packages::publish(&config, args),
+        Command::Sign(args) => packages::sign(&config, args),
+        Command::Verify(args) => packages::verify(&config, args),
+        Command::Install(args) => packages::install_command(&config, args),
+        Command::Uninstall(args) => packages::uninstall(&config, args),
+        Command::List(args) => packages::list(&config, args),
+        Command::Yank(args) => packages::yank(&config, args),
     }
 }
 
@@ -62,8 +72,20 @@ pub(crate) async fn start_host(config: HostConfig) -> anyhow::Result<(Host, Vec<
         tracing::warn!("no policies loaded: nothing is granted to any component or caller");
     }
     let source: Box<dyn ComponentSource> = match &config.components_dir {
-        Some(dir) => Box::new(DirectorySource::new(dir)),
-        None => Box::new(crate::defaults::first_party()),
+        Some(dir) => {
+            if !config.allow_unsigned {
+                bail!(
+                    "components from a directory are unsigned: publish and install them (`arw publish`, \
+                     `arw install`; see docs/registry.md) or pass --allow-unsigned for development"
+                );
+            }
+            Box::new(DirectorySource::new(dir))
+        }
+        None => {
+            let stores = packages::Stores::new(&config)?;
+            packages::bootstrap(&config, &stores)?;
+            Box::new(stores.source())
+        }
     };
     tracing::debug!(source = %source.describe(), policies = policies.len(), "starting host");
     let started = Host::start(config, policies, source.as_ref()).await?;

@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, InstancePre};
 
 use super::Runtime;
+use super::aot::Compilation;
 use super::store::{InstanceState, new_store};
 use crate::authz::Grants;
 use crate::bindings::subscriber::SubscriberPre;
@@ -47,6 +48,10 @@ pub struct LoadedComponent {
     pub(crate) capabilities: ComponentCapabilities,
     /// One permit per concurrent call (`limits.concurrency`).
     pub(crate) slots: Arc<Semaphore>,
+    /// The trusted signer, if any (Cedar's `principal.publisher`).
+    pub publisher: Option<String>,
+    /// Whether the code came from the AOT cache.
+    pub compilation: Compilation,
 }
 
 impl std::fmt::Debug for LoadedComponent {
@@ -96,7 +101,13 @@ impl Runtime {
     /// Load one component package. Nothing about the host changes if this
     /// fails.
     pub async fn load(&self, package: ComponentPackage) -> Result<LoadedComponent, LoadError> {
-        let ComponentPackage { manifest, wasm, origin } = package;
+        let ComponentPackage { manifest, wasm, origin, publisher } = package;
+        if publisher.is_none() {
+            if !self.config.allow_unsigned {
+                return Err(LoadError::Unsigned { origin });
+            }
+            tracing::warn!(%origin, "loading an UNSIGNED component (allow-unsigned is on; development only)");
+        }
         let limits = &manifest.limits;
         if limits.memory_mib > self.config.engine.max_memory_mib {
             return Err(LoadError::Limits {
@@ -118,10 +129,15 @@ impl Runtime {
 
         // Compiling takes milliseconds to seconds: keep it off the executor.
         let engine = self.engine.clone();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &wasm))
-            .await
-            .map_err(|e| LoadError::Compile { origin: origin.clone(), message: e.to_string() })?
-            .map_err(|e| LoadError::Compile { origin: origin.clone(), message: format!("{e:#}") })?;
+        let aot = self.aot.clone();
+        let key = digest.clone();
+        let (component, compilation) = tokio::task::spawn_blocking(move || match aot {
+            Some(cache) => cache.load_or_compile(&engine, &key, &wasm),
+            None => Component::new(&engine, &wasm).map(|c| (c, Compilation::Compiled)),
+        })
+        .await
+        .map_err(|e| LoadError::Compile { origin: origin.clone(), message: e.to_string() })?
+        .map_err(|e| LoadError::Compile { origin: origin.clone(), message: format!("{e:#}") })?;
 
         let exports: Vec<String> =
             component.component_type().exports(&self.engine).map(|(name, _)| name.to_string()).collect();
@@ -147,7 +163,7 @@ impl Runtime {
         let principal = authorizer.principal(Principal::component(
             manifest.id.as_str(),
             manifest.version.to_string(),
-            manifest.id.namespace(),
+            publisher.clone().unwrap_or_default(),
             digest.clone(),
         ));
         let grants = Arc::new(Grants::new(principal, manifest.capabilities.clone(), self.gate.clone()));
@@ -173,6 +189,8 @@ impl Runtime {
             tool: None,
             subscriber,
             capabilities,
+            publisher,
+            compilation,
         };
         if loaded.manifest.worlds.contains(&World::Tool) {
             let tool_pre = ToolPre::new(pre).map_err(link)?;

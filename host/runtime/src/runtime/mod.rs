@@ -8,6 +8,7 @@
 //! - [`call`]: running one tool call or one event delivery;
 //! - [`subscriber`]: the worker that feeds bus events to a subscriber.
 
+pub mod aot;
 pub mod call;
 pub mod component;
 pub mod engine;
@@ -42,6 +43,8 @@ pub struct Runtime {
     pub capabilities: Capabilities,
     pub gate: Arc<Gate>,
     pub config: HostConfig,
+    /// Where compiled components are cached; `None` compiles every time.
+    pub aot: Option<aot::AotCache>,
 }
 
 impl std::fmt::Debug for Runtime {

@@ -1,11 +1,12 @@
 //! Verifying a package: the whole chain, each check with its own error.
 //!
-//! 1. `manifest` — the signed manifest is present and well-formed, and names
-//!    the id and version its path says;
-//! 2. `digest` — sha256 and size of the component bytes match the manifest;
-//! 3. `signature` — there is at least one signature and every signature
-//!    file verifies against the manifest's exact bytes;
-//! 4. `trust` — at least one signature is by a key in the trust store;
+//! 1. `signature` — there is a signed manifest and at least one signature,
+//!    and every signature file verifies against the manifest's exact bytes
+//!    (checked before the manifest is even parsed);
+//! 2. `trust` — at least one signature is by a key in the trust store;
+//! 3. `manifest` — the signed manifest is well-formed and names the id and
+//!    version its path says;
+//! 4. `digest` — sha256 and size of the component bytes match the manifest;
 //! 5. `world` — the component's real exports provide the manifest's worlds.
 
 use std::path::PathBuf;
@@ -77,21 +78,6 @@ pub fn verify(package: &Package, trust: &TrustStore) -> Result<Verified, VerifyE
     if package.manifest_bytes.is_empty() {
         return Err(VerifyError::Manifest { path, message: "no signed manifest (`<version>.manifest.json`)".into() });
     }
-    let signed = SignedManifest::parse(&package.manifest_bytes)
-        .map_err(|message| VerifyError::Manifest { path: path.clone(), message })?;
-    if signed.manifest.id != package.id || signed.manifest.version != package.version {
-        return Err(VerifyError::Manifest {
-            path,
-            message: format!(
-                "the manifest is for {}@{} but the registry path is {}@{}",
-                signed.manifest.id, signed.manifest.version, package.id, package.version
-            ),
-        });
-    }
-    let actual = digest(&package.wasm);
-    if signed.digest != actual || signed.size != package.wasm.len() as u64 {
-        return Err(VerifyError::Digest { path, expected: signed.digest, actual });
-    }
     if package.signatures.is_empty() {
         return Err(VerifyError::Unsigned { path });
     }
@@ -117,6 +103,22 @@ pub fn verify(package: &Package, trust: &TrustStore) -> Result<Verified, VerifyE
         let signers: Vec<String> = signatures.iter().map(|s| format!("`{}` {}", s.signer, s.public_key)).collect();
         return Err(VerifyError::Untrusted { path, signers: signers.join(", ") });
     };
+
+    let signed = SignedManifest::parse(&package.manifest_bytes)
+        .map_err(|message| VerifyError::Manifest { path: path.clone(), message })?;
+    if signed.manifest.id != package.id || signed.manifest.version != package.version {
+        return Err(VerifyError::Manifest {
+            path,
+            message: format!(
+                "the manifest is for {}@{} but the registry path is {}@{}",
+                signed.manifest.id, signed.manifest.version, package.id, package.version
+            ),
+        });
+    }
+    let actual = digest(&package.wasm);
+    if signed.digest != actual || signed.size != package.wasm.len() as u64 {
+        return Err(VerifyError::Digest { path, expected: signed.digest, actual });
+    }
     crate::inspect::check_worlds(&package.wasm, &signed.manifest.worlds)
         .map_err(|message| VerifyError::World { path: path.clone(), message })?;
     Ok(Verified { manifest: signed.manifest, digest: actual, publisher, signatures })

@@ -133,3 +133,27 @@ fn invalid_policies_are_refused_with_file_and_line() {
     assert_eq!((d.file.as_str(), d.line), ("policies/schema.cedar", Some(2)), "{d}");
     assert!(d.message.contains("kv.erase"), "{d}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsigned_components_are_refused_unless_allowed() {
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let source =
+        arw_host::source::EmbeddedSource::new().with("text-stats", manifests::TEXT_STATS, artifacts::TEXT_STATS.bytes);
+    let (host, refused) =
+        arw_host::Host::start(arw_tests::config(state.path()), arw_tests::policies(&[OPERATOR_INVOKES]), &source)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(refused.as_slice(), [LoadError::Unsigned { .. }]), "{refused:?}");
+    assert!(refused[0].to_string().contains("--allow-unsigned"), "{}", refused[0]);
+    assert!(host.components().is_empty());
+    host.shutdown(std::time::Duration::from_secs(1)).await;
+
+    let mut config = arw_tests::config(state.path());
+    config.allow_unsigned = true;
+    let (host, refused) = arw_host::Host::start(config, arw_tests::policies(&[OPERATOR_INVOKES]), &source)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(refused.is_empty(), "{refused:?}");
+    assert_eq!(host.components()[0].publisher, None);
+    host.shutdown(std::time::Duration::from_secs(1)).await;
+}

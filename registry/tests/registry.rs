@@ -2,6 +2,9 @@
 //! and every way a package can be tampered with, refused with its own check
 //! and without touching the installed set.
 
+// Test helpers: an unwrap that fails is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

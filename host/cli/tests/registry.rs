@@ -1,0 +1,249 @@
+//! The registry commands as a user runs them: keys, trust, publish, verify,
+//! install (with its permission prompt), list, yank, uninstall; and a
+//! `kill -9` at random points never leaves a broken version or install.
+
+// Test helpers: an unwrap that fails is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const ARW: &str = env!("CARGO_BIN_EXE_arw");
+
+struct Home {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Home {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        std::fs::create_dir_all(root.join("policies")).unwrap();
+        std::fs::write(
+            root.join("policies/p.cedar"),
+            "permit(principal in Arw::Role::\"operator\", action == Arw::Action::\"tool.invoke\", resource);\n\
+             permit(principal, action == Arw::Action::\"config.read\", resource) when { principal.publisher == \"acme\" };\n",
+        )
+        .unwrap();
+        Home { _dir: dir, root }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(ARW);
+        cmd.args(args)
+            .arg("--state-dir")
+            .arg(self.root.join("state"))
+            .arg("--policies")
+            .arg(self.root.join("policies"))
+            .env("XDG_CONFIG_HOME", self.root.join("config"))
+            .env("XDG_DATA_HOME", self.root.join("data"))
+            .stdin(Stdio::null());
+        for (key, _) in std::env::vars() {
+            if key.starts_with("ARW_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "arw {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn fails(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = self.run(args);
+        assert!(!out.status.success(), "arw {args:?} should fail:\n{}", String::from_utf8_lossy(&out.stdout));
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    fn registry(&self) -> PathBuf {
+        self.root.join("data/arw/registry")
+    }
+
+    /// A component (the probe guest) with manifest `acme:echo@version`.
+    fn component(&self, version: &str) -> (PathBuf, PathBuf) {
+        let wasm = self.root.join("echo.wasm");
+        std::fs::copy(arw_artifacts::PROBE.path, &wasm).unwrap();
+        let manifest = self.root.join(format!("echo-{version}.toml"));
+        std::fs::write(
+            &manifest,
+            format!(
+                "id = \"acme:echo\"\nversion = \"{version}\"\nworlds = [\"tool\"]\n\
+                 [[capabilities]]\naction = \"config.read\"\nresource = \"tool-name\"\n\
+                 [[capabilities]]\naction = \"kv.write\"\nresource = \"anything\"\n\
+                 [config]\ntool-name = \"echo\"\n"
+            ),
+        )
+        .unwrap();
+        (wasm, manifest)
+    }
+
+    fn setup_acme(&self) {
+        let public = self.ok(&["keys", "generate", "acme"]);
+        assert!(public.starts_with("ed25519:"), "{public}");
+        self.ok(&["trust", "add", "acme", public.trim()]);
+    }
+
+    fn publish(&self, version: &str) -> Output {
+        let (wasm, manifest) = self.component(version);
+        self.cmd(&["publish", path(&wasm), "--manifest", path(&manifest), "--key", "acme"]).output().unwrap()
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn publish_verify_install_call_and_manage() {
+    let home = Home::new();
+    home.setup_acme();
+    let out = home.publish("1.0.0");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(home.registry().join("acme/echo/1.0.0.wasm").exists());
+
+    let verified = home.ok(&["verify", "acme:echo@1.0.0"]);
+    assert!(verified.starts_with("ok acme:echo@1.0.0") && verified.contains("trusted as `acme`"), "{verified}");
+
+    // The permission prompt needs a terminal or --yes.
+    let (code, stderr) = home.fails(&["install", "acme:echo"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("pass --yes"), "{stderr}");
+    let shown = home.ok(&["install", "acme:echo", "--yes"]);
+    assert!(shown.contains("granted config.read"), "{shown}");
+    assert!(shown.contains("DENIED  kv.write"), "{shown}");
+    assert!(shown.contains("installed acme:echo@1.0.0"), "{shown}");
+
+    let listed = home.ok(&["list"]);
+    assert!(listed.contains("acme:echo") && listed.contains("signed by `acme`"), "{listed}");
+    let called = home.ok(&["call", "echo", "--input", r#"{"op":"echo","value":"hi"}"#]);
+    assert_eq!(called.trim(), r#"{"ok":"hi"}"#);
+    // The first host start also published and installed the first-party components.
+    let listed = home.ok(&["list"]);
+    assert!(listed.contains("arw:text-stats") && listed.contains("signed by `arw`"), "{listed}");
+
+    // Upgrade, then yank and uninstall.
+    assert!(home.publish("1.1.0").status.success());
+    let (_, stderr) = {
+        let out = home.publish("1.1.0");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert!(stderr.contains("already published"), "{stderr}");
+    assert!(home.ok(&["install", "acme:echo@^1", "--yes"]).contains("installed acme:echo@1.1.0 (was 1.0.0)"));
+    home.ok(&["yank", "acme:echo@1.1.0"]);
+    let (_, stderr) = home.fails(&["install", "acme:echo@1.1.0", "--yes"]);
+    assert!(stderr.contains("yanked"), "{stderr}");
+    let available = home.ok(&["list", "--available"]);
+    assert!(available.contains("1.1.0") && available.contains("installed, yanked"), "{available}");
+    home.ok(&["uninstall", "acme:echo"]);
+    let (_, stderr) = home.fails(&["call", "echo", "--input", "{}"]);
+    assert!(stderr.contains("no tool named `echo`"), "{stderr}");
+}
+
+#[test]
+fn verify_fails_loudly_on_tampering_and_untrusted_keys() {
+    let home = Home::new();
+    home.setup_acme();
+    assert!(home.publish("1.0.0").status.success());
+    home.ok(&["install", "acme:echo", "--yes"]);
+
+    // Bytes fetched elsewhere (e.g. by wkg) are matched by digest.
+    let fetched = home.root.join("fetched.wasm");
+    std::fs::copy(home.registry().join("acme/echo/1.0.0.wasm"), &fetched).unwrap();
+    assert!(home.ok(&["verify", path(&fetched)]).starts_with("ok acme:echo@1.0.0"));
+    let mut bytes = std::fs::read(&fetched).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&fetched, &bytes).unwrap();
+    let (code, stderr) = home.fails(&["verify", path(&fetched)]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("no version in"), "{stderr}");
+
+    // Tamper with the registry copy: verify fails, and the host refuses it.
+    std::fs::write(home.registry().join("acme/echo/1.0.0.wasm"), &bytes).unwrap();
+    let (code, stderr) = home.fails(&["verify", "acme:echo@1.0.0"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("digest check failed"), "{stderr}");
+    let components = home.ok(&["components"]);
+    assert!(components.contains("refused") && components.contains("digest check failed"), "{components}");
+    assert!(!components.contains("acme:echo 1.0.0"), "{components}");
+
+    // Untrusting the publisher: the trust check fails.
+    home.ok(&["trust", "remove", "acme"]);
+    std::fs::write(home.registry().join("acme/echo/1.0.0.wasm"), std::fs::read(arw_artifacts::PROBE.path).unwrap())
+        .unwrap();
+    let (_, stderr) = home.fails(&["verify", "acme:echo@1.0.0"]);
+    assert!(stderr.contains("trust check failed") && stderr.contains("arw trust add"), "{stderr}");
+}
+
+#[test]
+fn unsigned_directories_need_the_escape_hatch() {
+    let home = Home::new();
+    let dir = home.root.join("dev");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (code, stderr) = home.fails(&["tools", "--components", path(&dir)]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--allow-unsigned"), "{stderr}");
+    home.ok(&["tools", "--components", path(&dir), "--allow-unsigned"]);
+}
+
+/// A small deterministic pseudo-random sequence (no dependency, repeatable).
+fn lcg(seed: &mut u64) -> u64 {
+    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *seed >> 33
+}
+
+#[test]
+fn kill_9_at_random_points_never_leaves_a_broken_version() {
+    let home = Home::new();
+    home.setup_acme();
+    // First run: bootstrap the first-party components, so installs below
+    // exercise only install itself.
+    home.ok(&["list"]);
+    home.ok(&["tools"]);
+    let mut seed = 0x5eed_u64;
+    for round in 0..16 {
+        let version = format!("1.0.{round}");
+        let (wasm, manifest) = home.component(&version);
+        let mut publish = home
+            .cmd(&["publish", path(&wasm), "--manifest", path(&manifest), "--key", "acme"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(lcg(&mut seed) % 40_000));
+        let _ = publish.kill();
+        let _ = publish.wait();
+
+        let mut install = home
+            .cmd(&["install", &format!("acme:echo@{version}"), "--yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(lcg(&mut seed) % 200_000));
+        let _ = install.kill();
+        let _ = install.wait();
+
+        // Every listed version verifies; every installed one too.
+        let available: serde_json::Value = serde_json::from_str(&home.ok(&["list", "--available", "--json"])).unwrap();
+        for entry in available["available"].as_array().unwrap() {
+            let reference = format!("{}@{}", entry["id"].as_str().unwrap(), entry["version"].as_str().unwrap());
+            home.ok(&["verify", &reference]);
+        }
+        let installed: serde_json::Value = serde_json::from_str(&home.ok(&["list", "--json"])).unwrap();
+        for (id, entry) in installed["installed"].as_object().unwrap() {
+            home.ok(&["verify", &format!("{id}@{}", entry["version"].as_str().unwrap())]);
+        }
+        // And the host loads everything that is installed.
+        let components = home.ok(&["components"]);
+        assert!(!components.contains("refused"), "round {round}:\n{components}");
+    }
+}

@@ -11,6 +11,15 @@ step() { printf '\n==> %s\n' "$*"; }
 step "toolchain: $(rustc --version), wasm32-wasip2 target"
 rustup target add wasm32-wasip2 >/dev/null
 
+# Third-party clients the interop tests drive. Installed once into a cache
+# outside the clone; later runs reuse them.
+TOOLS="${ARW_TOOLS_DIR:-$HOME/.cache/arw/tools}"
+if [ ! -x "$TOOLS/bin/wkg" ]; then
+    step "installing wkg 0.16 (wasm-pkg-tools) into $TOOLS (first run only)"
+    cargo install wkg --version '~0.16' --locked --root "$TOOLS"
+fi
+export WKG="$TOOLS/bin/wkg"
+
 step "cargo fmt --check (host and guest workspaces)"
 cargo fmt --all --check
 (cd components && cargo fmt --all --check)

@@ -11,8 +11,8 @@ async fn event_log_receives_exactly_the_granted_topics() {
     // event-log requests demo.*; Cedar grants only demo.public.*. announce may
     // publish demo.*; a probe may publish other.*.
     let policies = DEFAULT_POLICIES.replace(
-        "when { resource.name like \"demo.*\" };\n\n@id(\"event-log-namespace\")",
-        "when { resource.name like \"demo.public.*\" };\n\n@id(\"event-log-namespace\")",
+        "resource.name like \"demo.*\" };\n\n@id(\"event-log-namespace\")",
+        "resource.name like \"demo.public.*\" };\n\n@id(\"event-log-namespace\")",
     );
     assert_ne!(policies, DEFAULT_POLICIES, "the test's policy edit must apply");
     let probe = probe_manifest("test:probe", &[("bus.publish", "other.*")], &[]);

@@ -47,8 +47,8 @@ impl PolicySource {
 #[derive(Debug, Clone)]
 pub struct PolicySet {
     pub(crate) set: cedar_policy::PolicySet,
-    /// (policy id, file), in load order.
-    origins: Vec<(String, String)>,
+    /// (policy id, file, policy text as Cedar prints it), in load order.
+    origins: Vec<(String, String, String)>,
 }
 
 impl PolicySet {
@@ -102,6 +102,7 @@ impl PolicySet {
                             continue;
                         }
                         let renamed = policy.new_id(PolicyId::new(&id));
+                        let text = renamed.to_string();
                         if let Err(e) = set.add(renamed) {
                             diagnostics.push(PolicyDiagnostic {
                                 file: source.name.clone(),
@@ -112,7 +113,7 @@ impl PolicySet {
                             continue;
                         }
                         owner.insert(id.clone(), index);
-                        origins.push((id, source.name.clone()));
+                        origins.push((id, source.name.clone(), text));
                     }
                 }
             }
@@ -153,12 +154,29 @@ impl PolicySet {
 
     /// The ids of the policies, `file#id`, in load order.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.origins.iter().map(|(id, _)| id.as_str())
+        self.origins.iter().map(|(id, _, _)| id.as_str())
     }
 
     /// The file policy `id` was defined in.
     pub fn origin(&self, id: &str) -> Option<&str> {
-        self.origins.iter().find(|(i, _)| i == id).map(|(_, f)| f.as_str())
+        self.origins.iter().find(|(i, _, _)| i == id).map(|(_, f, _)| f.as_str())
+    }
+
+    /// What changed from `before` to `self`: (added, removed, changed) ids.
+    pub fn diff(&self, before: &PolicySet) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let text_of = |set: &PolicySet, id: &str| set.origins.iter().find(|(i, _, _)| i == id).map(|(_, _, t)| t.clone());
+        let mut added = Vec::new();
+        let mut changed = Vec::new();
+        for (id, _, text) in &self.origins {
+            match text_of(before, id) {
+                None => added.push(id.clone()),
+                Some(old) if old != *text => changed.push(id.clone()),
+                Some(_) => {}
+            }
+        }
+        let removed =
+            before.origins.iter().filter(|(id, _, _)| text_of(self, id).is_none()).map(|(id, _, _)| id.clone()).collect();
+        (added, removed, changed)
     }
 }
 

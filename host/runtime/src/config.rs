@@ -32,6 +32,7 @@ pub struct HostConfig {
     pub engine: EngineConfig,
     pub kv: KvConfig,
     pub bus: BusConfig,
+    pub swap: SwapConfig,
     /// Per-component overrides, keyed by component id (`arw:announce`).
     pub components: BTreeMap<String, ComponentOverrides>,
 }
@@ -86,6 +87,28 @@ pub struct BusConfig {
 impl Default for BusConfig {
     fn default() -> Self {
         BusConfig { subscriber_queue: 1024, max_payload_bytes: 256 << 10 }
+    }
+}
+
+/// Hot swap of component versions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SwapConfig {
+    /// How long calls already running on a replaced version may continue
+    /// before they are interrupted, in milliseconds.
+    pub drain_grace_ms: u64,
+    /// Roll back to the previous version when a new one keeps failing.
+    pub auto_rollback: bool,
+    /// How many first calls of a new version are watched.
+    pub probation_calls: u32,
+    /// Faults (traps, deadlines, memory caps, invalid output) among those
+    /// calls that trigger the rollback.
+    pub rollback_after_faults: u32,
+}
+
+impl Default for SwapConfig {
+    fn default() -> Self {
+        SwapConfig { drain_grace_ms: 30_000, auto_rollback: true, probation_calls: 20, rollback_after_faults: 3 }
     }
 }
 

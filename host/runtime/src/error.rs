@@ -72,11 +72,26 @@ pub enum CallError {
     Busy { tool: String, concurrency: u32 },
     #[error("tool `{tool}` trapped: {message}")]
     Trap { tool: String, message: String },
+    #[error(
+        "tool `{tool}` was interrupted: version {version} was replaced and the call outlived the drain \
+         grace period (swap.drain-grace-ms)"
+    )]
+    Interrupted { tool: String, version: String },
     #[error("the host is shutting down")]
     ShuttingDown,
 }
 
 impl CallError {
+    /// Does this failure count against a freshly activated version (for
+    /// auto-rollback)? Traps, deadlines, memory caps and invalid output do;
+    /// refusals and errors the tool reports on purpose do not.
+    pub fn is_fault(&self) -> bool {
+        matches!(
+            self,
+            CallError::Trap { .. } | CallError::Timeout { .. } | CallError::MemoryLimit { .. } | CallError::InvalidOutput { .. }
+        )
+    }
+
     /// A stable, machine-readable code for the error's kind.
     pub fn code(&self) -> &str {
         match self {
@@ -89,6 +104,7 @@ impl CallError {
             CallError::MemoryLimit { .. } => "memory-limit",
             CallError::Busy { .. } => "busy",
             CallError::Trap { .. } => "trap",
+            CallError::Interrupted { .. } => "interrupted",
             CallError::ShuttingDown => "shutting-down",
         }
     }

@@ -11,7 +11,8 @@
 //! | [`runtime`] | the wasmtime engine, linker, stores and the per-call path |
 //! | [`authz`] | the one authorization chokepoint every capability call and tool call goes through |
 //! | [`capabilities`] | one unit per capability: `bus`, `kv`, `log`, `config` |
-//! | [`host`] | [`Host`]: start, call tools, list components, shut down |
+//! | [`supervisor`] | versions over time: atomic switch, drain, rollback, transition events |
+//! | [`host`] | [`Host`]: start, call tools, activate/remove components, reload policies, status, shut down |
 //!
 //! WIT bindings are generated in one place, [`bindings`].
 
@@ -25,9 +26,10 @@ pub mod host;
 pub mod manifest;
 pub mod runtime;
 pub mod source;
+pub mod supervisor;
 
 pub use arw_policy as policy;
 pub use config::HostConfig;
 pub use error::{CallError, HostError, LoadError};
-pub use host::{Caller, ComponentInfo, GrantInfo, Host, ToolInfo};
+pub use host::{ActivationError, Caller, ComponentInfo, ComponentStatus, GrantInfo, Host, HostStatus, PolicyReload, ToolInfo};
 pub use manifest::Manifest;

@@ -4,7 +4,7 @@ use arw_policy::PrincipalHandle;
 
 use super::Runtime;
 use super::component::LoadedComponent;
-use super::store::{DeadlineExceeded, MemoryCapExceeded, new_store};
+use super::store::{DeadlineExceeded, MemoryCapExceeded, Retired};
 use crate::bindings::tool::arw::host::bus as wit_bus;
 use crate::capabilities::bus::{Event, Payload};
 use crate::error::CallError;
@@ -31,8 +31,8 @@ impl Runtime {
             .map_err(|_| CallError::Busy { tool: tool.into(), concurrency: component.manifest.limits.concurrency })?
             .map_err(|_| CallError::ShuttingDown)?;
 
-        let mut store =
-            new_store(&self.engine, &self.capabilities, &component.capabilities, component.memory_limit(), timeout);
+        let _running = component.enter();
+        let mut store = component.store(self);
         let trap = |e: wasmtime::Error| classify(tool, component, e);
         let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
         let output = instance.arw_host_tool_handler().call_invoke(&mut store, input).await.map_err(trap)?;
@@ -49,13 +49,8 @@ impl Runtime {
             return Ok(());
         };
         let name = component.id();
-        let mut store = new_store(
-            &self.engine,
-            &self.capabilities,
-            &component.capabilities,
-            component.memory_limit(),
-            component.timeout(),
-        );
+        let _running = component.enter();
+        let mut store = component.store(self);
         let trap = |e: wasmtime::Error| classify(name, component, e);
         let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
         let event = wit_bus::Event {
@@ -83,6 +78,9 @@ fn classify(tool: &str, component: &LoadedComponent, error: wasmtime::Error) -> 
         || error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt)
     {
         return CallError::Timeout { tool: tool.into(), limit_ms: component.manifest.limits.timeout_ms };
+    }
+    if error.downcast_ref::<Retired>().is_some() {
+        return CallError::Interrupted { tool: tool.into(), version: component.version() };
     }
     if error.downcast_ref::<MemoryCapExceeded>().is_some() {
         return CallError::MemoryLimit { tool: tool.into(), limit_mib: component.manifest.limits.memory_mib };

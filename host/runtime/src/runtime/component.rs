@@ -6,6 +6,7 @@
 //! for tools).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arw_policy::{Action, Principal};
@@ -52,6 +53,20 @@ pub struct LoadedComponent {
     pub publisher: Option<String>,
     /// Whether the code came from the AOT cache.
     pub compilation: Compilation,
+    /// Set when this version was replaced and its drain grace period ended:
+    /// calls still running on it are interrupted at the next epoch tick.
+    pub(crate) retired: Arc<AtomicBool>,
+    /// Calls (and deliveries) running on this version now.
+    pub(crate) in_flight: AtomicUsize,
+}
+
+/// Counts one call on a version for as long as it lives.
+pub(crate) struct VersionCall<'a>(&'a LoadedComponent);
+
+impl Drop for VersionCall<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for LoadedComponent {
@@ -83,6 +98,32 @@ impl LoadedComponent {
 
     pub(crate) fn timeout(&self) -> Duration {
         Duration::from_millis(self.manifest.limits.timeout_ms)
+    }
+
+    pub(crate) fn enter(&self) -> VersionCall<'_> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        VersionCall(self)
+    }
+
+    /// Calls running on this version now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    pub fn version(&self) -> String {
+        self.manifest.version.to_string()
+    }
+
+    /// A fresh store for one call of this version.
+    pub(crate) fn store(&self, runtime: &Runtime) -> wasmtime::Store<InstanceState> {
+        new_store(
+            &runtime.engine,
+            &runtime.capabilities,
+            &self.capabilities,
+            self.memory_limit(),
+            self.timeout(),
+            self.retired.clone(),
+        )
     }
 }
 
@@ -191,11 +232,20 @@ impl Runtime {
             capabilities,
             publisher,
             compilation,
+            retired: Arc::new(AtomicBool::new(false)),
+            in_flight: AtomicUsize::new(0),
         };
         if loaded.manifest.worlds.contains(&World::Tool) {
             let tool_pre = ToolPre::new(pre).map_err(link)?;
             let descriptor = self.describe(&loaded, &tool_pre).await?;
             loaded.tool = Some((tool_pre, descriptor));
+        } else if let Some(subscriber) = &loaded.subscriber {
+            // Health check of a subscriber-only component: it instantiates.
+            let mut store = loaded.store(self);
+            subscriber.instantiate_async(&mut store).await.map_err(|e| LoadError::Health {
+                origin: loaded.origin.clone(),
+                message: format!("{e:#}"),
+            })?;
         }
         tracing::debug!(component = loaded.id(), digest = %loaded.digest, "loaded");
         Ok(loaded)
@@ -208,13 +258,7 @@ impl Runtime {
         pre: &ToolPre<InstanceState>,
     ) -> Result<ToolDescriptor, LoadError> {
         let fail = |message: String| LoadError::Health { origin: component.origin.clone(), message };
-        let mut store = new_store(
-            &self.engine,
-            &self.capabilities,
-            &component.capabilities,
-            component.memory_limit(),
-            component.timeout(),
-        );
+        let mut store = component.store(self);
         let instance = pre.instantiate_async(&mut store).await.map_err(|e| fail(format!("{e:#}")))?;
         let d = instance.arw_host_tool_handler().call_describe(&mut store).await.map_err(|e| fail(format!("{e:#}")))?;
         let valid_name = !d.name.is_empty()

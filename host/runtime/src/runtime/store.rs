@@ -2,6 +2,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,12 @@ pub struct MemoryCapExceeded {
     pub desired: usize,
 }
 
+/// Raised (as a trap) in a call still running on a replaced version when
+/// its drain grace period ends.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: this version was replaced and its drain grace period ended")]
+pub struct Retired;
+
 /// Raised (as a trap) when a call runs past its deadline.
 #[derive(Debug, thiserror::Error)]
 #[error("deadline of {0:?} exceeded")]
@@ -67,6 +74,7 @@ pub fn new_store(
     component: &ComponentCapabilities,
     memory_limit: usize,
     timeout: Duration,
+    retired: Arc<AtomicBool>,
 ) -> Store<InstanceState> {
     // WASI grants nothing: no preopened directories, no environment, no
     // arguments, no stdin, no network (the socket check denies every
@@ -89,10 +97,13 @@ pub fn new_store(
     store.limiter(|s| &mut s.limiter);
     let deadline = Instant::now() + timeout;
     // Check at every epoch tick: yield to the executor (so a busy guest
-    // never starves other calls) until the deadline, then trap.
+    // never starves other calls) until the deadline, then trap; trap early
+    // if the version was retired and its drain grace period ended.
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
+        if retired.load(Ordering::Acquire) {
+            Err(wasmtime::Error::new(Retired))
+        } else if Instant::now() >= deadline {
             Err(wasmtime::Error::new(DeadlineExceeded(timeout)))
         } else {
             Ok(UpdateDeadline::Yield(1))

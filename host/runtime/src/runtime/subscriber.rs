@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::Runtime;
-use super::component::LoadedComponent;
+use crate::supervisor::Slot;
 
 /// A running subscriber: its subscription id and its worker.
 #[derive(Debug)]
@@ -27,15 +27,13 @@ pub struct SubscriberWorker {
 /// flips to true the worker delivers what is already queued, then stops
 /// (the host bounds this by its grace period); it also stops when the
 /// subscription is removed and its queue is empty.
-pub fn spawn(
-    runtime: Arc<Runtime>,
-    component: Arc<LoadedComponent>,
-    mut shutdown: watch::Receiver<bool>,
-) -> SubscriberWorker {
-    let grants = component.grants().clone();
+pub fn spawn(runtime: Arc<Runtime>, slot: Arc<Slot>, mut shutdown: watch::Receiver<bool>) -> SubscriberWorker {
     let bus = runtime.capabilities.bus.clone();
-    let (subscription, mut events) = bus.subscribe(move |topic| grants.requests(Action::BusSubscribe, topic));
-    let grants = component.grants().clone();
+    // The slot, not a version: after a swap the same queue feeds the new
+    // version, so no event is lost and order is kept.
+    let filter_slot = slot.clone();
+    let (subscription, mut events) =
+        bus.subscribe(move |topic| filter_slot.active().grants().requests(Action::BusSubscribe, topic));
     let task = tokio::spawn(async move {
         loop {
             let event = if *shutdown.borrow() {
@@ -53,7 +51,8 @@ pub fn spawn(
                     },
                 }
             };
-            if !grants.allows(Action::BusSubscribe, &event.topic) {
+            let component = slot.active();
+            if !component.grants().allows(Action::BusSubscribe, &event.topic) {
                 continue;
             }
             match runtime.deliver(&component, &event).await {

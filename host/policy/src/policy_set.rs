@@ -164,7 +164,8 @@ impl PolicySet {
 
     /// What changed from `before` to `self`: (added, removed, changed) ids.
     pub fn diff(&self, before: &PolicySet) -> (Vec<String>, Vec<String>, Vec<String>) {
-        let text_of = |set: &PolicySet, id: &str| set.origins.iter().find(|(i, _, _)| i == id).map(|(_, _, t)| t.clone());
+        let text_of =
+            |set: &PolicySet, id: &str| set.origins.iter().find(|(i, _, _)| i == id).map(|(_, _, t)| t.clone());
         let mut added = Vec::new();
         let mut changed = Vec::new();
         for (id, _, text) in &self.origins {
@@ -174,8 +175,12 @@ impl PolicySet {
                 Some(_) => {}
             }
         }
-        let removed =
-            before.origins.iter().filter(|(id, _, _)| text_of(self, id).is_none()).map(|(id, _, _)| id.clone()).collect();
+        let removed = before
+            .origins
+            .iter()
+            .filter(|(id, _, _)| text_of(self, id).is_none())
+            .map(|(id, _, _)| id.clone())
+            .collect();
         (added, removed, changed)
     }
 }

@@ -88,7 +88,10 @@ impl CallError {
     pub fn is_fault(&self) -> bool {
         matches!(
             self,
-            CallError::Trap { .. } | CallError::Timeout { .. } | CallError::MemoryLimit { .. } | CallError::InvalidOutput { .. }
+            CallError::Trap { .. }
+                | CallError::Timeout { .. }
+                | CallError::MemoryLimit { .. }
+                | CallError::InvalidOutput { .. }
         )
     }
 

@@ -72,6 +72,8 @@ pub struct ComponentStatus {
     pub id: String,
     pub active_version: String,
     pub digest: String,
+    /// Calls running on the active version now.
+    pub in_flight: usize,
     pub draining: Vec<DrainingStatus>,
     pub last_transition: Option<Transition>,
 }
@@ -481,6 +483,7 @@ impl Host {
                         id: slot.id.clone(),
                         active_version: active.version(),
                         digest: active.digest.clone(),
+                        in_flight: active.in_flight(),
                         draining: slot.draining(),
                         last_transition: slot.last_transition(),
                     }

@@ -31,5 +31,7 @@ pub mod supervisor;
 pub use arw_policy as policy;
 pub use config::HostConfig;
 pub use error::{CallError, HostError, LoadError};
-pub use host::{ActivationError, Caller, ComponentInfo, ComponentStatus, GrantInfo, Host, HostStatus, PolicyReload, ToolInfo};
+pub use host::{
+    ActivationError, Caller, ComponentInfo, ComponentStatus, GrantInfo, Host, HostStatus, PolicyReload, ToolInfo,
+};
 pub use manifest::Manifest;

@@ -126,7 +126,14 @@ impl Slot {
             .collect()
     }
 
-    pub(crate) fn record(&self, bus: &Bus, event: &str, from: Option<String>, to: Option<String>, reason: Option<String>) {
+    pub(crate) fn record(
+        &self,
+        bus: &Bus,
+        event: &str,
+        from: Option<String>,
+        to: Option<String>,
+        reason: Option<String>,
+    ) {
         let transition = Transition { event: event.into(), from, to, reason, at_ms: now_ms() };
         let payload = serde_json::json!({
             "component": self.id,

@@ -242,10 +242,10 @@ impl Runtime {
         } else if let Some(subscriber) = &loaded.subscriber {
             // Health check of a subscriber-only component: it instantiates.
             let mut store = loaded.store(self);
-            subscriber.instantiate_async(&mut store).await.map_err(|e| LoadError::Health {
-                origin: loaded.origin.clone(),
-                message: format!("{e:#}"),
-            })?;
+            subscriber
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| LoadError::Health { origin: loaded.origin.clone(), message: format!("{e:#}") })?;
         }
         tracing::debug!(component = loaded.id(), digest = %loaded.digest, "loaded");
         Ok(loaded)

@@ -22,10 +22,15 @@ const PROBE_GRANTS: &str =
 
 /// The probe guest as `test:probe@version`, answering `generation` from its config.
 fn probe(version: &str, extra_config: &str) -> ComponentPackage {
+    probe_answering(version, &format!("v{version}"), extra_config)
+}
+
+/// The probe with `generation = answer` ("trap" makes every call trap).
+fn probe_answering(version: &str, answer: &str, extra_config: &str) -> ComponentPackage {
     let manifest = format!(
         "id = \"test:probe\"\nversion = \"{version}\"\nworlds = [\"tool\"]\n\
          [[capabilities]]\naction = \"config.read\"\nresource = \"*\"\n\
-         [config]\ngeneration = \"v{version}\"\n{extra_config}"
+         [config]\ngeneration = \"{answer}\"\n{extra_config}"
     );
     package(&manifest, artifacts::PROBE.bytes)
 }
@@ -128,7 +133,7 @@ async fn broken_versions_are_refused_or_rolled_back() {
     assert_eq!(host.active_version("test:probe").unwrap().0, "2.0.0");
 
     // v3.1 passes the health check but traps on every call: rolled back.
-    host.activate(probe("3.1.0", "fail-mode = \"trap\"\n")).await.unwrap();
+    host.activate(probe_answering("3.1.0", "trap", "")).await.unwrap();
     let h = host.clone();
     eventually("the rollback to 2.0.0", move || h.active_version("test:probe").unwrap().0 == "2.0.0").await;
     // Let the load run on the restored version a little.

@@ -143,12 +143,24 @@ impl InstalledSource {
     }
 
     fn package(&self, id: &str, entry: &InstalledEntry) -> Result<ComponentPackage, LoadError> {
-        let origin = format!("{}:{id}@{}", self.registry.root().display(), entry.version);
+        let origin = format!("registry:{id}@{}", entry.version);
         let fail = |check: &'static str, message: String| LoadError::Verify { origin: origin.clone(), check, message };
         let id: ComponentId = id.parse().map_err(|e| fail("manifest", e))?;
         let version = Version::parse(&entry.version).map_err(|e| fail("manifest", e.to_string()))?;
         let package = self.registry.read(&id, &version).map_err(|e| fail("registry", e.to_string()))?;
-        let verified = crate::verify::verify(&package, &self.trust).map_err(|e| fail(e.check(), e.to_string()))?;
+        let verified = crate::verify::verify(&package, &self.trust).map_err(|e| fail(e.check(), e.detail()))?;
+        // The publisher recorded at install stays the publisher (a later
+        // countersignature must not change who Cedar thinks published it).
+        if !verified.vouched_by(&entry.publisher) {
+            return Err(fail(
+                "trust",
+                format!(
+                    "`{}`, the publisher recorded at install, no longer has a valid trusted signature on it; \
+                     reinstall to accept its current signers",
+                    entry.publisher
+                ),
+            ));
+        }
         if verified.digest != entry.digest {
             return Err(fail(
                 "digest",
@@ -162,7 +174,7 @@ impl InstalledSource {
             manifest: verified.manifest,
             wasm: Cow::Owned(package.wasm),
             origin: format!("registry:{id}@{version}"),
-            publisher: Some(verified.publisher),
+            publisher: Some(entry.publisher.clone()),
         })
     }
 }

@@ -72,6 +72,11 @@ impl KeyStore {
             return Err(RegistryError::KeyExists { name: name.into(), path: secret_path });
         }
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700)).map_err(io(&self.dir))?;
+        }
         let key = generate()?;
         write_secret(&secret_path, &format!("{SECRET_PREFIX}{}\n", B64.encode(key.to_bytes())))?;
         let public = PublicKey(key.verifying_key());

@@ -114,8 +114,11 @@ impl Registry {
         let dir = self.package_dir(&id);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         // Leftovers of an interrupted publish of this version would mix with
-        // the new files: clear them (the version does not exist yet).
+        // the new files: clear them (the version does not exist yet), and
+        // any temporary file a killed writer left (we hold the lock, so no
+        // writer is active).
         remove_sidecars(&dir, &version)?;
+        remove_stale_temporaries(&dir)?;
         let manifest_path = self.file(&id, &version, "manifest.json");
         write_atomic(&manifest_path, &manifest_bytes).map_err(io(&manifest_path))?;
         let sig_path = self.file(&id, &version, &format!("{signer}.sig"));
@@ -275,6 +278,20 @@ impl Registry {
             hint: " (see `arw list --available`)".into(),
         }
     }
+}
+
+/// Remove the `.NAME.<pid>.<n>.tmp` files `write_atomic` leaves behind
+/// when a writer is killed.
+fn remove_stale_temporaries(dir: &Path) -> Result<(), RegistryError> {
+    let entries = std::fs::read_dir(dir).map_err(io(dir))?;
+    for entry in entries {
+        let path = entry.map_err(io(dir))?.path();
+        let stale = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"));
+        if stale {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+        }
+    }
+    Ok(())
 }
 
 /// Remove every `<version>.*` file of `dir` (used before a publish of a

@@ -59,6 +59,7 @@ impl SignedManifest {
         if parsed.format != MANIFEST_FORMAT {
             return Err(format!("unknown format `{}` (expected `{MANIFEST_FORMAT}`)", parsed.format));
         }
+        parsed.manifest.check().map_err(|e| e.message)?;
         Ok(parsed)
     }
 }

@@ -23,8 +23,12 @@ use crate::trust::TrustStore;
 pub struct Verified {
     pub manifest: Manifest,
     pub digest: String,
-    /// The trust-store name of the first trusted signer (sorted by file):
-    /// what Cedar sees as `principal.publisher`.
+    /// The trusted signer that counts as the publisher (what Cedar sees as
+    /// `principal.publisher`): the one whose trust-store name is the
+    /// component's namespace if it signed, else the first trusted
+    /// signature by file name. `arw install` records it, and later loads
+    /// keep it as long as that signer still vouches (see
+    /// [`Verified::vouched_by`]).
     pub publisher: String,
     pub signatures: Vec<SignatureInfo>,
 }
@@ -99,7 +103,7 @@ pub fn verify(package: &Package, trust: &TrustStore) -> Result<Verified, VerifyE
             trusted_as,
         });
     }
-    let Some(publisher) = signatures.iter().find_map(|s| s.trusted_as.clone()) else {
+    let Some(first_trusted) = signatures.iter().find_map(|s| s.trusted_as.clone()) else {
         let signers: Vec<String> = signatures.iter().map(|s| format!("`{}` {}", s.signer, s.public_key)).collect();
         return Err(VerifyError::Untrusted { path, signers: signers.join(", ") });
     };
@@ -121,5 +125,33 @@ pub fn verify(package: &Package, trust: &TrustStore) -> Result<Verified, VerifyE
     }
     crate::inspect::check_worlds(&package.wasm, &signed.manifest.worlds)
         .map_err(|message| VerifyError::World { path: path.clone(), message })?;
+    let namespace = package.id.namespace();
+    let publisher =
+        signatures.iter().find_map(|s| s.trusted_as.clone().filter(|n| n == namespace)).unwrap_or(first_trusted);
     Ok(Verified { manifest: signed.manifest, digest: actual, publisher, signatures })
+}
+
+impl Verified {
+    /// Does `name` (a trust-store name) have a valid signature on this package?
+    pub fn vouched_by(&self, name: &str) -> bool {
+        self.signatures.iter().any(|s| s.trusted_as.as_deref() == Some(name))
+    }
+}
+
+impl VerifyError {
+    /// The message without the path and check prefix (for callers that
+    /// print those themselves).
+    pub fn detail(&self) -> String {
+        match self {
+            VerifyError::Manifest { message, .. } | VerifyError::World { message, .. } => message.clone(),
+            VerifyError::Digest { expected, actual, .. } => {
+                format!("the component is {actual} but the signed manifest says {expected}; the component bytes changed after signing")
+            }
+            VerifyError::Unsigned { .. } => "unsigned (no `<version>.<signer>.sig` file)".into(),
+            VerifyError::Signature { file, message, .. } => format!("{file}: {message}"),
+            VerifyError::Untrusted { signers, .. } => format!(
+                "signed only by untrusted keys ({signers}); trust the publisher with `arw trust add NAME KEY` if you mean to"
+            ),
+        }
+    }
 }

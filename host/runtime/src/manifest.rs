@@ -218,7 +218,10 @@ impl Manifest {
         Ok(manifest)
     }
 
-    fn check(&self) -> Result<(), ManifestError> {
+    /// The checks `parse` makes beyond the format (non-empty worlds, limits
+    /// above zero, requests the host supports). Manifests that arrive by
+    /// another route (a signed JSON manifest) must pass them too.
+    pub fn check(&self) -> Result<(), ManifestError> {
         let fail = |message: String| Err(ManifestError { message });
         if self.worlds.is_empty() {
             return fail("`worlds` is empty: list at least one of \"tool\", \"subscriber\"".into());

@@ -11,7 +11,7 @@
 //! `{"op": "print", "message": "..."}` (writes to stdout and stderr),
 //! `{"op": "echo", "value": <json>}` (no capability at all).
 //! The tool is called `probe`, or the value of its `tool-name` config key.
-//! With the config key `fail-mode = "trap"` every call traps.
+//! `config.get` of a key whose value is `"trap"` traps.
 //! Output `{"ok": <result>}`; a capability error becomes a tool error whose
 //! code is the error's case (`denied`, `invalid`, `too-large`, `unavailable`).
 
@@ -71,12 +71,6 @@ impl Guest for Probe {
     }
 
     fn invoke(input: String) -> Result<String, ToolError> {
-        // A version configured with `fail-mode = "trap"` (and granted
-        // `config.read` on it) traps on every call: a deliberately broken
-        // release for the auto-rollback tests.
-        if config::get("fail-mode").ok().flatten().as_deref() == Some("trap") {
-            panic!("configured to fail");
-        }
         let op: Op = serde_json::from_str(&input)
             .map_err(|e| ToolError { code: "invalid-input".into(), message: e.to_string() })?;
         let result = match op {
@@ -95,7 +89,15 @@ impl Guest for Probe {
                 let id = bus::publish(&topic, &bus::Payload::Json(message.to_string())).map_err(capability_error)?;
                 json!(id)
             }
-            Op::ConfigGet { key } => json!(config::get(&key).map_err(capability_error)?),
+            Op::ConfigGet { key } => {
+                let value = config::get(&key).map_err(capability_error)?;
+                // A config value of "trap" makes reading it trap: a
+                // deliberately broken release for the auto-rollback tests.
+                if value.as_deref() == Some("trap") {
+                    panic!("configured to fail");
+                }
+                json!(value)
+            }
             Op::Log { message } => {
                 log::write(log::Level::Info, &message, &[log::Field { key: "probe".into(), value: "yes".into() }])
                     .map_err(capability_error)?;

@@ -279,13 +279,22 @@ pub fn verify(config: &HostConfig, args: VerifyArgs) -> anyhow::Result<ExitCode>
                     VersionSpec::Req(req) => Version::parse(&e.version).is_ok_and(|v| req.matches(&v)),
                     _ => true,
                 });
-                let entry = matching.ok_or_else(|| anyhow!("{reference} is not in the registry"))?;
+                let Some(entry) = matching else {
+                    eprintln!("FAILED {reference}: not in the registry at {}", stores.registry.root().display());
+                    return Ok(ExitCode::FAILURE);
+                };
                 Version::parse(&entry.version)?
             }
         };
         (reference.id, version, None)
     };
-    let package = stores.registry.read(&id, &version)?;
+    let package = match stores.registry.read(&id, &version) {
+        Ok(package) => package,
+        Err(e) => {
+            eprintln!("FAILED {id}@{version}: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     if let Some(bytes) = file_bytes
         && bytes != package.wasm
     {

@@ -45,7 +45,7 @@ impl AotCache {
 
     /// The artifact path for `digest` (`sha256:<hex>`) under `engine`.
     pub fn artifact_path(&self, engine: &Engine, digest: &str) -> PathBuf {
-        let mut hasher = std::hash::DefaultHasher::new();
+        let mut hasher = StableHasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let digest = digest.strip_prefix("sha256:").unwrap_or(digest);
         self.dir.join(format!("{digest}-{:016x}.cwasm", hasher.finish()))
@@ -100,6 +100,21 @@ impl AotCache {
         std::fs::create_dir_all(&self.dir)?;
         crate::fsutil::write_atomic(path, artifact)?;
         crate::fsutil::write_atomic(&checksum_path(path), hex::encode(Sha256::digest(artifact)).as_bytes())
+    }
+}
+
+/// A `Hasher` over sha256, so cache keys do not change when the standard
+/// library's `DefaultHasher` does.
+struct StableHasher(Sha256);
+
+impl Hasher for StableHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        let digest = self.0.clone().finalize();
+        digest.iter().take(8).fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
     }
 }
 

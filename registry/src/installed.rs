@@ -138,11 +138,17 @@ pub struct InstalledSource {
 }
 
 impl InstalledSource {
+    pub fn installed(&self) -> &InstalledSet {
+        &self.installed
+    }
+
     pub fn new(registry: Registry, trust: TrustStore, installed: InstalledSet) -> Self {
         InstalledSource { registry, trust, installed }
     }
 
-    fn package(&self, id: &str, entry: &InstalledEntry) -> Result<ComponentPackage, LoadError> {
+    /// Read and verify one installed entry (what a running host does when
+    /// the installed set changes).
+    pub fn package(&self, id: &str, entry: &InstalledEntry) -> Result<ComponentPackage, LoadError> {
         let origin = format!("registry:{id}@{}", entry.version);
         let fail = |check: &'static str, message: String| LoadError::Verify { origin: origin.clone(), check, message };
         let id: ComponentId = id.parse().map_err(|e| fail("manifest", e))?;

@@ -286,7 +286,8 @@ fn remove_stale_temporaries(dir: &Path) -> Result<(), RegistryError> {
     let entries = std::fs::read_dir(dir).map_err(io(dir))?;
     for entry in entries {
         let path = entry.map_err(io(dir))?.path();
-        let stale = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"));
+        let stale =
+            path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"));
         if stale {
             std::fs::remove_file(&path).map_err(io(&path))?;
         }

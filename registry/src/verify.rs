@@ -145,7 +145,9 @@ impl VerifyError {
         match self {
             VerifyError::Manifest { message, .. } | VerifyError::World { message, .. } => message.clone(),
             VerifyError::Digest { expected, actual, .. } => {
-                format!("the component is {actual} but the signed manifest says {expected}; the component bytes changed after signing")
+                format!(
+                    "the component is {actual} but the signed manifest says {expected}; the component bytes changed after signing"
+                )
             }
             VerifyError::Unsigned { .. } => "unsigned (no `<version>.<signer>.sig` file)".into(),
             VerifyError::Signature { file, message, .. } => format!("{file}: {message}"),

@@ -95,6 +95,28 @@ pub enum Command {
     List(ListInstalledArgs),
     /// Mark a published version as not to be newly installed.
     Yank(YankArgs),
+    /// Make the previous installed version (or --to VERSION) active again.
+    /// A running `arw up` switches to it without a restart.
+    Rollback(RollbackArgs),
+    /// Show the running host: active version per component, draining
+    /// versions with their in-flight calls, last transition, last policy reload.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// `ns:name`.
+    pub id: String,
+    /// The version to go back to (default: the one installed before the current one).
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,7 +13,9 @@ mod call;
 mod list;
 mod packages;
 mod policy;
+mod status;
 mod up;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -42,6 +44,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Uninstall(args) => packages::uninstall(&config, args),
         Command::List(args) => packages::list(&config, args),
         Command::Yank(args) => packages::yank(&config, args),
+        Command::Rollback(args) => packages::rollback(&config, args),
+        Command::Status(args) => status::run(&config, args),
     }
 }
 
@@ -65,12 +69,22 @@ pub(crate) fn policy_sources(config: &HostConfig) -> anyhow::Result<Vec<PolicySo
 /// host on them. Components that could not be loaded are logged and
 /// returned.
 pub(crate) async fn start_host(config: HostConfig) -> anyhow::Result<(Host, Vec<LoadError>)> {
+    let (host, refused, _) = start_host_with_source(config).await?;
+    Ok((host, refused))
+}
+
+/// [`start_host`], also returning the installed-set source (none when the
+/// components come from an unsigned directory) so `arw up` can watch it.
+pub(crate) async fn start_host_with_source(
+    config: HostConfig,
+) -> anyhow::Result<(Host, Vec<LoadError>, Option<arw_registry::InstalledSource>)> {
     let schema = arw_policy::schema::embedded()?;
     let policies = PolicySet::from_sources(&schema, policy_sources(&config)?)
         .context("the host does not start on invalid policies; fix them (see `arw policy check`)")?;
     if policies.is_empty() {
         tracing::warn!("no policies loaded: nothing is granted to any component or caller");
     }
+    let mut installed = None;
     let source: Box<dyn ComponentSource> = match &config.components_dir {
         Some(dir) => {
             if !config.allow_unsigned {
@@ -84,10 +98,11 @@ pub(crate) async fn start_host(config: HostConfig) -> anyhow::Result<(Host, Vec<
         None => {
             let stores = packages::Stores::new(&config)?;
             packages::bootstrap(&config, &stores)?;
+            installed = Some(stores.source());
             Box::new(stores.source())
         }
     };
     tracing::debug!(source = %source.describe(), policies = policies.len(), "starting host");
-    let started = Host::start(config, policies, source.as_ref()).await?;
-    Ok(started)
+    let (host, refused) = Host::start(config, policies, source.as_ref()).await?;
+    Ok((host, refused, installed))
 }

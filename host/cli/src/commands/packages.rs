@@ -384,6 +384,27 @@ pub fn yank(config: &HostConfig, args: YankArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn rollback(config: &HostConfig, args: crate::cli::RollbackArgs) -> anyhow::Result<ExitCode> {
+    let stores = Stores::new(config)?;
+    let id: ComponentId = args.id.parse().map_err(|e: String| anyhow!(e))?;
+    let index = stores.installed.load()?;
+    let Some(current) = index.components.get(id.as_str()) else {
+        bail!("{id} is not installed (see `arw list`)");
+    };
+    let target = match (&args.to, &current.previous) {
+        (Some(to), _) => Version::parse(to).map_err(|e| anyhow!("`{to}` is not a version: {e}"))?,
+        (None, Some(previous)) => Version::parse(previous)?,
+        (None, None) => bail!("{id} has no previous version recorded; name one with --to VERSION"),
+    };
+    // Going back is allowed to a yanked version (it was installed before),
+    // but it must still verify.
+    let package = stores.registry.read(&id, &target)?;
+    let verified = arw_registry::verify::verify(&package, &stores.trust)?;
+    let entry = stores.installed.record(&id, &target, &verified.digest, &verified.publisher)?;
+    out!("{id} rolled back to {} (was {})", entry.version, current.version);
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `ns:name@x.y.z`, required exactly.
 fn exact(reference: &str) -> anyhow::Result<(ComponentId, Version)> {
     let reference: PackageRef = reference.parse()?;

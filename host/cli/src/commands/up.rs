@@ -10,7 +10,13 @@ use crate::cli::UpArgs;
 pub async fn run(config: HostConfig, args: UpArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let state_dir = config.state_dir.clone();
-    let (host, refused) = super::start_host(config).await?;
+    let policies_dir = config.policies_dir.clone();
+    let (host, refused, installed) = super::start_host_with_source(config).await?;
+    let host = std::sync::Arc::new(host);
+    let watch = match &state_dir {
+        Some(state) => Some(super::watch::start(host.clone(), installed, policies_dir, state.clone())?),
+        None => None,
+    };
     let components = host.components();
     tracing::info!(
         components = components.len(),
@@ -22,6 +28,11 @@ pub async fn run(config: HostConfig, args: UpArgs) -> anyhow::Result<ExitCode> {
     );
     wait_for_signal().await?;
     tracing::info!(grace_s = args.grace, "stopping: draining in-flight calls");
+    if let Some(watch) = watch {
+        watch.stop().await;
+    }
+    let host = std::sync::Arc::try_unwrap(host)
+        .map_err(|_| anyhow::anyhow!("internal error: the host is still shared at shutdown"))?;
     let left = host.shutdown(Duration::from_secs(args.grace)).await;
     if left > 0 {
         tracing::warn!(calls = left, "calls still running after the grace period were abandoned");

@@ -5,108 +5,25 @@
 // Test helpers: an unwrap that fails is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-const ARW: &str = env!("CARGO_BIN_EXE_arw");
+mod common;
 
-struct Home {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
+use common::{Home, path};
 
-impl Home {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        std::fs::create_dir_all(root.join("policies")).unwrap();
-        std::fs::write(
-            root.join("policies/p.cedar"),
-            "permit(principal in Arw::Role::\"operator\", action == Arw::Action::\"tool.invoke\", resource);\n\
-             permit(principal, action == Arw::Action::\"config.read\", resource) when { principal.publisher == \"acme\" };\n",
-        )
-        .unwrap();
-        Home { _dir: dir, root }
-    }
+const POLICIES: &str = "permit(principal in Arw::Role::\"operator\", action == Arw::Action::\"tool.invoke\", resource);\n\
+permit(principal, action == Arw::Action::\"config.read\", resource) when { principal.publisher == \"acme\" };\n";
 
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(ARW);
-        cmd.args(args)
-            .arg("--state-dir")
-            .arg(self.root.join("state"))
-            .arg("--policies")
-            .arg(self.root.join("policies"))
-            .env("XDG_CONFIG_HOME", self.root.join("config"))
-            .env("XDG_DATA_HOME", self.root.join("data"))
-            .stdin(Stdio::null());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("ARW_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "arw {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn fails(&self, args: &[&str]) -> (Option<i32>, String) {
-        let out = self.run(args);
-        assert!(!out.status.success(), "arw {args:?} should fail:\n{}", String::from_utf8_lossy(&out.stdout));
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-
-    fn registry(&self) -> PathBuf {
-        self.root.join("data/arw/registry")
-    }
-
-    /// A component (the probe guest) with manifest `acme:echo@version`.
-    fn component(&self, version: &str) -> (PathBuf, PathBuf) {
-        let wasm = self.root.join("echo.wasm");
-        std::fs::copy(arw_artifacts::PROBE.path, &wasm).unwrap();
-        let manifest = self.root.join(format!("echo-{version}.toml"));
-        std::fs::write(
-            &manifest,
-            format!(
-                "id = \"acme:echo\"\nversion = \"{version}\"\nworlds = [\"tool\"]\n\
-                 [[capabilities]]\naction = \"config.read\"\nresource = \"tool-name\"\n\
-                 [[capabilities]]\naction = \"kv.write\"\nresource = \"anything\"\n\
-                 [config]\ntool-name = \"echo\"\n"
-            ),
-        )
-        .unwrap();
-        (wasm, manifest)
-    }
-
-    fn setup_acme(&self) {
-        let public = self.ok(&["keys", "generate", "acme"]);
-        assert!(public.starts_with("ed25519:"), "{public}");
-        self.ok(&["trust", "add", "acme", public.trim()]);
-    }
-
-    fn publish(&self, version: &str) -> Output {
-        let (wasm, manifest) = self.component(version);
-        self.cmd(&["publish", path(&wasm), "--manifest", path(&manifest), "--key", "acme"]).output().unwrap()
-    }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+/// The echo component's manifest body: it asks for config and for kv.
+const ECHO: &str = "[[capabilities]]\naction = \"config.read\"\nresource = \"tool-name\"\n\
+[[capabilities]]\naction = \"kv.write\"\nresource = \"anything\"\n[config]\ntool-name = \"echo\"\n";
 
 #[test]
 fn publish_verify_install_call_and_manage() {
-    let home = Home::new();
+    let home = Home::new(POLICIES);
     home.setup_acme();
-    let out = home.publish("1.0.0");
+    let out = home.publish("1.0.0", ECHO);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(home.registry().join("acme/echo/1.0.0.wasm").exists());
 
@@ -131,9 +48,9 @@ fn publish_verify_install_call_and_manage() {
     assert!(listed.contains("arw:text-stats") && listed.contains("signed by `arw`"), "{listed}");
 
     // Upgrade, then yank and uninstall.
-    assert!(home.publish("1.1.0").status.success());
+    assert!(home.publish("1.1.0", ECHO).status.success());
     let (_, stderr) = {
-        let out = home.publish("1.1.0");
+        let out = home.publish("1.1.0", ECHO);
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
     assert!(stderr.contains("already published"), "{stderr}");
@@ -150,9 +67,9 @@ fn publish_verify_install_call_and_manage() {
 
 #[test]
 fn verify_fails_loudly_on_tampering_and_untrusted_keys() {
-    let home = Home::new();
+    let home = Home::new(POLICIES);
     home.setup_acme();
-    assert!(home.publish("1.0.0").status.success());
+    assert!(home.publish("1.0.0", ECHO).status.success());
     home.ok(&["install", "acme:echo", "--yes"]);
 
     // Bytes fetched elsewhere (e.g. by wkg) are matched by digest.
@@ -185,7 +102,7 @@ fn verify_fails_loudly_on_tampering_and_untrusted_keys() {
 
 #[test]
 fn unsigned_directories_need_the_escape_hatch() {
-    let home = Home::new();
+    let home = Home::new(POLICIES);
     let dir = home.root.join("dev");
     std::fs::create_dir_all(&dir).unwrap();
     let (code, stderr) = home.fails(&["tools", "--components", path(&dir)]);
@@ -202,7 +119,7 @@ fn lcg(seed: &mut u64) -> u64 {
 
 #[test]
 fn kill_9_at_random_points_never_leaves_a_broken_version() {
-    let home = Home::new();
+    let home = Home::new(POLICIES);
     home.setup_acme();
     // First run: bootstrap the first-party components, so installs below
     // exercise only install itself.
@@ -211,7 +128,7 @@ fn kill_9_at_random_points_never_leaves_a_broken_version() {
     let mut seed = 0x5eed_u64;
     for round in 0..16 {
         let version = format!("1.0.{round}");
-        let (wasm, manifest) = home.component(&version);
+        let (wasm, manifest) = home.component(&version, ECHO);
         let mut publish = home
             .cmd(&["publish", path(&wasm), "--manifest", path(&manifest), "--key", "acme"])
             .stdout(Stdio::null())

@@ -6,81 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-const ARW: &str = env!("CARGO_BIN_EXE_arw");
+mod common;
 
-struct Home {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
+use common::Home;
 
-impl Home {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(ARW);
-        cmd.args(args)
-            .arg("--state-dir")
-            .arg(self.root.join("state"))
-            .arg("--policies")
-            .arg(self.root.join("policies"))
-            .env("XDG_CONFIG_HOME", self.root.join("config"))
-            .env("XDG_DATA_HOME", self.root.join("data"))
-            .stdin(Stdio::null());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("ARW_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd(args).output().unwrap();
-        assert!(out.status.success(), "arw {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let out = self.cmd(&["status", "--json"]).output().unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or_default()
-    }
-
-    /// Poll `arw status` until `check` holds (bounded; fails loudly).
-    fn wait_for(&self, what: &str, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        let started = Instant::now();
-        loop {
-            let status = self.status();
-            if check(&status) {
-                return status;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "timed out waiting for {what}; last status:\n{status:#}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn publish(&self, version: &str) {
-        let wasm = self.root.join("echo.wasm");
-        std::fs::copy(arw_artifacts::PROBE.path, &wasm).unwrap();
-        let manifest = self.root.join(format!("echo-{version}.toml"));
-        std::fs::write(
-            &manifest,
-            format!(
-                "id = \"acme:echo\"\nversion = \"{version}\"\nworlds = [\"tool\"]\n[config]\ntool-name = \"echo\"\n"
-            ),
-        )
-        .unwrap();
-        self.ok(&["publish", path(&wasm), "--manifest", path(&manifest), "--key", "acme"]);
-    }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+const ECHO: &str = "[config]\ntool-name = \"echo\"\n";
 
 fn active(status: &serde_json::Value, id: &str) -> Option<String> {
     status["components"]
@@ -101,14 +33,8 @@ impl Drop for Running {
 
 #[test]
 fn a_running_host_follows_installs_rollbacks_uninstalls_and_policy_edits() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = Home { root: dir.path().to_path_buf(), _dir: dir };
-    std::fs::create_dir_all(home.root.join("policies")).unwrap();
-    std::fs::write(
-        home.root.join("policies/operator.cedar"),
-        "permit(principal in Arw::Role::\"operator\", action == Arw::Action::\"tool.invoke\", resource);\n",
-    )
-    .unwrap();
+    let home =
+        Home::new("permit(principal in Arw::Role::\"operator\", action == Arw::Action::\"tool.invoke\", resource);\n");
     let public = home.ok(&["keys", "generate", "acme"]);
     home.ok(&["trust", "add", "acme", public.trim()]);
 
@@ -127,11 +53,11 @@ fn a_running_host_follows_installs_rollbacks_uninstalls_and_policy_edits() {
     std::thread::spawn(move || lines.for_each(drop));
     home.wait_for("the first status", |s| s["running"] == true && active(s, "arw:text-stats").is_some());
 
-    home.publish("1.0.0");
+    assert!(home.publish("1.0.0", ECHO).status.success());
     home.ok(&["install", "acme:echo", "--yes"]);
     home.wait_for("acme:echo 1.0.0 active", |s| active(s, "acme:echo").as_deref() == Some("1.0.0"));
 
-    home.publish("1.1.0");
+    assert!(home.publish("1.1.0", ECHO).status.success());
     home.ok(&["install", "acme:echo@1.1.0", "--yes"]);
     let status = home.wait_for("acme:echo 1.1.0 active", |s| active(s, "acme:echo").as_deref() == Some("1.1.0"));
     let echo = status["components"].as_array().unwrap().iter().find(|c| c["id"] == "acme:echo").unwrap().clone();

@@ -164,3 +164,21 @@ fn kill_9_at_random_points_never_leaves_a_broken_version() {
         assert!(!components.contains("refused"), "round {round}:\n{components}");
     }
 }
+
+#[test]
+fn first_party_bootstrap_upgrades_but_respects_uninstalls() {
+    let home = Home::new(POLICIES);
+    home.ok(&["tools"]); // first run: publish + install the first-party components
+    home.ok(&["uninstall", "arw:kv-counter"]);
+    // Pretend text-stats was installed at an older version than this binary's.
+    let index_path = home.root.join("state/installed.json");
+    let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    index["components"]["arw:text-stats"]["version"] = "0.0.1".into();
+    std::fs::write(&index_path, serde_json::to_vec_pretty(&index).unwrap()).unwrap();
+
+    let tools = home.ok(&["tools"]);
+    assert!(!tools.contains("kv-counter"), "an uninstalled first-party component stays uninstalled:\n{tools}");
+    let installed: serde_json::Value = serde_json::from_str(&home.ok(&["list", "--json"])).unwrap();
+    assert_eq!(installed["installed"]["arw:text-stats"]["version"], "0.1.0", "upgraded to the built-in version");
+    assert_eq!(installed["installed"]["arw:text-stats"]["previous"], "0.0.1");
+}

@@ -58,13 +58,32 @@ impl Stores {
 }
 
 /// On the first run: create and trust the first-party key, publish the
-/// embedded first-party components with it and install them. Later runs
-/// (and runs after the user uninstalled some of them) do nothing.
+/// embedded first-party components with it and install them. On later runs
+/// only upgrades happen: a first-party component that is installed at an
+/// older version than the one built into this binary is published and
+/// installed at the new version. Components the user uninstalled stay
+/// uninstalled.
 pub(crate) fn bootstrap(config: &HostConfig, stores: &Stores) -> anyhow::Result<()> {
-    if stores.installed.load()?.bootstrapped {
+    let index = stores.installed.load()?;
+    let mut wanted = Vec::new();
+    for package in crate::defaults::first_party().packages() {
+        let package = package?;
+        let installed = index.components.get(package.manifest.id.as_str());
+        let needed = match installed {
+            None => !index.bootstrapped,
+            Some(entry) => Version::parse(&entry.version).is_ok_and(|v| v < package.manifest.version),
+        };
+        if needed {
+            wanted.push(package);
+        }
+    }
+    if wanted.is_empty() {
+        if !index.bootstrapped {
+            stores.installed.update(|index| index.bootstrapped = true)?;
+        }
         return Ok(());
     }
-    tracing::info!("first run: publishing and installing the first-party components");
+    tracing::info!(components = wanted.len(), "publishing and installing the first-party components built into this binary");
     let key_file = stores.keys.dir().join(format!("{FIRST_PARTY_KEY}.key"));
     if !key_file.exists() {
         let public = stores.keys.generate(FIRST_PARTY_KEY)?;
@@ -74,8 +93,7 @@ pub(crate) fn bootstrap(config: &HostConfig, stores: &Stores) -> anyhow::Result<
     stores.trust.add(&signer, &PublicKey(key.verifying_key())).context(
         "the trust store has another key named `arw`; remove it (`arw trust remove arw`) so the first-party key can be trusted",
     )?;
-    for package in crate::defaults::first_party().packages() {
-        let package = package?;
+    for package in wanted {
         let id = package.manifest.id.clone();
         let version = package.manifest.version.clone();
         match stores.registry.publish(&package.wasm, package.manifest, &signer, &key) {
@@ -194,8 +212,11 @@ pub fn trust(config: &HostConfig, command: TrustCommand) -> anyhow::Result<ExitC
     let stores = Stores::new(config)?;
     match command {
         TrustCommand::Add { name, key } => {
+            let looks_like_path = key.contains('/') || key.ends_with(".pub");
             let text = if std::path::Path::new(&key).is_file() {
                 std::fs::read_to_string(&key).with_context(|| format!("reading {key}"))?
+            } else if looks_like_path && !key.starts_with("ed25519:") {
+                bail!("`{key}`: no such file (give a public key `ed25519:<base64>` or the path of a `.pub` file)");
             } else {
                 key
             };
@@ -362,7 +383,7 @@ pub fn list(config: &HostConfig, args: ListInstalledArgs) -> anyhow::Result<Exit
                 .map(|(_, f)| *f)
                 .collect::<Vec<_>>()
                 .join(", ");
-            out!("{:<24} {:<10} {flags}", v.id, v.version);
+            out!("{}", format!("{:<24} {:<10} {flags}", v.id, v.version).trim_end());
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -38,7 +38,18 @@ fn a_running_host_follows_installs_rollbacks_uninstalls_and_policy_edits() {
     let public = home.ok(&["keys", "generate", "acme"]);
     home.ok(&["trust", "add", "acme", public.trim()]);
 
-    let mut child = home.cmd(&["up"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // Relative paths, as a user would type them: the watcher must still
+    // recognise its files.
+    let mut child = Command::new(common::ARW)
+        .current_dir(&home.root)
+        .args(["up", "--state-dir", "state", "--policies", "policies"])
+        .env("XDG_CONFIG_HOME", home.root.join("config"))
+        .env("XDG_DATA_HOME", home.root.join("data"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut up = Running(child);
     let mut lines = BufReader::new(stderr).lines();
@@ -78,7 +89,15 @@ fn a_running_host_follows_installs_rollbacks_uninstalls_and_policy_edits() {
     assert!(message.contains("broken.cedar:3"), "{message}");
     assert_eq!(status["policies"], 1, "the old policy set stays in force");
     std::fs::write(&broken, "permit(principal, action == Arw::Action::\"log.write\", resource);\n").unwrap();
-    home.wait_for("the good reload", |s| s["last-policy-reload"]["ok"] == true && s["policies"] == 2);
+    let status = home.wait_for("the good reload", |s| s["last-policy-reload"]["ok"] == true && s["policies"] == 2);
+    // Reading the policies (as `arw policy check` or the host's own reload
+    // does) is not a change: no further reload happens.
+    let reloaded_at = status["last-policy-reload"]["at-ms"].clone();
+    home.ok(&["policy", "check", home.root.join("policies").to_str().unwrap()]);
+    for _ in 0..10 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(home.status()["last-policy-reload"]["at-ms"], reloaded_at, "a read triggered a reload");
+    }
 
     let pid = up.0.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());

@@ -43,6 +43,8 @@ pub enum LoadError {
 pub enum HostError {
     #[error("invalid engine configuration: {0}")]
     Engine(String),
+    #[error("invalid configuration: {0}")]
+    Config(String),
     #[error("no state directory configured (set `state-dir` or pass --state-dir)")]
     NoStateDir,
     #[error(transparent)]

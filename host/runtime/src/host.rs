@@ -182,6 +182,13 @@ impl Host {
         source: &dyn ComponentSource,
     ) -> Result<(Host, Vec<LoadError>), HostError> {
         let state_dir = config.state_dir.clone().ok_or(HostError::NoStateDir)?;
+        let swap = &config.swap;
+        if swap.auto_rollback && (swap.probation_calls == 0 || swap.rollback_after_faults == 0) {
+            return Err(HostError::Config(
+                "swap.probation-calls and swap.rollback-after-faults must be at least 1 when swap.auto-rollback is on"
+                    .into(),
+            ));
+        }
         let engine = engine::build(&config.engine)?;
         engine::start_ticker(&engine, Duration::from_millis(config.engine.epoch_tick_ms));
         let linker = crate::runtime::linker(&engine).map_err(|e| HostError::Engine(format!("{e:#}")))?;

@@ -202,7 +202,10 @@ pub(crate) async fn drain(slot: Arc<Slot>, old: Arc<LoadedComponent>, grace: Dur
     while old.in_flight() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let interrupted = old.in_flight();
+    // A version that became active again (an auto-rollback restored it)
+    // must not be retired: its calls are current ones.
+    let active_again = Arc::ptr_eq(&slot.active(), &old);
+    let interrupted = if active_again { 0 } else { old.in_flight() };
     if interrupted > 0 {
         old.retired.store(true, Ordering::Release);
     }

@@ -83,7 +83,10 @@ pub(crate) fn bootstrap(config: &HostConfig, stores: &Stores) -> anyhow::Result<
         }
         return Ok(());
     }
-    tracing::info!(components = wanted.len(), "publishing and installing the first-party components built into this binary");
+    tracing::info!(
+        components = wanted.len(),
+        "publishing and installing the first-party components built into this binary"
+    );
     let key_file = stores.keys.dir().join(format!("{FIRST_PARTY_KEY}.key"));
     if !key_file.exists() {
         let public = stores.keys.generate(FIRST_PARTY_KEY)?;

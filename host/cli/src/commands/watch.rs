@@ -78,13 +78,20 @@ pub fn start(
     policies_dir: Option<PathBuf>,
     state_dir: PathBuf,
 ) -> anyhow::Result<Watch> {
+    // The watcher reports paths in absolute form: compare against the same.
+    let state_dir = std::fs::canonicalize(&state_dir).unwrap_or(state_dir);
+    let policies_dir = policies_dir.map(|d| std::fs::canonicalize(&d).unwrap_or(d));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<notify::Event>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
+        // Only changes count: opening or reading a file (which the host
+        // itself does on every reload) must not wake the watcher.
+        if let Ok(event) = event
+            && is_change(&event.kind)
+        {
             let _ = tx.send(event);
         }
     })?;
-    let installed_path = source.as_ref().map(|s| s.installed().path().to_path_buf());
+    let installed_path = source.as_ref().map(|_| state_dir.join("installed.json"));
     if installed_path.is_some() {
         watcher.watch(&state_dir, RecursiveMode::NonRecursive)?;
     }
@@ -149,6 +156,19 @@ pub fn start(
     let mut tasks = vec![status_task, changes_task];
     tasks.extend(rollback_task);
     Ok(Watch { _watcher: watcher, tasks })
+}
+
+/// A creation, removal, rename or content change (not an open, a read, a
+/// close or a metadata change such as an access time).
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::ModifyKind;
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
+    }
 }
 
 /// Bring the running host to the installed set: activate what is new or

@@ -26,12 +26,14 @@ impl Runtime {
         serde_json::from_str::<serde::de::IgnoredAny>(input).map_err(|e| CallError::InvalidInput(e.to_string()))?;
 
         let timeout = component.timeout();
+        // Counted on this version from here: a call waiting for a slot is in
+        // flight too (the drain must wait for it).
+        let _running = component.enter();
         let _slot = tokio::time::timeout(timeout, component.slots.acquire())
             .await
             .map_err(|_| CallError::Busy { tool: tool.into(), concurrency: component.manifest.limits.concurrency })?
             .map_err(|_| CallError::ShuttingDown)?;
 
-        let _running = component.enter();
         let mut store = component.store(self);
         let trap = |e: wasmtime::Error| classify(tool, component, e);
         let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;

@@ -9,7 +9,7 @@
 //! calls are still running when the grace period ends, the version is
 //! marked retired and those calls are interrupted at the next epoch tick.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -67,6 +67,8 @@ pub struct Slot {
     /// replaced version is freed as soon as its last call ends.
     previous: Mutex<Option<Arc<LoadedComponent>>>,
     probation: Mutex<Option<Probation>>,
+    /// Fast check for the call path: is a probation running at all?
+    on_probation: AtomicBool,
     draining: Mutex<Vec<Draining>>,
     last: Mutex<Option<Transition>>,
 }
@@ -96,6 +98,7 @@ impl Slot {
             active: ArcSwap::new(component),
             previous: Mutex::new(None),
             probation: Mutex::new(None),
+            on_probation: AtomicBool::new(false),
             draining: Mutex::new(Vec::new()),
             last: Mutex::new(None),
         })
@@ -151,6 +154,7 @@ impl Slot {
     pub(crate) fn switch(&self, next: Arc<LoadedComponent>, probation: bool) -> Arc<LoadedComponent> {
         let old = self.active.swap(next);
         *self.probation.lock() = probation.then(Probation::default);
+        self.on_probation.store(probation, Ordering::Release);
         self.draining.lock().push(Draining { version: old.version(), component: Arc::downgrade(&old) });
         *self.previous.lock() = probation.then(|| old.clone());
         old
@@ -160,7 +164,7 @@ impl Slot {
     /// true when the faults reached `limit` within the watched calls: the
     /// caller should roll back.
     pub(crate) fn observe(&self, version: &LoadedComponent, fault: bool, window: u32, limit: u32) -> bool {
-        if !std::ptr::eq(Arc::as_ptr(&self.active.load()), version) {
+        if !self.on_probation.load(Ordering::Acquire) || !std::ptr::eq(Arc::as_ptr(&self.active.load()), version) {
             return false;
         }
         let mut probation = self.probation.lock();
@@ -171,11 +175,13 @@ impl Slot {
         }
         if p.faults >= limit {
             *probation = None;
+            self.on_probation.store(false, Ordering::Release);
             return true;
         }
         if p.calls >= window {
             // Passed: the previous version is no longer needed.
             *probation = None;
+            self.on_probation.store(false, Ordering::Release);
             *self.previous.lock() = None;
         }
         false
@@ -187,6 +193,7 @@ impl Slot {
         previous.retired.store(false, Ordering::Release);
         let failed = self.active.swap(previous.clone());
         *self.probation.lock() = None;
+        self.on_probation.store(false, Ordering::Release);
         self.draining.lock().push(Draining { version: failed.version(), component: Arc::downgrade(&failed) });
         Some((failed, previous))
     }

@@ -64,7 +64,10 @@ async fn raw_call(engine: &Engine, pre: &ToolPre<RawState>) -> String {
 fn tool_calls(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
     let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let config = HostConfig { state_dir: Some(state.path().to_path_buf()), ..HostConfig::default() };
+    // Embedded components are unsigned; signatures are checked at load, not
+    // per call, so allowing them here does not change what is measured.
+    let config =
+        HostConfig { state_dir: Some(state.path().to_path_buf()), allow_unsigned: true, ..HostConfig::default() };
 
     // The same engine configuration ARW uses, for a fair baseline.
     let engine = arw_host::runtime::engine::build(&config.engine).unwrap_or_else(|e| panic!("{e}"));

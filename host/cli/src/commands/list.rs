@@ -22,19 +22,11 @@ pub async fn components(config: HostConfig, args: ListArgs) -> anyhow::Result<Ex
         if let Some(tool) = &c.tool {
             out!("    tool: {tool}");
         }
-        out!(
-            "    limits: {} MiB, {} ms per call, {} concurrent",
-            c.limits.memory_mib,
-            c.limits.timeout_ms,
-            c.limits.concurrency
+        super::print_grants(
+            "    ",
+            &c.limits,
+            c.grants.iter().map(|g| (g.action, g.resource.clone(), g.allowed, g.reason.clone())),
         );
-        if c.grants.is_empty() {
-            out!("    capabilities: none requested");
-        }
-        for g in &c.grants {
-            let verdict = if g.allowed { "granted" } else { "DENIED " };
-            out!("    {verdict} {:<14} {:<20} ({})", g.action.as_str(), g.resource, g.reason);
-        }
     }
     for error in &refused {
         out!("refused: {error}");

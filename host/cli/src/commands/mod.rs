@@ -56,6 +56,31 @@ pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) {
     let _ = stdout.write_fmt(args).and_then(|()| stdout.write_all(b"\n"));
 }
 
+/// The lines that show a component's limits and each requested capability
+/// with Cedar's decision (shared by `arw components` and the install
+/// prompt, so both read the same).
+pub(crate) fn print_grants(
+    indent: &str,
+    limits: &arw_host::manifest::Limits,
+    grants: impl IntoIterator<Item = (arw_policy::Action, String, bool, String)>,
+) {
+    out!(
+        "{indent}limits: {} MiB, {} ms per call, {} concurrent",
+        limits.memory_mib,
+        limits.timeout_ms,
+        limits.concurrency
+    );
+    let mut none = true;
+    for (action, resource, allowed, reason) in grants {
+        none = false;
+        let verdict = if allowed { "granted" } else { "DENIED " };
+        out!("{indent}{verdict} {:<14} {:<20} ({reason})", action.as_str(), resource);
+    }
+    if none {
+        out!("{indent}capabilities: none requested");
+    }
+}
+
 /// The policy sources in force: `policies-dir` if configured, else the
 /// embedded defaults.
 pub(crate) fn policy_sources(config: &HostConfig) -> anyhow::Result<Vec<PolicySource>> {

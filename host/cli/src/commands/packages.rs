@@ -153,20 +153,14 @@ pub(crate) fn install(
         ));
         out!("{}@{} signed by `{}` ({})", reference.id, version, verified.publisher, verified.digest);
         let manifest = &verified.manifest;
-        out!(
-            "  limits: {} MiB, {} ms per call, {} concurrent",
-            manifest.limits.memory_mib,
-            manifest.limits.timeout_ms,
-            manifest.limits.concurrency
+        super::print_grants(
+            "  ",
+            &manifest.limits,
+            manifest.capabilities.iter().map(|request| {
+                let decision = authorizer.decide(&principal, request.action, &request.resource);
+                (request.action, request.resource.clone(), decision.allowed(), decision.reason().to_string())
+            }),
         );
-        if manifest.capabilities.is_empty() {
-            out!("  requests no capabilities");
-        }
-        for request in &manifest.capabilities {
-            let decision = authorizer.decide(&principal, request.action, &request.resource);
-            let verdict = if decision.allowed() { "granted" } else { "DENIED " };
-            out!("  {verdict} {:<14} {:<20} ({})", request.action.as_str(), request.resource, decision.reason());
-        }
         if confirm == Confirm::Ask {
             if !std::io::stdin().is_terminal() {
                 bail!("not installing without confirmation: pass --yes to install from a script");

@@ -322,3 +322,23 @@ async fn a_call_outliving_the_drain_grace_is_interrupted_and_the_old_version_fre
     let drained = drain(&mut observer).into_iter().find(|e| e.topic == events::DRAINED).unwrap().json().unwrap();
     assert!(drained["reason"].as_str().unwrap().contains("1 call(s) outlived the 300 ms grace period"), "{drained}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_passed_probation_frees_the_previous_version() {
+    let (host, _state) = host_with(vec![probe("1.0.0", "")], &[OPERATOR_INVOKES, PROBE_GRANTS], |config| {
+        config.swap.probation_calls = 5;
+    })
+    .await;
+    host.activate(probe("2.0.0", "")).await.unwrap();
+    // During probation the previous version is kept for a quick rollback.
+    assert_eq!(host.status().components[0].draining.len(), 1);
+    let caller = host.caller(Principal::local_operator());
+    for _ in 0..5 {
+        let out = host.call(&caller, "probe", r#"{"op":"config.get","key":"generation"}"#).await.unwrap();
+        assert_eq!(out["ok"], "v2.0.0");
+    }
+    // Probation passed: nothing holds 1.0.0 any more, so it is freed.
+    let host = Arc::new(host);
+    let h = host.clone();
+    eventually("1.0.0 freed after probation", move || h.status().components[0].draining.is_empty()).await;
+}

@@ -186,6 +186,9 @@ fn configuration_layers_file_and_environment() {
     let out = run(arw(state.path(), &["tools"]).env("ARW_ENGINE__MAX_INSTANCES", "many"));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).to_lowercase().contains("max-instances"), "{}", text(&out.stderr));
+    let out = run(arw(state.path(), &["tools"]).env("ARW_SWAP__PROBATION_CALLS", "0"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("swap.probation-calls"), "{}", text(&out.stderr));
     let out = run(arw(state.path(), &["tools"]).env("ARW_SOMETHING_ELSE", "1"));
     assert!(out.status.success(), "{}", text(&out.stderr));
 }

@@ -55,6 +55,10 @@ fn publish_verify_install_call_and_manage() {
     };
     assert!(stderr.contains("already published"), "{stderr}");
     assert!(home.ok(&["install", "acme:echo@^1", "--yes"]).contains("installed acme:echo@1.1.0 (was 1.0.0)"));
+    assert!(home.ok(&["rollback", "acme:echo", "--to", "1.0.0"]).contains("rolled back to 1.0.0 (was 1.1.0)"));
+    let (_, stderr) = home.fails(&["rollback", "acme:echo", "--to", "9.9.9"]);
+    assert!(stderr.contains("not in the registry"), "{stderr}");
+    assert!(home.ok(&["install", "acme:echo@1.1.0", "--yes"]).contains("installed acme:echo@1.1.0 (was 1.0.0)"));
     home.ok(&["yank", "acme:echo@1.1.0"]);
     let (_, stderr) = home.fails(&["install", "acme:echo@1.1.0", "--yes"]);
     assert!(stderr.contains("yanked"), "{stderr}");

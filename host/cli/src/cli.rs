@@ -101,6 +101,10 @@ pub enum Command {
     /// Show the running host: active version per component, draining
     /// versions with their in-flight calls, last transition, last policy reload.
     Status(StatusArgs),
+    /// Write the machine-readable specs (OpenAPI, AsyncAPI, MCP tools, Cedar
+    /// schema) and docs/gating-keys.md, generated from the code.
+    #[command(subcommand)]
+    Spec(SpecCommand),
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +211,14 @@ pub struct UpArgs {
     /// Seconds to wait for in-flight calls on shutdown.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub grace: u64,
+    /// Serve the HTTP API on this address (default `http.listen`,
+    /// 127.0.0.1:8091). A non-loopback address needs a token
+    /// (`ARW_HTTP__ADMIN_TOKEN`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Do not serve the HTTP API.
+    #[arg(long, conflicts_with = "listen")]
+    pub no_http: bool,
 }
 
 #[derive(Debug, Args)]
@@ -223,6 +235,21 @@ pub struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpecCommand {
+    /// Write `openapi.json`, `asyncapi.yaml`, `mcp-tools.json` (for the
+    /// first-party tools) and `arw.cedarschema` into DIR, and
+    /// `gating-keys.md` into --docs. CI runs this and fails on any diff.
+    Export {
+        /// Where the spec files go.
+        #[arg(default_value = "spec")]
+        dir: PathBuf,
+        /// Where `gating-keys.md` goes.
+        #[arg(long, default_value = "docs", value_name = "DIR")]
+        docs: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

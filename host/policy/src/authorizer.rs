@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use cedar_policy::{Context, Entities, Entity, EntityUid, Request};
 
 use crate::cache::DecisionCache;
-use crate::model::{Action, Principal, resource_entity, resource_uid};
+use crate::model::{Action, Principal, ResourceKind, resource_entity, resource_uid};
 use crate::policy_set::PolicySet;
 
 /// The answer to one authorization question. There is deliberately no way
@@ -79,11 +79,16 @@ pub struct Authorizer {
     generation: AtomicU64,
     cedar: cedar_policy::Authorizer,
     counters: DecisionCounters,
+    /// The schema's action entities, so `action in Arw::Action::"admin"`
+    /// sees the action groups.
+    action_entities: Vec<Entity>,
 }
 
 impl Authorizer {
     pub fn new(schema: cedar_policy::Schema, policies: PolicySet) -> Self {
+        let action_entities = schema.action_entities().map(|e| e.iter().cloned().collect()).unwrap_or_default();
         Authorizer {
+            action_entities,
             schema,
             policies: ArcSwap::from_pointee(policies),
             generation: AtomicU64::new(1),
@@ -189,8 +194,15 @@ impl Authorizer {
                 Ok(r) => r,
                 Err(e) => return deny(format!("malformed request: {e}")),
             };
-        let entities =
-            who.entities.iter().cloned().chain(std::iter::once(resource_entity(kind, resource, tool_component)));
+        // Only the admin actions belong to a group; the others skip the
+        // (small) cost of adding the action entities.
+        let actions = if kind == ResourceKind::Operation { &self.action_entities[..] } else { &[] };
+        let entities = who
+            .entities
+            .iter()
+            .cloned()
+            .chain(std::iter::once(resource_entity(kind, resource, tool_component)))
+            .chain(actions.iter().cloned());
         let entities = match Entities::from_entities(entities, None) {
             Ok(e) => e,
             Err(e) => return deny(format!("malformed entities: {e}")),
@@ -244,6 +256,20 @@ mod tests {
             assert!(!d.allowed(), "{action} allowed with no policies");
             assert_eq!(d.reason(), "no policy permits it");
         }
+    }
+
+    #[test]
+    fn the_admin_group_grants_every_admin_action() {
+        let a = authorizer(
+            r#"@id("ops") permit(principal in Arw::Role::"admin", action in Arw::Action::"admin", resource);"#,
+        );
+        let admin = a.principal(Principal::caller("ci", ["admin"]));
+        let anonymous = a.principal(Principal::caller("anonymous", ["anonymous"]));
+        for action in Action::ALL.into_iter().filter(|a| a.resource_kind() == ResourceKind::Operation) {
+            assert!(a.decide(&admin, action, "admin:x").allowed(), "{action}");
+            assert!(!a.decide(&anonymous, action, "admin:x").allowed(), "{action}");
+        }
+        assert!(!a.decide(&admin, Action::ToolInvoke, "text-stats").allowed());
     }
 
     #[test]

@@ -17,10 +17,18 @@ pub enum Action {
     LogWrite,
     ConfigRead,
     ToolInvoke,
+    /// A caller watching the event stream (`GET /events`), per topic.
+    EventsSubscribe,
+    AdminInstall,
+    AdminUninstall,
+    AdminRollback,
+    AdminPolicyReload,
+    AdminGrants,
+    AdminStatus,
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 14] = [
         Action::BusPublish,
         Action::BusSubscribe,
         Action::KvRead,
@@ -28,7 +36,20 @@ impl Action {
         Action::LogWrite,
         Action::ConfigRead,
         Action::ToolInvoke,
+        Action::EventsSubscribe,
+        Action::AdminInstall,
+        Action::AdminUninstall,
+        Action::AdminRollback,
+        Action::AdminPolicyReload,
+        Action::AdminGrants,
+        Action::AdminStatus,
     ];
+
+    /// Can a component ask for this action in its manifest? The events and
+    /// admin actions belong to callers from outside (HTTP, MCP, the CLI).
+    pub fn for_components(self) -> bool {
+        !matches!(self.resource_kind(), ResourceKind::Operation) && self != Action::EventsSubscribe
+    }
 
     /// The Cedar action id, as written in policies and manifests.
     pub fn as_str(self) -> &'static str {
@@ -40,17 +61,30 @@ impl Action {
             Action::LogWrite => "log.write",
             Action::ConfigRead => "config.read",
             Action::ToolInvoke => "tool.invoke",
+            Action::EventsSubscribe => "events.subscribe",
+            Action::AdminInstall => "admin.install",
+            Action::AdminUninstall => "admin.uninstall",
+            Action::AdminRollback => "admin.rollback",
+            Action::AdminPolicyReload => "admin.policy-reload",
+            Action::AdminGrants => "admin.grants",
+            Action::AdminStatus => "admin.status",
         }
     }
 
     /// The kind of resource this action applies to.
     pub fn resource_kind(self) -> ResourceKind {
         match self {
-            Action::BusPublish | Action::BusSubscribe => ResourceKind::Topic,
+            Action::BusPublish | Action::BusSubscribe | Action::EventsSubscribe => ResourceKind::Topic,
             Action::KvRead | Action::KvWrite => ResourceKind::KvNamespace,
             Action::LogWrite => ResourceKind::LogLevel,
             Action::ConfigRead => ResourceKind::ConfigKey,
             Action::ToolInvoke => ResourceKind::Tool,
+            Action::AdminInstall
+            | Action::AdminUninstall
+            | Action::AdminRollback
+            | Action::AdminPolicyReload
+            | Action::AdminGrants
+            | Action::AdminStatus => ResourceKind::Operation,
         }
     }
 
@@ -93,6 +127,8 @@ pub enum ResourceKind {
     LogLevel,
     ConfigKey,
     Tool,
+    /// An operation of the HTTP API, named by its gating key (`admin:install`).
+    Operation,
 }
 
 impl ResourceKind {
@@ -104,6 +140,7 @@ impl ResourceKind {
             ResourceKind::LogLevel => "LogLevel",
             ResourceKind::ConfigKey => "ConfigKey",
             ResourceKind::Tool => "Tool",
+            ResourceKind::Operation => "Operation",
         }
     }
 }
@@ -243,6 +280,7 @@ mod tests {
             ResourceKind::LogLevel,
             ResourceKind::ConfigKey,
             ResourceKind::Tool,
+            ResourceKind::Operation,
         ] {
             assert!(EntityTypeName::from_str(&format!("Arw::{}", kind.type_name())).is_ok());
         }

@@ -3,6 +3,7 @@
 //! variables on top (see `docs/configuration.md`).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,7 @@ pub struct HostConfig {
     pub kv: KvConfig,
     pub bus: BusConfig,
     pub swap: SwapConfig,
+    pub http: HttpConfig,
     /// Per-component overrides, keyed by component id (`arw:announce`).
     pub components: BTreeMap<String, ComponentOverrides>,
 }
@@ -82,11 +84,14 @@ pub struct BusConfig {
     pub subscriber_queue: usize,
     /// Largest event payload, in bytes.
     pub max_payload_bytes: usize,
+    /// How many recent events are kept for replay (`GET /events?replay=N`,
+    /// `Last-Event-ID`).
+    pub replay: usize,
 }
 
 impl Default for BusConfig {
     fn default() -> Self {
-        BusConfig { subscriber_queue: 1024, max_payload_bytes: 256 << 10 }
+        BusConfig { subscriber_queue: 1024, max_payload_bytes: 256 << 10, replay: 1024 }
     }
 }
 
@@ -109,6 +114,84 @@ pub struct SwapConfig {
 impl Default for SwapConfig {
     fn default() -> Self {
         SwapConfig { drain_grace_ms: 30_000, auto_rollback: true, probation_calls: 20, rollback_after_faults: 3 }
+    }
+}
+
+/// The HTTP API that `arw up` serves (docs/api.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpConfig {
+    /// Serve the HTTP API at all.
+    pub enabled: bool,
+    /// Address and port to bind. A non-loopback address needs a token
+    /// (`admin-token` or `tokens`).
+    pub listen: SocketAddr,
+    /// A token for the caller `admin` in the role `admin`: the quick way to
+    /// reach `/admin/*` (`ARW_HTTP__ADMIN_TOKEN`).
+    pub admin_token: Option<Secret>,
+    /// Named callers and their roles, one per token.
+    pub tokens: Vec<TokenConfig>,
+    /// Largest request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// Largest total size of a request's headers, in bytes.
+    pub max_header_bytes: usize,
+    /// Longest time to produce a response's head, in milliseconds (an
+    /// event stream's body goes on after it).
+    pub request_timeout_ms: u64,
+    /// How often an idle event stream gets a keep-alive comment, in ms.
+    pub events_keepalive_ms: u64,
+    /// Admin requests allowed per minute, per token and per client address.
+    pub admin_rate_per_minute: u32,
+    /// Admin requests allowed in a burst above that rate.
+    pub admin_burst: u32,
+    /// Host names the MCP endpoint accepts in `Host` (against DNS
+    /// rebinding); empty means the loopback names.
+    pub mcp_allowed_hosts: Vec<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8091)),
+            admin_token: None,
+            tokens: Vec::new(),
+            body_limit_bytes: 1 << 20,
+            max_header_bytes: 64 << 10,
+            request_timeout_ms: 30_000,
+            events_keepalive_ms: 15_000,
+            admin_rate_per_minute: 60,
+            admin_burst: 10,
+            mcp_allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+/// One caller of the HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TokenConfig {
+    /// The caller's name: `principal == Arw::Caller::"<name>"` in Cedar.
+    pub name: String,
+    /// The token itself. Prefer `token-sha256` in files others can read.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// The token's SHA-256, in hex (`printf %s TOKEN | sha256sum`).
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    /// The caller's roles: `principal in Arw::Role::"<role>"` in Cedar.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// A string that is never printed by `Debug`.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
     }
 }
 

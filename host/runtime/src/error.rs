@@ -62,6 +62,8 @@ pub enum CallError {
     Denied(#[from] Denied),
     #[error("input is not valid JSON: {0}")]
     InvalidInput(String),
+    #[error("input does not match the input schema of `{tool}`: {}", violations.join("; "))]
+    SchemaViolation { tool: String, violations: Vec<String> },
     #[error("tool `{tool}` failed with `{code}`: {message}")]
     Tool { tool: String, code: String, message: String },
     #[error("tool `{tool}` did not return valid JSON: {message}")]
@@ -103,6 +105,7 @@ impl CallError {
             CallError::UnknownTool { .. } => "unknown-tool",
             CallError::Denied(_) => "denied",
             CallError::InvalidInput(_) => "invalid-input",
+            CallError::SchemaViolation { .. } => "schema-violation",
             CallError::Tool { code, .. } => code,
             CallError::InvalidOutput { .. } => "invalid-output",
             CallError::Timeout { .. } => "timeout",

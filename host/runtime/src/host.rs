@@ -17,7 +17,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
-use crate::authz::Gate;
+use crate::authz::{Denied, Gate};
 use crate::capabilities::Capabilities;
 use crate::capabilities::bus::{Bus, BusStats, Payload};
 use crate::capabilities::kv::KvStore;
@@ -294,6 +294,14 @@ impl Host {
         let id = package.manifest.id.to_string();
         let to = package.manifest.version.to_string();
         let existing = self.slot(&id);
+        // Asked twice for the version already active (an HTTP install and
+        // the installed-set watcher both reacting to one change): done.
+        if let Some(slot) = &existing {
+            let active = slot.active();
+            if active.version() == to && active.digest == crate::runtime::component::digest(&package.wasm) {
+                return Ok(to);
+            }
+        }
         let from = existing.as_ref().map(|s| s.active().version());
         let transition = |event: &str, reason: Option<String>| match &existing {
             Some(slot) => slot.record(&self.runtime.capabilities.bus, event, from.clone(), Some(to.clone()), reason),
@@ -399,6 +407,28 @@ impl Host {
         Caller(self.runtime.gate.authorizer().principal(principal))
     }
 
+    /// May `caller` do `action` on `resource`? A refusal is audited (an
+    /// `audit.denied` event), like every other refusal.
+    pub fn authorize(&self, caller: &Caller, action: arw_policy::Action, resource: &str) -> Result<(), Denied> {
+        self.runtime.gate.authorize(&caller.0, None, action, resource, None)
+    }
+
+    /// The same question without the audit event, for filters where "no"
+    /// is routine (which events an event-stream client sees).
+    pub fn permits(&self, caller: &Caller, action: arw_policy::Action, resource: &str) -> bool {
+        self.runtime.gate.allows(&caller.0, None, action, resource)
+    }
+
+    /// The component that provides tool `tool`, if any.
+    pub fn tool_owner(&self, tool: &str) -> Option<String> {
+        self.tools.read().get(tool).cloned()
+    }
+
+    /// Is the host stopping (no new calls taken)?
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
     /// Call tool `tool` with JSON `input`. Runs on a fresh instance of the
     /// active version, under its deadline, memory cap and concurrency limit.
     pub async fn call(&self, caller: &Caller, tool: &str, input: &str) -> Result<serde_json::Value, CallError> {
@@ -480,7 +510,7 @@ impl Host {
     /// Active and draining versions, last transitions, policies, bus counters.
     pub fn status(&self) -> HostStatus {
         let slots: Vec<Arc<Slot>> = self.slots.read().values().cloned().collect();
-        let BusStats { published, delivered, dropped, failed } = self.bus_stats();
+        let BusStats { published, delivered, dropped, failed, .. } = self.bus_stats();
         HostStatus {
             components: slots
                 .iter()
@@ -526,6 +556,13 @@ impl Host {
     /// state directory. Returns how many calls were still running when the
     /// grace period ended.
     pub async fn shutdown(self, grace: Duration) -> usize {
+        self.stop(grace).await
+    }
+
+    /// [`Host::shutdown`] for a host that is still shared (an HTTP server's
+    /// last connections may hold it a moment longer): the state directory
+    /// is released when the last reference goes.
+    pub async fn stop(&self, grace: Duration) -> usize {
         self.shutting_down.store(true, Ordering::Release);
         let workers: Vec<SubscriberWorker> = std::mem::take(&mut *self.workers.lock()).into_values().collect();
         for worker in &workers {

@@ -19,6 +19,7 @@
 pub mod authz;
 pub mod bindings;
 pub mod capabilities;
+pub mod catalogue;
 pub mod config;
 pub mod error;
 pub mod fsutil;

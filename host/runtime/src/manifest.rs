@@ -237,6 +237,12 @@ impl Manifest {
             if request.action == Action::ToolInvoke {
                 return fail("components cannot request `tool.invoke` yet".into());
             }
+            if !request.action.for_components() {
+                return fail(format!(
+                    "`{}` is an action of callers from outside (HTTP, MCP, the CLI), not of components",
+                    request.action
+                ));
+            }
             if request.action == Action::BusSubscribe && !self.worlds.contains(&World::Subscriber) {
                 return fail("`bus.subscribe` is requested but `worlds` does not include \"subscriber\"".into());
             }

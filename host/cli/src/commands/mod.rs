@@ -9,10 +9,12 @@ macro_rules! out {
     };
 }
 
+mod admin;
 mod call;
 mod list;
 mod packages;
 mod policy;
+mod spec;
 mod status;
 mod up;
 mod watch;
@@ -46,6 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Yank(args) => packages::yank(&config, args),
         Command::Rollback(args) => packages::rollback(&config, args),
         Command::Status(args) => status::run(&config, args),
+        Command::Spec(command) => spec::run(command).await,
     }
 }
 

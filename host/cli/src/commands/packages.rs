@@ -405,22 +405,34 @@ pub fn yank(config: &HostConfig, args: YankArgs) -> anyhow::Result<ExitCode> {
 pub fn rollback(config: &HostConfig, args: crate::cli::RollbackArgs) -> anyhow::Result<ExitCode> {
     let stores = Stores::new(config)?;
     let id: ComponentId = args.id.parse().map_err(|e: String| anyhow!(e))?;
+    let (entry, was) = rollback_to(&stores, &id, args.to.as_deref())?;
+    out!("{id} rolled back to {} (was {was})", entry.version);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Record `to` (default: the previous version) as `id`'s installed
+/// version, after verifying it. Returns the new entry and the version it
+/// replaced.
+pub(crate) fn rollback_to(
+    stores: &Stores,
+    id: &ComponentId,
+    to: Option<&str>,
+) -> anyhow::Result<(InstalledEntry, String)> {
     let index = stores.installed.load()?;
     let Some(current) = index.components.get(id.as_str()) else {
         bail!("{id} is not installed (see `arw list`)");
     };
-    let target = match (&args.to, &current.previous) {
+    let target = match (to, &current.previous) {
         (Some(to), _) => Version::parse(to).map_err(|e| anyhow!("`{to}` is not a version: {e}"))?,
         (None, Some(previous)) => Version::parse(previous)?,
         (None, None) => bail!("{id} has no previous version recorded; name one with --to VERSION"),
     };
     // Going back is allowed to a yanked version (it was installed before),
     // but it must still verify.
-    let package = stores.registry.read(&id, &target)?;
+    let package = stores.registry.read(id, &target)?;
     let verified = arw_registry::verify::verify(&package, &stores.trust)?;
-    let entry = stores.installed.record(&id, &target, &verified.digest, &verified.publisher)?;
-    out!("{id} rolled back to {} (was {})", entry.version, current.version);
-    Ok(ExitCode::SUCCESS)
+    let entry = stores.installed.record(id, &target, &verified.digest, &verified.publisher)?;
+    Ok((entry, current.version.clone()))
 }
 
 /// `ns:name@x.y.z`, required exactly.

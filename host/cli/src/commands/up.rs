@@ -1,42 +1,64 @@
-//! `arw up`: run the host until told to stop.
+//! `arw up`: run the host and its HTTP API until told to stop.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use arw_host::HostConfig;
 
 use crate::cli::UpArgs;
 
-pub async fn run(config: HostConfig, args: UpArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(mut config: HostConfig, args: UpArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    if let Some(listen) = args.listen {
+        config.http.listen = listen;
+    }
+    if args.no_http {
+        config.http.enabled = false;
+    }
     let state_dir = config.state_dir.clone();
     let policies_dir = config.policies_dir.clone();
-    let (host, refused, installed) = super::start_host_with_source(config).await?;
-    let host = std::sync::Arc::new(host);
+    let http = config.http.clone();
+    let (host, refused, installed) = super::start_host_with_source(config.clone()).await?;
+    let host = Arc::new(host);
+    let server = if http.enabled {
+        let admin: Option<Arc<dyn arw_server::AdminOps>> = match installed {
+            Some(_) => Some(Arc::new(super::admin::CliAdmin::new(host.clone(), config)?)),
+            None => None,
+        };
+        let server = arw_server::start(host.clone(), http, admin).await.context("the HTTP API did not start")?;
+        Some(server)
+    } else {
+        None
+    };
     let watch = match &state_dir {
         Some(state) => Some(super::watch::start(host.clone(), installed, policies_dir, state.clone())?),
         None => None,
     };
-    let components = host.components();
     tracing::info!(
-        components = components.len(),
+        components = host.components().len(),
         tools = host.tools().len(),
         refused = refused.len(),
+        http = %server.as_ref().map(|s| format!("http://{}", s.local_addr())).unwrap_or_else(|| "off".into()),
         state_dir = %state_dir.as_deref().map(|d| d.display().to_string()).unwrap_or_default(),
         startup_ms = started.elapsed().as_millis() as u64,
         "ready"
     );
     wait_for_signal().await?;
+    let grace = Duration::from_secs(args.grace);
     tracing::info!(grace_s = args.grace, "stopping: draining in-flight calls");
+    if let Some(server) = server {
+        server.shutdown(grace).await;
+    }
     if let Some(watch) = watch {
         watch.stop().await;
     }
-    let host = std::sync::Arc::try_unwrap(host)
-        .map_err(|_| anyhow::anyhow!("internal error: the host is still shared at shutdown"))?;
-    let left = host.shutdown(Duration::from_secs(args.grace)).await;
+    let left = host.stop(grace).await;
     if left > 0 {
         tracing::warn!(calls = left, "calls still running after the grace period were abandoned");
     }
+    drop(host);
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

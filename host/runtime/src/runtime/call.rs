@@ -23,7 +23,12 @@ impl Runtime {
         };
         let tool = descriptor.name.as_str();
         self.gate.authorize(caller, None, arw_policy::Action::ToolInvoke, tool, Some(component.id()))?;
-        serde_json::from_str::<serde::de::IgnoredAny>(input).map_err(|e| CallError::InvalidInput(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(input).map_err(|e| CallError::InvalidInput(e.to_string()))?;
+        let violations = component.schema_violations(&value);
+        if !violations.is_empty() {
+            return Err(CallError::SchemaViolation { tool: tool.into(), violations });
+        }
 
         let timeout = component.timeout();
         // Counted on this version from here: a call waiting for a slot is in

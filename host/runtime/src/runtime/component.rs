@@ -45,6 +45,9 @@ pub struct LoadedComponent {
     /// `sha256:<hex>` of the component bytes.
     pub digest: String,
     pub(crate) tool: Option<(ToolPre<InstanceState>, ToolDescriptor)>,
+    /// The tool's input schema, compiled: every call's input is checked
+    /// against it before the guest runs.
+    pub(crate) input_validator: Option<Arc<jsonschema::Validator>>,
     pub(crate) subscriber: Option<SubscriberPre<InstanceState>>,
     pub(crate) capabilities: ComponentCapabilities,
     /// One permit per concurrent call (`limits.concurrency`).
@@ -86,6 +89,20 @@ impl LoadedComponent {
 
     pub fn tool(&self) -> Option<&ToolDescriptor> {
         self.tool.as_ref().map(|(_, d)| d)
+    }
+
+    /// Where `input` breaks the tool's input schema (empty if it does not):
+    /// each violation as `<JSON pointer>: <what is wrong>`.
+    pub fn schema_violations(&self, input: &serde_json::Value) -> Vec<String> {
+        let Some(validator) = &self.input_validator else { return Vec::new() };
+        validator
+            .iter_errors(input)
+            .take(32)
+            .map(|e| {
+                let path = e.instance_path().to_string();
+                format!("{}: {e}", if path.is_empty() { "/" } else { path.as_str() })
+            })
+            .collect()
     }
 
     pub fn grants(&self) -> &Arc<Grants> {
@@ -228,6 +245,7 @@ impl Runtime {
             origin: origin.clone(),
             digest,
             tool: None,
+            input_validator: None,
             subscriber,
             capabilities,
             publisher,
@@ -238,6 +256,11 @@ impl Runtime {
         if loaded.manifest.worlds.contains(&World::Tool) {
             let tool_pre = ToolPre::new(pre).map_err(link)?;
             let descriptor = self.describe(&loaded, &tool_pre).await?;
+            let validator = jsonschema::validator_for(&descriptor.input_schema).map_err(|e| LoadError::Health {
+                origin: loaded.origin.clone(),
+                message: format!("the input schema of `{}` is not a valid JSON Schema: {e}", descriptor.name),
+            })?;
+            loaded.input_validator = Some(Arc::new(validator));
             loaded.tool = Some((tool_pre, descriptor));
         } else if let Some(subscriber) = &loaded.subscriber {
             // Health check of a subscriber-only component: it instantiates.

@@ -4,17 +4,19 @@
 //! whose filter accepts the topic. Each subscription has a bounded queue: a
 //! full queue drops the event for that subscriber and counts it, so a slow
 //! subscriber never slows publishers. Host-side observers (audit, tests,
-//! later SSE) get a broadcast copy of every event.
+//! the SSE stream) get a broadcast copy of every event, and the last
+//! `bus.replay` events are kept so an observer can start from the past.
 
 mod host;
 
 pub use host::BusInstance;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::config::BusConfig;
@@ -106,6 +108,10 @@ pub struct BusStats {
     pub dropped: u64,
     /// Events a subscriber's handler failed on.
     pub failed: u64,
+    /// Events sent to observers outside the host (SSE clients).
+    pub observed: u64,
+    /// Events observers outside the host missed because they lagged.
+    pub observer_lagged: u64,
 }
 
 #[derive(Debug, Default)]
@@ -114,6 +120,8 @@ struct Counters {
     delivered: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
+    observed: AtomicU64,
+    observer_lagged: AtomicU64,
 }
 
 type TopicFilter = Box<dyn Fn(&str) -> bool + Send + Sync>;
@@ -124,8 +132,31 @@ struct Subscription {
     queue: mpsc::Sender<Arc<Event>>,
 }
 
+/// Where an observer wants to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayFrom {
+    /// Only events published from now on.
+    Now,
+    /// The last `n` kept events, then live ones.
+    Last(usize),
+    /// Every kept event with an id greater than this, then live ones.
+    After(u64),
+}
+
+/// Kept events to start from, and the live events after them.
+#[derive(Debug)]
+pub struct Observation {
+    pub replay: Vec<Arc<Event>>,
+    /// Events after the requested id that are no longer kept.
+    pub missed: u64,
+    pub live: broadcast::Receiver<Arc<Event>>,
+}
+
 /// The bus. Cheap to share behind an `Arc`.
 pub struct Bus {
+    /// Id assignment, the replay ring and the broadcast happen under this
+    /// lock, so a replay followed by live events has no gap and no repeat.
+    recent: Mutex<VecDeque<Arc<Event>>>,
     next_id: AtomicU64,
     next_subscription: AtomicU64,
     subscriptions: RwLock<Vec<Subscription>>,
@@ -144,6 +175,7 @@ impl Bus {
     pub fn new(config: BusConfig) -> Self {
         let (observers, _) = broadcast::channel(config.subscriber_queue.max(16));
         Bus {
+            recent: Mutex::new(VecDeque::with_capacity(config.replay.min(4096))),
             next_id: AtomicU64::new(1),
             next_subscription: AtomicU64::new(1),
             subscriptions: RwLock::new(Vec::new()),
@@ -163,9 +195,21 @@ impl Bus {
         if let Payload::Json(text) = &payload {
             serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| BusError::InvalidJson(e.to_string()))?;
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let event = Arc::new(Event { id, topic: topic.to_string(), payload, source: source.into(), time_ms });
+        let event = {
+            let mut recent = self.recent.lock();
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let event = Arc::new(Event { id, topic: topic.to_string(), payload, source: source.into(), time_ms });
+            if self.config.replay > 0 {
+                if recent.len() >= self.config.replay {
+                    recent.pop_front();
+                }
+                recent.push_back(event.clone());
+            }
+            // No observers is fine.
+            let _ = self.observers.send(event.clone());
+            event
+        };
         self.counters.published.fetch_add(1, Ordering::Relaxed);
         for subscription in self.subscriptions.read().iter() {
             if (subscription.filter)(topic) && subscription.queue.try_send(event.clone()).is_err() {
@@ -173,9 +217,7 @@ impl Bus {
                 tracing::warn!(topic, subscription = subscription.id, "subscriber queue full, event dropped");
             }
         }
-        // No observers is fine.
-        let _ = self.observers.send(event);
-        Ok(id)
+        Ok(event.id)
     }
 
     /// Register a subscription: events whose topic passes `filter` are
@@ -201,6 +243,36 @@ impl Bus {
         self.observers.subscribe()
     }
 
+    /// Kept events from `from`, then every event published after them,
+    /// with nothing missed or repeated in between.
+    pub fn observe_from(&self, from: ReplayFrom) -> Observation {
+        let recent = self.recent.lock();
+        let live = self.observers.subscribe();
+        let (replay, missed) = match from {
+            ReplayFrom::Now => (Vec::new(), 0),
+            ReplayFrom::Last(n) => (recent.iter().skip(recent.len().saturating_sub(n)).cloned().collect(), 0),
+            ReplayFrom::After(after) => {
+                let replay: Vec<Arc<Event>> = recent.iter().filter(|e| e.id > after).cloned().collect();
+                // Ids are consecutive: whatever lies between `after` and the
+                // oldest kept event fell out of the ring.
+                let next = self.next_id.load(Ordering::Relaxed);
+                let first_kept = replay.first().map_or(next, |e| e.id);
+                (replay, first_kept.saturating_sub(after.saturating_add(1)).min(next.saturating_sub(1)))
+            }
+        };
+        Observation { replay, missed, live }
+    }
+
+    /// Count an event an observer outside the host (an SSE client) took.
+    pub fn record_observed(&self) {
+        self.counters.observed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count events an observer outside the host missed because it lagged.
+    pub fn record_observer_lag(&self, missed: u64) {
+        self.counters.observer_lagged.fetch_add(missed, Ordering::Relaxed);
+    }
+
     pub fn record_delivered(&self) {
         self.counters.delivered.fetch_add(1, Ordering::Relaxed);
     }
@@ -215,6 +287,8 @@ impl Bus {
             delivered: self.counters.delivered.load(Ordering::Relaxed),
             dropped: self.counters.dropped.load(Ordering::Relaxed),
             failed: self.counters.failed.load(Ordering::Relaxed),
+            observed: self.counters.observed.load(Ordering::Relaxed),
+            observer_lagged: self.counters.observer_lagged.load(Ordering::Relaxed),
         }
     }
 }
@@ -236,13 +310,13 @@ mod tests {
 
     #[test]
     fn bounded_queues_drop_and_count() {
-        let bus = Bus::new(BusConfig { subscriber_queue: 2, max_payload_bytes: 100 });
+        let bus = Bus::new(BusConfig { subscriber_queue: 2, max_payload_bytes: 100, replay: 8 });
         let (_, mut demo) = bus.subscribe(|t| t.starts_with("demo."));
         for _ in 0..3 {
             bus.publish("t", "demo.x", Payload::Json("1".into())).unwrap_or_else(|e| panic!("{e}"));
         }
         bus.publish("t", "other.x", Payload::Bytes(vec![1])).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(bus.stats(), BusStats { published: 4, delivered: 0, dropped: 1, failed: 0 });
+        assert_eq!(bus.stats(), BusStats { published: 4, dropped: 1, ..BusStats::default() });
         assert_eq!(demo.try_recv().map(|e| e.id).ok(), Some(1));
         assert_eq!(demo.try_recv().map(|e| e.id).ok(), Some(2));
         assert!(demo.try_recv().is_err());
@@ -250,9 +324,29 @@ mod tests {
 
     #[test]
     fn refuses_bad_payloads() {
-        let bus = Bus::new(BusConfig { subscriber_queue: 2, max_payload_bytes: 4 });
+        let bus = Bus::new(BusConfig { subscriber_queue: 2, max_payload_bytes: 4, replay: 8 });
         assert!(matches!(bus.publish("t", "a", Payload::Json("{".into())), Err(BusError::InvalidJson(_))));
         assert!(matches!(bus.publish("t", "a", Payload::Bytes(vec![0; 5])), Err(BusError::TooLarge { .. })));
         assert_eq!(bus.stats().published, 0);
+    }
+
+    #[test]
+    fn replay_then_live_without_gap_or_repeat() {
+        let bus = Bus::new(BusConfig { subscriber_queue: 16, max_payload_bytes: 100, replay: 3 });
+        for _ in 0..5 {
+            bus.publish("t", "demo.a", Payload::Json("1".into())).unwrap();
+        }
+        let last = bus.observe_from(ReplayFrom::Last(2));
+        assert_eq!(last.replay.iter().map(|e| e.id).collect::<Vec<_>>(), [4, 5]);
+        let after = bus.observe_from(ReplayFrom::After(3));
+        assert_eq!((after.replay.iter().map(|e| e.id).collect::<Vec<_>>(), after.missed), (vec![4, 5], 0));
+        // Ids 2..=2 fell out of the 3-event ring.
+        let old = bus.observe_from(ReplayFrom::After(1));
+        assert_eq!((old.replay.iter().map(|e| e.id).collect::<Vec<_>>(), old.missed), (vec![3, 4, 5], 1));
+        let mut live = bus.observe_from(ReplayFrom::Now).live;
+        bus.publish("t", "demo.a", Payload::Json("1".into())).unwrap();
+        assert_eq!(live.try_recv().unwrap().id, 6);
+        let future = bus.observe_from(ReplayFrom::After(99));
+        assert_eq!((future.replay.len(), future.missed), (0, 0));
     }
 }

@@ -1,0 +1,166 @@
+//! The Model Context Protocol server at `/mcp` (Streamable HTTP transport,
+//! JSON-RPC 2.0), built on the official Rust SDK (`rmcp`).
+//!
+//! - `tools/list` lists the host's tools, with their JSON Schemas;
+//! - `tools/call` goes through the same path as `POST /tools/{name}/invoke`:
+//!   the caller is the one the request's token names, Cedar decides
+//!   `tool.invoke`, the input is checked against the tool's schema. Any
+//!   refusal or failure comes back as a tool error (`isError: true`) whose
+//!   text starts with the stable code (`denied: ...`);
+//! - every open session gets `notifications/tools/list_changed` when a
+//!   component is activated, rolled back or removed.
+
+use std::sync::Arc;
+
+use arw_host::supervisor::events;
+use parking_lot::Mutex;
+use rmcp::ErrorData;
+use rmcp::handler::server::ServerHandler;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+
+use crate::middleware::Identity;
+use crate::state::SharedState;
+
+pub type McpService = StreamableHttpService<ArwMcp, LocalSessionManager>;
+
+/// The sessions to tell when the tool list changes.
+#[derive(Debug, Clone, Default)]
+pub struct Sessions(Arc<Mutex<Vec<Peer<RoleServer>>>>);
+
+impl Sessions {
+    /// Tell every open session; forget the closed ones.
+    pub async fn notify_tools_changed(&self) {
+        let peers: Vec<Peer<RoleServer>> = {
+            let mut peers = self.0.lock();
+            peers.retain(|p| !p.is_transport_closed());
+            peers.clone()
+        };
+        for peer in peers {
+            if let Err(e) = peer.notify_tool_list_changed().await {
+                tracing::debug!("cannot notify an MCP session: {e}");
+            }
+        }
+    }
+}
+
+/// One MCP session's handler.
+#[derive(Clone)]
+pub struct ArwMcp {
+    state: SharedState,
+    sessions: Sessions,
+}
+
+pub fn service(state: SharedState, sessions: Sessions) -> McpService {
+    let mut allowed_hosts = state.config.mcp_allowed_hosts.clone();
+    if allowed_hosts.is_empty() {
+        allowed_hosts = vec!["localhost".into(), "127.0.0.1".into(), "::1".into(), "[::1]".into()];
+    }
+    let config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(allowed_hosts)
+        .with_cancellation_token(state.shutdown.child_token())
+        .with_max_request_body_bytes(state.config.body_limit_bytes)
+        .with_sse_keep_alive(Some(std::time::Duration::from_millis(state.config.events_keepalive_ms.max(100))));
+    StreamableHttpService::new(
+        move || Ok(ArwMcp { state: state.clone(), sessions: sessions.clone() }),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    )
+}
+
+/// Watch the bus for changes to the tool list and tell the sessions.
+pub fn spawn_notifier(state: SharedState, sessions: Sessions) -> tokio::task::JoinHandle<()> {
+    let mut bus = state.host.bus().observe();
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                event = bus.recv() => event,
+            };
+            match event {
+                Ok(event)
+                    if [events::ACTIVATED, events::ROLLED_BACK, events::REMOVED].contains(&event.topic.as_str()) =>
+                {
+                    sessions.notify_tools_changed().await;
+                }
+                Ok(_) => {}
+                // Missed events might have been changes: tell anyway.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => sessions.notify_tools_changed().await,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
+}
+
+fn object(value: &serde_json::Value) -> Option<Arc<serde_json::Map<String, serde_json::Value>>> {
+    value.as_object().filter(|o| o.get("type").and_then(|t| t.as_str()) == Some("object")).cloned().map(Arc::new)
+}
+
+/// The host's tools as MCP `Tool` objects.
+pub fn tools(infos: &[arw_host::ToolInfo]) -> Vec<Tool> {
+    infos
+        .iter()
+        .map(|info| {
+            let d = &info.descriptor;
+            let input = object(&d.input_schema).unwrap_or_else(|| {
+                // MCP requires an object schema; a tool that takes anything
+                // else is described as taking any object.
+                Arc::new(serde_json::Map::from_iter([("type".to_string(), serde_json::json!("object"))]))
+            });
+            let tool = Tool::new(d.name.clone(), d.summary.clone(), input).with_title(d.name.clone());
+            match object(&d.output_schema) {
+                Some(output) => tool.with_raw_output_schema(output),
+                None => tool,
+            }
+        })
+        .collect()
+}
+
+impl ServerHandler for ArwMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_tool_list_changed().build())
+            .with_server_info(Implementation::new("arw", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "ARW host: each tool is a signed WebAssembly component; calls are authorized by Cedar for the \
+                 caller your token names.",
+            )
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.sessions.0.lock().push(context.peer);
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(tools(&self.state.host.tools())))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let identity = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Identity>())
+            .cloned()
+            .ok_or_else(|| ErrorData::internal_error("the request carries no caller", None))?;
+        let input = serde_json::Value::Object(request.arguments.unwrap_or_default()).to_string();
+        let result = match crate::routes::tools::call_tool(&self.state, &identity, &request.name, &input).await {
+            Ok(output) if output.is_object() => CallToolResult::structured(output),
+            Ok(output) => CallToolResult::success(vec![ContentBlock::text(output.to_string())]),
+            Err(error) => CallToolResult::error(vec![ContentBlock::text(format!("{}: {error}", error.code()))]),
+        };
+        Ok(result.into())
+    }
+}

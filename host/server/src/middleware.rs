@@ -1,0 +1,73 @@
+//! What every request goes through, in order: header-size check, caller
+//! resolution (401 for a token that names nobody), the per-request
+//! timeout, and route metrics labelled by gating key.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+
+use crate::gating::{self, KEYS};
+use crate::problem::Problem;
+use crate::state::SharedState;
+
+/// The gating key of a matched route (`unmatched` for 404s).
+fn route_key(method: &http::Method, path: Option<&str>) -> &'static str {
+    let Some(path) = path else { return "unmatched" };
+    if path == "/mcp" || path.starts_with("/mcp/") {
+        return gating::MCP.key;
+    }
+    KEYS.iter()
+        .find(|k| k.path == path && k.method == method.as_str())
+        .or_else(|| KEYS.iter().find(|k| k.path == path))
+        .map_or("unmatched", |k| k.key)
+}
+
+pub async fn front(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = route_key(request.method(), request.extensions().get::<MatchedPath>().map(|p| p.as_str()));
+    let response = handle(&state, request, next).await;
+    state.metrics.record_route(route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn handle(state: &SharedState, mut request: Request, next: Next) -> Response {
+    let header_bytes: usize = request.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    if header_bytes > state.config.max_header_bytes {
+        return Problem::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers-too-large",
+            format!(
+                "the request headers total {header_bytes} bytes, over the limit of {} (http.max-header-bytes)",
+                state.config.max_header_bytes
+            ),
+        )
+        .into_response();
+    }
+    let identity = match state.callers.resolve(request.headers()) {
+        Ok(identity) => identity,
+        Err(problem) => return problem.into_response(),
+    };
+    request.extensions_mut().insert(identity);
+    let limit = Duration::from_millis(state.config.request_timeout_ms);
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request-timeout",
+            format!("no response within {} ms (http.request-timeout-ms)", limit.as_millis()),
+        )
+        .into_response(),
+    }
+}
+
+/// The client's address, when the server knows it.
+pub fn client_address(request_extensions: &http::Extensions) -> Option<std::net::IpAddr> {
+    request_extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+pub type Identity = Arc<crate::auth::Identity>;

@@ -1,0 +1,204 @@
+//! `GET /events`: the bus as Server-Sent Events.
+//!
+//! - `?replay=N` starts with the last N kept events (`bus.replay` are kept);
+//! - `Last-Event-ID: <id>` (what browsers send on reconnect) starts after
+//!   that event, so a client that reconnects misses nothing still kept;
+//! - `?prefix=a.b` (repeatable) keeps topics equal to `a.b` or under `a.b.`;
+//! - a client that reads too slowly gets a `bus.gap` event with the number
+//!   of events it missed, then the stream goes on (the host never waits);
+//! - each event is shown only if Cedar permits the caller
+//!   `events.subscribe` on its topic;
+//! - idle streams get a keep-alive comment every `http.events-keepalive-ms`.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arw_host::capabilities::bus::{Event as BusEvent, Payload, ReplayFrom, validate_topic};
+use arw_policy::Action;
+use axum::extract::{Extension, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use http::{HeaderMap, Uri};
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::middleware::Identity;
+use crate::problem::{Problem, ProblemDocument};
+use crate::state::SharedState;
+
+/// The topic of the event a lagging client gets.
+pub const GAP_TOPIC: &str = "bus.gap";
+
+/// What an event's `data:` holds.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct EventData {
+    /// The bus id, also the SSE `id:`.
+    pub id: u64,
+    pub topic: String,
+    /// A component id, or `host`.
+    pub source: String,
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// The JSON payload (absent for binary payloads).
+    #[schema(value_type = Object)]
+    pub payload: Option<serde_json::Value>,
+    /// A binary payload, hex-encoded.
+    pub payload_hex: Option<String>,
+}
+
+struct Query {
+    replay: Option<usize>,
+    prefixes: Vec<String>,
+}
+
+fn parse_query(uri: &Uri) -> Result<Query, Problem> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(uri.query().unwrap_or_default())
+        .map_err(|e| Problem::bad_request("invalid-query", format!("cannot read the query string: {e}")))?;
+    let mut query = Query { replay: None, prefixes: Vec::new() };
+    for (key, value) in pairs {
+        match key.as_str() {
+            "replay" => {
+                let n = value.parse::<usize>().map_err(|_| {
+                    Problem::bad_request("invalid-query", format!("`replay` must be a whole number, not `{value}`"))
+                })?;
+                query.replay = Some(n);
+            }
+            "prefix" => {
+                validate_topic(&value).map_err(|e| Problem::bad_request("invalid-query", format!("`prefix`: {e}")))?;
+                query.prefixes.push(value);
+            }
+            other => {
+                return Err(Problem::bad_request(
+                    "invalid-query",
+                    format!("unknown query parameter `{other}` (known: replay, prefix)"),
+                ));
+            }
+        }
+    }
+    Ok(query)
+}
+
+/// Live bus events.
+#[utoipa::path(get, path = "/events", tag = "events",
+    params(
+        ("replay" = Option<u32>, Query, description = "Start with the last N kept events"),
+        ("prefix" = Option<Vec<String>>, Query, description = "Only topics equal to or under this dot.case prefix (repeatable)"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"),
+    ),
+    responses(
+        (status = 200, description = "An SSE stream: `id:` the bus id, `event:` the topic, `data:` an EventData JSON object", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Invalid query", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []), ("admin_header" = [])),
+)]
+pub async fn stream(
+    State(state): State<SharedState>,
+    Extension(identity): Extension<Identity>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let query = match parse_query(&uri) {
+        Ok(query) => query,
+        Err(problem) => return problem.into_response(),
+    };
+    let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    let from = match (last_id, query.replay) {
+        (Some(id), _) => ReplayFrom::After(id),
+        (None, Some(n)) => ReplayFrom::Last(n),
+        (None, None) => ReplayFrom::Now,
+    };
+    let observation = state.host.bus().observe_from(from);
+    let cursor = Cursor {
+        state: state.clone(),
+        identity,
+        prefixes: query.prefixes,
+        replay: observation.replay.into(),
+        pending_gap: (observation.missed > 0).then_some(observation.missed),
+        live: observation.live,
+    };
+    let keepalive = Duration::from_millis(state.config.events_keepalive_ms.max(100));
+    Sse::new(events(cursor)).keep_alive(KeepAlive::new().interval(keepalive)).into_response()
+}
+
+struct Cursor {
+    state: SharedState,
+    identity: Identity,
+    prefixes: Vec<String>,
+    replay: VecDeque<Arc<BusEvent>>,
+    pending_gap: Option<u64>,
+    live: Receiver<Arc<BusEvent>>,
+}
+
+impl Cursor {
+    fn wants(&self, event: &BusEvent) -> bool {
+        let topic = event.topic.as_str();
+        let in_prefix = self.prefixes.is_empty()
+            || self.prefixes.iter().any(|p| {
+                topic == p
+                    || (topic.len() > p.len() && topic.starts_with(p.as_str()) && topic.as_bytes()[p.len()] == b'.')
+            });
+        in_prefix && self.state.host.permits(&self.identity.caller, Action::EventsSubscribe, topic)
+    }
+
+    fn render(&self, event: &BusEvent) -> Event {
+        let (payload, payload_hex) = match &event.payload {
+            Payload::Json(text) => (serde_json::from_str(text).ok(), None),
+            Payload::Bytes(bytes) => (None, Some(hex::encode(bytes))),
+        };
+        let data = EventData {
+            id: event.id,
+            topic: event.topic.clone(),
+            source: event.source.to_string(),
+            time_ms: event.time_ms,
+            payload,
+            payload_hex,
+        };
+        self.state.host.bus().record_observed();
+        Event::default()
+            .id(event.id.to_string())
+            .event(event.topic.as_str())
+            .data(serde_json::to_string(&data).unwrap_or_default())
+    }
+}
+
+fn gap(skipped: u64) -> Event {
+    Event::default().event(GAP_TOPIC).data(serde_json::json!({ "skipped": skipped }).to_string())
+}
+
+fn events(cursor: Cursor) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(cursor, |mut cursor| async move {
+        loop {
+            if let Some(skipped) = cursor.pending_gap.take() {
+                return Some((Ok(gap(skipped)), cursor));
+            }
+            if let Some(event) = cursor.replay.pop_front() {
+                if cursor.wants(&event) {
+                    let rendered = cursor.render(&event);
+                    return Some((Ok(rendered), cursor));
+                }
+                continue;
+            }
+            let shutdown = cursor.state.shutdown.clone();
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                next = cursor.live.recv() => next,
+            };
+            match next {
+                Ok(event) if cursor.wants(&event) => {
+                    let rendered = cursor.render(&event);
+                    return Some((Ok(rendered), cursor));
+                }
+                Ok(_) => continue,
+                Err(RecvError::Lagged(skipped)) => {
+                    cursor.state.host.bus().record_observer_lag(skipped);
+                    tracing::debug!(caller = %cursor.identity.name, skipped, "event stream client lagged");
+                    return Some((Ok(gap(skipped)), cursor));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    })
+}

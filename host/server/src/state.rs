@@ -1,0 +1,62 @@
+//! What every handler shares.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use arw_host::Host;
+use arw_host::config::HttpConfig;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::AdminOps;
+use crate::auth::Callers;
+use crate::metrics::Metrics;
+
+pub struct AppState {
+    pub host: Arc<Host>,
+    pub callers: Callers,
+    pub metrics: Metrics,
+    pub admin: Option<Arc<dyn AdminOps>>,
+    pub config: HttpConfig,
+    pub limits: AdminLimits,
+    /// Cancelled when the server stops: event streams end with it.
+    pub shutdown: CancellationToken,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// Admin requests are rate-limited twice: per caller (token) and per client
+/// address, so neither many addresses with one token nor many tokens from
+/// one address get around it.
+pub struct AdminLimits {
+    by_caller: DefaultKeyedRateLimiter<String>,
+    by_address: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl AdminLimits {
+    pub fn new(config: &HttpConfig) -> Self {
+        let per_minute = NonZeroU32::new(config.admin_rate_per_minute).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.admin_burst).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_minute(per_minute).allow_burst(burst);
+        AdminLimits { by_caller: RateLimiter::keyed(quota), by_address: RateLimiter::keyed(quota) }
+    }
+
+    /// `Err(seconds to wait)` when over the limit.
+    pub fn check(&self, caller: &str, address: Option<IpAddr>) -> Result<(), u64> {
+        let clock = DefaultClock::default();
+        let wait = |not_until: governor::NotUntil<_>| not_until.wait_time_from(clock.now()).as_secs().max(1);
+        self.by_caller.check_key(&caller.to_string()).map_err(wait)?;
+        if let Some(address) = address {
+            self.by_address.check_key(&address).map_err(wait)?;
+        }
+        Ok(())
+    }
+
+    /// Forget idle keys (called now and then so the maps stay small).
+    pub fn prune(&self) {
+        self.by_caller.retain_recent();
+        self.by_address.retain_recent();
+    }
+}

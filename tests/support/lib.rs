@@ -2,6 +2,8 @@
 //! directory, with chosen components (real guests from `arw-artifacts`) and
 //! chosen Cedar policies.
 
+pub mod http;
+
 use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;

@@ -1,0 +1,348 @@
+//! The HTTP API end to end: a real host with the first-party components and
+//! real Cedar behind a real listener, driven by a real HTTP client.
+//! Hostile input gets its 4xx with a problem document, never a 5xx, and
+//! the server keeps serving.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use arw_host::config::HttpConfig;
+use arw_tests::DEFAULT_POLICIES;
+use arw_tests::http::{ADMIN_TOKEN, TestServer, VIEWER_TOKEN, http_config, problem};
+use serde_json::json;
+
+#[test]
+fn the_default_address_is_loopback_port_8091() {
+    let config = HttpConfig::default();
+    assert!(config.listen.ip().is_loopback());
+    assert_eq!(config.listen.port(), 8091);
+    assert!(config.admin_token.is_none() && config.tokens.is_empty(), "no token unless configured");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_address_without_a_token_is_refused_with_the_fix() {
+    let state = tempfile::tempdir().unwrap();
+    let (host, _) =
+        arw_host::Host::start(arw_tests::config(state.path()), arw_tests::policies(&[]), &arw_tests::Components::new())
+            .await
+            .unwrap();
+    let host = std::sync::Arc::new(host);
+    let public = HttpConfig { listen: "0.0.0.0:0".parse().unwrap(), ..HttpConfig::default() };
+    let error = arw_server::start(host.clone(), public.clone(), None).await.unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("not a loopback address"), "{message}");
+    assert!(message.contains("ARW_HTTP__ADMIN_TOKEN"), "the error says how to set a token: {message}");
+
+    // With a token it starts.
+    let with_token = HttpConfig {
+        admin_token: Some(arw_host::config::Secret("a-long-enough-admin-token".into())),
+        ..public.clone()
+    };
+    let server = arw_server::start(host.clone(), with_token, None).await.unwrap();
+    server.shutdown(std::time::Duration::from_secs(1)).await;
+
+    // A token too short to be one is refused, not accepted.
+    let weak = HttpConfig { admin_token: Some(arw_host::config::Secret("short".into())), ..public };
+    let error = arw_server::start(host.clone(), weak, None).await.unwrap_err().to_string();
+    assert!(error.contains("shorter than 16"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_are_listed_with_schemas_and_invoked_with_validation() {
+    let server = TestServer::start(&[DEFAULT_POLICIES], http_config()).await;
+
+    let tools: serde_json::Value = server.get("/tools", None).await.json().await.unwrap();
+    let text_stats = tools.as_array().unwrap().iter().find(|t| t["name"] == "text-stats").unwrap();
+    assert_eq!(text_stats["component"], "arw:text-stats");
+    assert_eq!(text_stats["input-schema"]["type"], "object");
+    assert!(text_stats["output-schema"]["properties"]["words"].is_object(), "{text_stats}");
+
+    let components: serde_json::Value = server.get("/components", None).await.json().await.unwrap();
+    assert_eq!(components.as_array().unwrap().len(), 4, "{components}");
+
+    // The default policies let anyone call text-stats.
+    let response = server.post("/tools/text-stats/invoke", None, r#"{"text":"héllo wörld\nbye"}"#).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<serde_json::Value>().await.unwrap(), json!({"chars": 15, "words": 3, "lines": 2}));
+
+    // Input that breaks the schema: 400 listing each violation.
+    let response = server.post("/tools/text-stats/invoke", None, r#"{"text": 5, "extra": true}"#).await;
+    assert_eq!(response.status(), 400);
+    let body = problem(response).await;
+    assert_eq!(body["code"], "schema-violation");
+    let violations = body["violations"].as_array().unwrap();
+    assert!(violations.iter().any(|v| v.as_str().unwrap().starts_with("/text:")), "{body}");
+    assert!(violations.len() >= 2, "both violations are listed: {body}");
+
+    // Only an admin may call kv-counter.
+    let response = server.post("/tools/kv-counter/invoke", None, "{}").await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(problem(response).await["code"], "denied");
+    let response = server.post("/tools/kv-counter/invoke", Some(ADMIN_TOKEN), r#"{"name":"a"}"#).await;
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_get_4xx_problems_and_the_server_keeps_serving() {
+    let mut http = http_config();
+    http.body_limit_bytes = 64 << 10;
+    let server = TestServer::start(&[DEFAULT_POLICIES], http).await;
+    let invoke = "/tools/text-stats/invoke";
+
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
+        (
+            "malformed JSON",
+            server.client.post(server.url(invoke)).header("content-type", "application/json").body("{\"text\": "),
+            400,
+            "malformed-json",
+        ),
+        (
+            "wrong content type",
+            server.client.post(server.url(invoke)).header("content-type", "text/plain").body("{\"text\":\"a\"}"),
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            "no content type",
+            server.client.post(server.url(invoke)).body("{\"text\":\"a\"}"),
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            "oversized body",
+            server
+                .client
+                .post(server.url(invoke))
+                .header("content-type", "application/json")
+                .body(format!("{{\"text\":\"{}\"}}", "a".repeat(200 << 10))),
+            413,
+            "body-too-large",
+        ),
+        (
+            "oversized chunked body (no Content-Length)",
+            server.client.post(server.url(invoke)).header("content-type", "application/json").body(
+                reqwest::Body::wrap_stream(futures::stream::iter(
+                    (0..100).map(|_| Ok::<_, std::io::Error>(vec![b' '; 4096])),
+                )),
+            ),
+            413,
+            "body-too-large",
+        ),
+        (
+            "unknown tool",
+            server
+                .client
+                .post(server.url("/tools/no-such-tool/invoke"))
+                .header("content-type", "application/json")
+                .body("{}"),
+            404,
+            "unknown-tool",
+        ),
+        ("unknown route", server.client.get(server.url("/nope")), 404, "not-found"),
+        ("wrong method", server.client.delete(server.url("/tools")), 405, "method-not-allowed"),
+        (
+            "wrong token",
+            server.client.get(server.url("/tools")).bearer_auth("not-a-configured-token"),
+            401,
+            "unauthorized",
+        ),
+        (
+            "malformed Authorization",
+            server.client.get(server.url("/tools")).header("authorization", "Basic dXNlcjpwYXNz"),
+            401,
+            "unauthorized",
+        ),
+        ("missing token on admin", server.client.get(server.url("/admin/status")), 401, "unauthorized"),
+        (
+            "token without the grant",
+            server.client.get(server.url("/admin/status")).bearer_auth(VIEWER_TOKEN),
+            403,
+            "denied",
+        ),
+        (
+            "a header of 1 MB",
+            server.client.get(server.url("/healthz")).header("x-padding", "a".repeat(1 << 20)),
+            431,
+            "headers-too-large",
+        ),
+        ("bad replay", server.client.get(server.url("/events?replay=lots")), 400, "invalid-query"),
+        ("bad prefix", server.client.get(server.url("/events?prefix=..")), 400, "invalid-query"),
+        (
+            "admin body of the wrong shape",
+            server
+                .client
+                .post(server.url("/admin/install"))
+                .bearer_auth(ADMIN_TOKEN)
+                .header("content-type", "application/json")
+                .body(r#"{"pkg": 1}"#),
+            400,
+            "invalid-request",
+        ),
+    ];
+    for (what, request, status, code) in cases {
+        let response = request.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(response.status().as_u16(), status, "{what}");
+        let body = problem(response).await;
+        assert_eq!(body["code"], code, "{what}: {body}");
+        // Every refusal leaves the server serving.
+        assert_eq!(server.get("/healthz", None).await.status(), 200, "after {what}");
+    }
+
+    // The X-ARW-Admin header works like a bearer token.
+    let response =
+        server.client.get(server.url("/admin/status")).header("x-arw-admin", ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let response = server.post(invoke, None, r#"{"text":"still here"}"#).await;
+    assert_eq!(response.status(), 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_routes_are_rate_limited_per_caller_with_retry_after() {
+    let mut http = http_config();
+    http.admin_rate_per_minute = 1;
+    http.admin_burst = 5;
+    let server = TestServer::start(&[DEFAULT_POLICIES], http).await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let response = server.get("/admin/status", Some(ADMIN_TOKEN)).await;
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            let retry = response.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            assert!(retry.is_some_and(|s| s >= 1), "429 carries Retry-After");
+            assert_eq!(problem(response).await["code"], "rate-limited");
+        }
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 5, "the burst passes: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 15, "the flood is refused: {statuses:?}");
+    // Other clients and routes are unaffected.
+    assert_eq!(server.post("/tools/text-stats/invoke", None, r#"{"text":"a"}"#).await.status(), 200);
+    assert_eq!(server.get("/readyz", None).await.status(), 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_can_allow_anonymous_text_stats_and_nothing_else() {
+    let only_text_stats = r#"
+        @id("anonymous-text-stats")
+        permit (principal in Arw::Role::"anonymous", action == Arw::Action::"tool.invoke", resource == Arw::Tool::"text-stats");
+    "#;
+    let server = TestServer::start(&[only_text_stats], http_config()).await;
+    assert_eq!(server.post("/tools/text-stats/invoke", None, r#"{"text":"a b"}"#).await.status(), 200);
+    for tool in ["kv-counter", "announce", "event-log"] {
+        let response = server.post(&format!("/tools/{tool}/invoke"), None, "{}").await;
+        assert_eq!(response.status(), 403, "{tool}");
+    }
+    // Not even an admin token gets anything this policy set does not grant.
+    assert_eq!(server.get("/admin/status", Some(ADMIN_TOKEN)).await.status(), 403);
+    assert_eq!(server.post("/tools/kv-counter/invoke", Some(ADMIN_TOKEN), "{}").await.status(), 403);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_grants_and_status_and_no_registry_means_501() {
+    let server = TestServer::start(&[DEFAULT_POLICIES], http_config()).await;
+    let grants: serde_json::Value = server.get("/admin/grants", Some(ADMIN_TOKEN)).await.json().await.unwrap();
+    let kv = grants.as_array().unwrap().iter().find(|c| c["id"] == "arw:kv-counter").unwrap();
+    assert!(kv["grants"].as_array().unwrap().iter().all(|g| g["allowed"] == true), "{kv}");
+    let status: serde_json::Value = server.get("/admin/status", Some(ADMIN_TOKEN)).await.json().await.unwrap();
+    assert_eq!(status["components"].as_array().unwrap().len(), 4);
+    // This test server has no registry: install is refused, not faked.
+    let response = server.post("/admin/install", Some(ADMIN_TOKEN), r#"{"package":"arw:text-stats"}"#).await;
+    assert_eq!(response.status(), 501);
+    assert_eq!(problem(response).await["code"], "unsupported");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_as_prometheus_text_and_move_with_calls() {
+    let server = TestServer::start(&[DEFAULT_POLICIES], http_config()).await;
+    let scrape = async || {
+        let response = server.get("/metrics", None).await;
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+        let text = response.text().await.unwrap();
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    };
+    let value = |scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    let before = scrape().await;
+    for _ in 0..3 {
+        assert_eq!(server.post("/tools/text-stats/invoke", None, r#"{"text":"a"}"#).await.status(), 200);
+    }
+    assert_eq!(server.post("/tools/kv-counter/invoke", None, "{}").await.status(), 403);
+    assert_eq!(
+        server.post("/tools/announce/invoke", Some(ADMIN_TOKEN), r#"{"topic":"demo.m","message":1}"#).await.status(),
+        200
+    );
+    let after = scrape().await;
+
+    let route = [("route", "tools:invoke")];
+    assert_eq!(
+        value(&after, "arw_http_requests_total", &route) - value(&before, "arw_http_requests_total", &route),
+        5.0
+    );
+    assert_eq!(
+        value(&after, "arw_http_request_errors_total", &route)
+            - value(&before, "arw_http_request_errors_total", &route),
+        1.0
+    );
+    let calls = [("component", "arw:text-stats"), ("tool", "text-stats")];
+    assert_eq!(
+        value(&after, "arw_component_calls_total", &calls) - value(&before, "arw_component_calls_total", &calls),
+        3.0
+    );
+    assert!(after.samples.iter().any(|s| s.metric == "arw_component_call_duration_seconds_count"));
+    assert!(after.samples.iter().any(|s| s.metric == "arw_http_request_duration_seconds_count"));
+    let denied = [("action", "tool.invoke"), ("decision", "deny")];
+    assert!(value(&after, "arw_cedar_decisions_total", &denied) > value(&before, "arw_cedar_decisions_total", &denied));
+    assert!(
+        value(&after, "arw_bus_events_published_total", &[]) > value(&before, "arw_bus_events_published_total", &[])
+    );
+    assert_eq!(value(&after, "arw_component_active", &[("component", "arw:text-stats"), ("version", "0.1.0")]), 1.0);
+    assert_eq!(value(&after, "arw_build_info", &[]), 1.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_gating_key_is_routed_and_in_the_openapi_document() {
+    let server = TestServer::start(&[DEFAULT_POLICIES], http_config()).await;
+    let openapi: serde_json::Value = server.get("/spec/openapi.json", None).await.json().await.unwrap();
+    for key in arw_server::gating::KEYS {
+        if key.path == "/mcp" {
+            continue;
+        }
+        let method = key.method.to_ascii_lowercase();
+        assert!(
+            openapi["paths"][key.path][&method].is_object(),
+            "{} {} is not in the OpenAPI document",
+            key.method,
+            key.path
+        );
+    }
+    let mcp_tools: serde_json::Value = server.get("/spec/mcp-tools.json", None).await.json().await.unwrap();
+    let names: Vec<&str> = mcp_tools["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["announce", "event-log", "kv-counter", "text-stats"]);
+    assert!(mcp_tools["tools"][0]["inputSchema"]["type"] == "object");
+    let cedar = server.get("/spec/arw.cedarschema", None).await.text().await.unwrap();
+    assert_eq!(cedar, arw_policy::schema::TEXT);
+    let asyncapi = server.get("/spec/asyncapi.yaml", None).await.text().await.unwrap();
+    assert!(asyncapi.starts_with("asyncapi: 3.0.0"), "{asyncapi}");
+    for event in arw_host::catalogue::host_events() {
+        assert!(asyncapi.contains(event.topic), "{} is not in the AsyncAPI document", event.topic);
+    }
+    server.stop().await;
+}

@@ -20,3 +20,7 @@ check-policies:
 fmt:
     cargo fmt --all
     cd components && cargo fmt --all
+
+# Regenerate spec/ (OpenAPI, AsyncAPI, MCP tools, Cedar schema) and docs/gating-keys.md.
+spec:
+    cargo run -q -p arw -- spec export spec --docs docs

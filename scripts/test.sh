@@ -20,6 +20,20 @@ if [ ! -x "$TOOLS/bin/wkg" ]; then
 fi
 export WKG="$TOOLS/bin/wkg"
 
+# The HTTP API's third-party clients: the official Python MCP SDK and
+# schemathesis (a venv), and the AsyncAPI parser (npm).
+if [ ! -x "$TOOLS/py/bin/schemathesis" ] || [ ! -x "$TOOLS/py/bin/python" ]; then
+    step "installing the Python MCP SDK and schemathesis into $TOOLS/py (first run only)"
+    python3 -m venv "$TOOLS/py"
+    "$TOOLS/py/bin/pip" install --quiet --disable-pip-version-check 'mcp==2.3.*' 'schemathesis==4.32.*'
+fi
+if [ ! -d "$TOOLS/node/node_modules/@asyncapi/parser" ]; then
+    step "installing @asyncapi/parser into $TOOLS/node (first run only)"
+    mkdir -p "$TOOLS/node"
+    npm install --silent --no-audit --no-fund --prefix "$TOOLS/node" '@asyncapi/parser@3.6'
+fi
+export ARW_TOOLS_DIR="$TOOLS"
+
 step "cargo fmt --check (host and guest workspaces)"
 cargo fmt --all --check
 (cd components && cargo fmt --all --check)

@@ -340,7 +340,7 @@ async fn every_gating_key_is_routed_and_in_the_openapi_document() {
     let cedar = server.get("/spec/arw.cedarschema", None).await.text().await.unwrap();
     assert_eq!(cedar, arw_policy::schema::TEXT);
     let asyncapi = server.get("/spec/asyncapi.yaml", None).await.text().await.unwrap();
-    assert!(asyncapi.starts_with("asyncapi: 3.0.0"), "{asyncapi}");
+    assert!(asyncapi.starts_with("asyncapi: 3.1.0"), "{asyncapi}");
     for event in arw_host::catalogue::host_events() {
         assert!(asyncapi.contains(event.topic), "{} is not in the AsyncAPI document", event.topic);
     }

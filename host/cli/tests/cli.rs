@@ -196,7 +196,7 @@ fn configuration_layers_file_and_environment() {
 #[test]
 fn up_logs_ready_and_drains_on_sigterm() {
     let state = tempdir();
-    let mut child = arw(state.path(), &["up", "--grace", "5"])
+    let mut child = arw(state.path(), &["up", "--grace", "5", "--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -42,7 +42,7 @@ fn a_running_host_follows_installs_rollbacks_uninstalls_and_policy_edits() {
     // recognise its files.
     let mut child = Command::new(common::ARW)
         .current_dir(&home.root)
-        .args(["up", "--state-dir", "state", "--policies", "policies"])
+        .args(["up", "--state-dir", "state", "--policies", "policies", "--listen", "127.0.0.1:0"])
         .env("XDG_CONFIG_HOME", home.root.join("config"))
         .env("XDG_DATA_HOME", home.root.join("data"))
         .stdin(Stdio::null())

@@ -18,6 +18,8 @@ pub struct AdminError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdminErrorKind {
+    /// The request is malformed: a reference or id that cannot be one (400).
+    Invalid,
     /// The request names something that is not there (404).
     NotFound,
     /// The request is well-formed but cannot be done (422).
@@ -41,6 +43,7 @@ impl AdminError {
 pub struct InstallRequest {
     /// `ns:name`, `ns:name@1.2.3` or `ns:name@^1` (the newest matching,
     /// non-yanked version in the local registry).
+    #[schema(pattern = r"^[a-z0-9][a-z0-9-]*:[a-z0-9][a-z0-9-]*(@\S+)?$")]
     pub package: String,
 }
 
@@ -48,6 +51,7 @@ pub struct InstallRequest {
 #[serde(deny_unknown_fields)]
 pub struct UninstallRequest {
     /// The component id, `ns:name`.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9-]*:[a-z0-9][a-z0-9-]*$")]
     pub id: String,
 }
 
@@ -55,6 +59,7 @@ pub struct UninstallRequest {
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     /// The component id, `ns:name`.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9-]*:[a-z0-9][a-z0-9-]*$")]
     pub id: String,
     /// The version to go back to; default: the one installed before.
     #[serde(default)]

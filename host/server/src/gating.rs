@@ -39,7 +39,7 @@ keys! {
         "Live bus events (SSE); each event is shown only if Cedar permits `events.subscribe` on its topic.";
     METRICS = "metrics:scrape", "GET" "/metrics", None, "Prometheus text exposition.";
     SPEC_OPENAPI = "spec:openapi", "GET" "/spec/openapi.json", None, "This API as OpenAPI 3.1.";
-    SPEC_ASYNCAPI = "spec:asyncapi", "GET" "/spec/asyncapi.yaml", None, "The event stream as AsyncAPI 3.0.";
+    SPEC_ASYNCAPI = "spec:asyncapi", "GET" "/spec/asyncapi.yaml", None, "The event stream as AsyncAPI 3.1.";
     SPEC_MCP_TOOLS = "spec:mcp-tools", "GET" "/spec/mcp-tools.json", None, "The tools as MCP `Tool` objects.";
     SPEC_CEDAR = "spec:cedar-schema", "GET" "/spec/arw.cedarschema", None, "The Cedar schema policies are checked against.";
     MCP = "mcp:session", "POST" "/mcp", Some(Action::ToolInvoke),

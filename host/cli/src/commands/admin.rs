@@ -94,7 +94,7 @@ fn classify(error: anyhow::Error) -> AdminError {
     let kind = match error.downcast_ref::<RegistryError>() {
         Some(RegistryError::NotFound { .. }) => (AdminErrorKind::NotFound, "not-found"),
         Some(RegistryError::InvalidReference { .. } | RegistryError::InvalidName { .. }) => {
-            (AdminErrorKind::Refused, "invalid-reference")
+            (AdminErrorKind::Invalid, "invalid-reference")
         }
         Some(RegistryError::Yanked { .. }) => (AdminErrorKind::Refused, "yanked"),
         Some(RegistryError::Verify(_) | RegistryError::NotTrusted { .. }) => (AdminErrorKind::Refused, "verify-failed"),
@@ -108,7 +108,7 @@ fn classify(error: anyhow::Error) -> AdminError {
 }
 
 fn component_id(text: &str) -> Result<ComponentId, AdminError> {
-    text.parse().map_err(|e: String| AdminError::new(AdminErrorKind::Refused, "invalid-reference", e))
+    text.parse().map_err(|e: String| AdminError::new(AdminErrorKind::Invalid, "invalid-reference", e))
 }
 
 #[async_trait::async_trait]

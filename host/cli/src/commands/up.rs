@@ -33,7 +33,13 @@ pub async fn run(mut config: HostConfig, args: UpArgs) -> anyhow::Result<ExitCod
         None
     };
     let watch = match &state_dir {
-        Some(state) => Some(super::watch::start(host.clone(), installed, policies_dir, state.clone())?),
+        Some(state) => Some(super::watch::start(
+            host.clone(),
+            installed,
+            policies_dir,
+            state.clone(),
+            server.as_ref().map(|s| s.local_addr()),
+        )?),
         None => None,
     };
     tracing::info!(

@@ -43,6 +43,8 @@ struct StatusFile<'a> {
     format: &'static str,
     pid: u32,
     updated_at_ms: u64,
+    /// Where the HTTP API listens (`None` with `--no-http`).
+    http: Option<std::net::SocketAddr>,
     #[serde(flatten)]
     host: arw_host::HostStatus,
     last_policy_reload: Option<&'a PolicyReloadStatus>,
@@ -77,6 +79,7 @@ pub fn start(
     source: Option<InstalledSource>,
     policies_dir: Option<PathBuf>,
     state_dir: PathBuf,
+    http: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<Watch> {
     // The watcher reports paths in absolute form: compare against the same.
     let state_dir = std::fs::canonicalize(&state_dir).unwrap_or(state_dir);
@@ -107,7 +110,7 @@ pub fn start(
         let path = status_path.clone();
         tokio::spawn(async move {
             loop {
-                write_status(&host, &path, last_reload.lock().as_ref());
+                write_status(&host, &path, http, last_reload.lock().as_ref());
                 tokio::time::sleep(STATUS_EVERY).await;
             }
         })
@@ -148,7 +151,7 @@ pub fn start(
             // Only after a change: the status file lives in the watched
             // directory, so writing it unconditionally would wake us again.
             if changed {
-                write_status(&host, &status_path, last_reload.lock().as_ref());
+                write_status(&host, &status_path, http, last_reload.lock().as_ref());
             }
         }
     });
@@ -268,10 +271,16 @@ async fn record_rollbacks(host: Arc<Host>, source: InstalledSource) {
     }
 }
 
-fn write_status(host: &Host, path: &Path, last_reload: Option<&PolicyReloadStatus>) {
+fn write_status(
+    host: &Host,
+    path: &Path,
+    http: Option<std::net::SocketAddr>,
+    last_reload: Option<&PolicyReloadStatus>,
+) {
     let status = StatusFile {
         format: STATUS_FORMAT,
         pid: std::process::id(),
+        http,
         updated_at_ms: now_ms(),
         host: host.status(),
         last_policy_reload: last_reload,

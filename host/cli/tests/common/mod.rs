@@ -117,3 +117,33 @@ impl Home {
 pub fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// A running `arw up` with its HTTP API on an ephemeral port; killed on drop.
+pub struct Up {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Home {
+    /// Start `arw up --listen 127.0.0.1:0` with extra environment, and wait
+    /// until its status file names the bound address.
+    pub fn up(&self, env: &[(&str, &str)]) -> Up {
+        let mut cmd = self.cmd(&["up", "--listen", "127.0.0.1:0", "--grace", "5"]);
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut up = Up { child, base: String::new() };
+        let status = self.wait_for("the HTTP address in the status file", |s| s["http"].is_string());
+        up.base = format!("http://{}", status["http"].as_str().unwrap());
+        up
+    }
+}

@@ -76,6 +76,7 @@ fn ops(state: &SharedState) -> Result<Arc<dyn AdminOps>, Problem> {
 
 fn problem(error: AdminError) -> Problem {
     let status = match error.kind {
+        AdminErrorKind::Invalid => StatusCode::BAD_REQUEST,
         AdminErrorKind::NotFound => StatusCode::NOT_FOUND,
         AdminErrorKind::Refused => StatusCode::UNPROCESSABLE_ENTITY,
         AdminErrorKind::Conflict => StatusCode::CONFLICT,

@@ -15,9 +15,9 @@ pub async fn openapi() -> impl IntoResponse {
     Json(crate::spec::openapi::document())
 }
 
-/// The event stream as AsyncAPI 3.0 (YAML).
+/// The event stream as AsyncAPI 3.1 (YAML).
 #[utoipa::path(get, path = "/spec/asyncapi.yaml", tag = "spec", responses(
-    (status = 200, description = "AsyncAPI 3.0 document", content_type = "application/yaml", body = String),
+    (status = 200, description = "AsyncAPI 3.1 document", content_type = "application/yaml", body = Object),
 ))]
 pub async fn asyncapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/yaml")], crate::spec::asyncapi::yaml())

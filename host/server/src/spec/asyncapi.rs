@@ -1,4 +1,4 @@
-//! The AsyncAPI 3.0 document for `GET /events`, generated from the host's
+//! The AsyncAPI 3.1 document for `GET /events`, generated from the host's
 //! event catalogue ([`arw_host::catalogue`]) plus the server's own
 //! `bus.gap`. Each SSE event's `data:` is an envelope (id, topic, source,
 //! time) around the payload whose schema the catalogue gives.
@@ -62,7 +62,7 @@ pub fn document() -> Value {
         messages.keys().map(|key| json!({"$ref": format!("#/channels/events/messages/{key}")})).collect();
 
     json!({
-        "asyncapi": "3.0.0",
+        "asyncapi": "3.1.0",
         "info": {
             "title": "ARW host events",
             "version": env!("CARGO_PKG_VERSION"),

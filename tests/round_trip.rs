@@ -14,8 +14,17 @@ async fn first_party_tools_answer_correctly() {
         json!({"chars": 24, "words": 4, "lines": 2})
     );
     assert_eq!(t.ok("text-stats", json!({"text": ""})).await, json!({"chars": 0, "words": 0, "lines": 0}));
+    // Input that breaks the tool's input schema is refused by the host
+    // before the guest runs, with each violation.
     let err = t.call("text-stats", json!({"txt": 1})).await.unwrap_err();
-    assert_eq!(err.code(), "invalid-input", "{err}");
+    assert_eq!(err.code(), "schema-violation", "{err}");
+    match &err {
+        arw_host::CallError::SchemaViolation { violations, .. } => {
+            assert!(violations.iter().any(|v| v.contains("\"text\" is a required property")), "{violations:?}");
+            assert!(violations.iter().any(|v| v.contains("'txt' was unexpected")), "{violations:?}");
+        }
+        other => panic!("{other}"),
+    }
 
     assert_eq!(t.ok("kv-counter", json!({"name": "visits"})).await, json!({"value": 1}));
     assert_eq!(t.ok("kv-counter", json!({"name": "visits"})).await, json!({"value": 2}));

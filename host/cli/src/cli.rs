@@ -105,6 +105,10 @@ pub enum Command {
     /// schema) and docs/gating-keys.md, generated from the code.
     #[command(subcommand)]
     Spec(SpecCommand),
+    /// The WIT interfaces components target (`arw:host`), for authors
+    /// outside this repository.
+    #[command(subcommand)]
+    Wit(WitCommand),
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +239,21 @@ pub struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WitCommand {
+    /// Write the `arw:host` WIT package this host links into DIR (one file
+    /// per interface and world), ready for wit-bindgen, componentize-py,
+    /// componentize-js or `wasm-tools`. Refuses to overwrite a different
+    /// file unless --force.
+    Export {
+        /// Where the `.wit` files go (created if missing).
+        dir: PathBuf,
+        /// Overwrite files that differ.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

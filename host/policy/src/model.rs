@@ -17,6 +17,9 @@ pub enum Action {
     LogWrite,
     ConfigRead,
     ToolInvoke,
+    /// A component sending an HTTP request (`wasi:http/outgoing-handler`),
+    /// per target authority `host:port`.
+    HttpRequest,
     /// A caller watching the event stream (`GET /events`), per topic.
     EventsSubscribe,
     AdminInstall,
@@ -28,7 +31,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 15] = [
         Action::BusPublish,
         Action::BusSubscribe,
         Action::KvRead,
@@ -36,6 +39,7 @@ impl Action {
         Action::LogWrite,
         Action::ConfigRead,
         Action::ToolInvoke,
+        Action::HttpRequest,
         Action::EventsSubscribe,
         Action::AdminInstall,
         Action::AdminUninstall,
@@ -61,6 +65,7 @@ impl Action {
             Action::LogWrite => "log.write",
             Action::ConfigRead => "config.read",
             Action::ToolInvoke => "tool.invoke",
+            Action::HttpRequest => "http.request",
             Action::EventsSubscribe => "events.subscribe",
             Action::AdminInstall => "admin.install",
             Action::AdminUninstall => "admin.uninstall",
@@ -79,6 +84,7 @@ impl Action {
             Action::LogWrite => ResourceKind::LogLevel,
             Action::ConfigRead => ResourceKind::ConfigKey,
             Action::ToolInvoke => ResourceKind::Tool,
+            Action::HttpRequest => ResourceKind::HttpAuthority,
             Action::AdminInstall
             | Action::AdminUninstall
             | Action::AdminRollback
@@ -127,6 +133,8 @@ pub enum ResourceKind {
     LogLevel,
     ConfigKey,
     Tool,
+    /// The target of an outgoing HTTP request, `host:port`.
+    HttpAuthority,
     /// An operation of the HTTP API, named by its gating key (`admin:install`).
     Operation,
 }
@@ -140,6 +148,7 @@ impl ResourceKind {
             ResourceKind::LogLevel => "LogLevel",
             ResourceKind::ConfigKey => "ConfigKey",
             ResourceKind::Tool => "Tool",
+            ResourceKind::HttpAuthority => "HttpAuthority",
             ResourceKind::Operation => "Operation",
         }
     }
@@ -280,6 +289,7 @@ mod tests {
             ResourceKind::LogLevel,
             ResourceKind::ConfigKey,
             ResourceKind::Tool,
+            ResourceKind::HttpAuthority,
             ResourceKind::Operation,
         ] {
             assert!(EntityTypeName::from_str(&format!("Arw::{}", kind.type_name())).is_ok());

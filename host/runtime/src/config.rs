@@ -35,6 +35,7 @@ pub struct HostConfig {
     pub bus: BusConfig,
     pub swap: SwapConfig,
     pub http: HttpConfig,
+    pub outgoing_http: crate::capabilities::http::OutgoingHttpConfig,
     /// Per-component overrides, keyed by component id (`arw:announce`).
     pub components: BTreeMap<String, ComponentOverrides>,
 }
@@ -142,7 +143,7 @@ pub struct HttpConfig {
     pub events_keepalive_ms: u64,
     /// Admin requests allowed per minute, per token and per client address.
     pub admin_rate_per_minute: u32,
-    /// Admin requests allowed in a burst above that rate.
+    /// Admin requests allowed at once before the rate applies (the bucket size).
     pub admin_burst: u32,
     /// Host names the MCP endpoint accepts in `Host` (against DNS
     /// rebinding); empty means the loopback names.

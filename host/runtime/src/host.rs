@@ -197,7 +197,14 @@ impl Host {
         let authorizer = Arc::new(Authorizer::new(arw_policy::schema::embedded()?, policies));
         let gate = Arc::new(Gate::new(authorizer, bus.clone()));
         let aot = Some(AotCache::new(state_dir.join("aot")));
-        let runtime = Arc::new(Runtime { engine, linker, capabilities: Capabilities { bus, kv }, gate, config, aot });
+        let runtime = Arc::new(Runtime {
+            engine,
+            linker,
+            capabilities: Capabilities { bus, kv, outgoing_http: config.outgoing_http },
+            gate,
+            config,
+            aot,
+        });
 
         let (shutdown, _) = watch::channel(false);
         let host = Host {

@@ -28,6 +28,7 @@ pub mod manifest;
 pub mod runtime;
 pub mod source;
 pub mod supervisor;
+pub mod wit;
 
 pub use arw_policy as policy;
 pub use config::HostConfig;

@@ -24,8 +24,6 @@ pub enum AdminErrorKind {
     NotFound,
     /// The request is well-formed but cannot be done (422).
     Refused,
-    /// Another operation is in the way (409).
-    Conflict,
     /// Not available on this host (501): e.g. no registry configured.
     Unsupported,
     /// Storage failed (500).

@@ -58,8 +58,10 @@ impl Callers {
         let mut tokens = Vec::new();
         for entry in entries {
             let fail = |why: String| ServerError::Config(format!("http token `{}`: {why}", entry.name));
-            if entry.name.is_empty() || entry.name == ANONYMOUS {
-                return Err(fail("a token needs a name other than `anonymous`".into()));
+            if entry.name.is_empty() || entry.name == ANONYMOUS || entry.name == "local" {
+                return Err(fail(
+                    "a token needs a name other than `anonymous` and `local` (the CLI's own caller)".into(),
+                ));
             }
             if tokens.iter().any(|(_, i): &([u8; 32], Arc<Identity>)| i.name == entry.name) {
                 return Err(fail("the name is used twice".into()));
@@ -77,6 +79,9 @@ impl Callers {
                 }
                 _ => return Err(fail("set exactly one of `token` and `token-sha256`".into())),
             };
+            if tokens.iter().any(|(d, _)| *d == digest) {
+                return Err(fail("another caller has the same token".into()));
+            }
             let caller = host.caller(Principal::caller(entry.name.clone(), entry.roles.clone()));
             tokens.push((digest, Arc::new(Identity { name: entry.name, anonymous: false, caller })));
         }

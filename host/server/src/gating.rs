@@ -31,7 +31,7 @@ macro_rules! keys {
 keys! {
     HEALTH = "health:live", "GET" "/healthz", None, "Liveness: the process serves HTTP.";
     READY = "health:ready", "GET" "/readyz", None, "Readiness: components are loaded and the host is not stopping.";
-    COMPONENTS_LIST = "components:list", "GET" "/components", None, "The loaded components, their versions and grants.";
+    COMPONENTS_LIST = "components:list", "GET" "/components", None, "The loaded components: versions, worlds, digests, publishers, tools, limits.";
     TOOLS_LIST = "tools:list", "GET" "/tools", None, "The callable tools with their input and output JSON Schemas.";
     TOOLS_INVOKE = "tools:invoke", "POST" "/tools/{name}/invoke", Some(Action::ToolInvoke),
         "Call a tool: Cedar `tool.invoke` on `Arw::Tool::\"<name>\"`.";

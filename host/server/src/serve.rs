@@ -45,9 +45,16 @@ pub(crate) async fn start(
     if !config.listen.ip().is_loopback() && !callers.has_tokens() {
         return Err(ServerError::PublicWithoutToken { addr: config.listen });
     }
-    if config.body_limit_bytes == 0 || config.max_header_bytes == 0 || config.request_timeout_ms == 0 {
+    if config.body_limit_bytes == 0
+        || config.max_header_bytes == 0
+        || config.request_timeout_ms == 0
+        || config.admin_rate_per_minute == 0
+        || config.admin_burst == 0
+    {
         return Err(ServerError::Config(
-            "http.body-limit-bytes, http.max-header-bytes and http.request-timeout-ms must be greater than zero".into(),
+            "http.body-limit-bytes, http.max-header-bytes, http.request-timeout-ms, http.admin-rate-per-minute \
+             and http.admin-burst must be greater than zero"
+                .into(),
         ));
     }
     let listener =

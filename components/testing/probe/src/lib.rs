@@ -9,7 +9,9 @@
 //! `{"op": "bus.publish", "topic": "...", "message": <json>}`,
 //! `{"op": "config.get", "key": "..."}`, `{"op": "log", "message": "..."}`,
 //! `{"op": "print", "message": "..."}` (writes to stdout and stderr),
-//! `{"op": "echo", "value": <json>}` (no capability at all).
+//! `{"op": "echo", "value": <json>}` (no capability at all),
+//! `{"op": "http.get", "url": "http://host:port/path"}` (`wasi:http`;
+//! answers `{"status": 200, "body": "..."}`).
 //! The tool is called `probe`, or the value of its `tool-name` config key.
 //! `config.get` of a key whose value is `"trap"` traps.
 //! Output `{"ok": <result>}`; a capability error becomes a tool error whose
@@ -42,6 +44,58 @@ enum Op {
     Print { message: String },
     #[serde(rename = "echo")]
     Echo { value: Value },
+    #[serde(rename = "http.get")]
+    HttpGet { url: String },
+}
+
+/// A GET through `wasi:http/outgoing-handler`. A refused request is the
+/// tool error `denied`; anything else (timeouts, a body over the host's cap)
+/// is `http-error` with the reason.
+fn http_get(url: &str) -> Result<Value, ToolError> {
+    use wasip2::http::types::{ErrorCode, Fields, OutgoingRequest, Scheme, http_error_code};
+    use wasip2::io::streams::StreamError;
+
+    let fail = |code: &str, message: String| ToolError { code: code.into(), message };
+    let from_code = |e: ErrorCode| match e {
+        ErrorCode::HttpRequestDenied => fail("denied", "the host refused the request (HTTP-request-denied)".into()),
+        ErrorCode::HttpResponseBodySize(_) => fail("too-large", format!("{e:?}")),
+        other => fail("http-error", format!("{other:?}")),
+    };
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| fail("invalid-input", format!("not a URL: {url}")))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let request = OutgoingRequest::new(Fields::new());
+    let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
+    let _ = request.set_scheme(Some(&scheme));
+    let _ = request.set_authority(Some(authority));
+    let _ = request.set_path_with_query(Some(path));
+    let pending = wasip2::http::outgoing_handler::handle(request, None).map_err(from_code)?;
+    pending.subscribe().block();
+    let response = match pending.get() {
+        Some(Ok(Ok(response))) => response,
+        Some(Ok(Err(code))) => return Err(from_code(code)),
+        _ => return Err(fail("http-error", "no response".into())),
+    };
+    let status = response.status();
+    let body = response.consume().map_err(|()| fail("http-error", "no body".into()))?;
+    let mut bytes = Vec::new();
+    let stream = body.stream().map_err(|()| fail("http-error", "no body stream".into()))?;
+    loop {
+        match stream.blocking_read(64 << 10) {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => break,
+            // Why the body stopped, as an HTTP error code when it is one.
+            Err(StreamError::LastOperationFailed(e)) => {
+                return Err(match http_error_code(&e) {
+                    Some(code) => from_code(code),
+                    None => fail("http-error", e.to_debug_string()),
+                });
+            }
+        }
+    }
+    Ok(json!({"status": status, "body": String::from_utf8_lossy(&bytes)}))
 }
 
 fn capability_error(e: CapabilityError) -> ToolError {
@@ -109,6 +163,7 @@ impl Guest for Probe {
                 Value::Null
             }
             Op::Echo { value } => value,
+            Op::HttpGet { url } => http_get(&url)?,
         };
         Ok(json!({ "ok": result }).to_string())
     }

@@ -23,15 +23,32 @@ use super::packages::{self, Confirm, Stores};
 pub struct CliAdmin {
     host: Arc<Host>,
     config: HostConfig,
-    stores: Arc<Stores>,
-    source: InstalledSource,
+    /// None when the host runs from an unsigned directory (`--components`):
+    /// then only the policy reload is available.
+    registry: Option<(Arc<Stores>, InstalledSource)>,
 }
 
 impl CliAdmin {
-    pub fn new(host: Arc<Host>, config: HostConfig) -> anyhow::Result<Self> {
-        let stores = Stores::new(&config)?;
-        let source = stores.source();
-        Ok(CliAdmin { host, config, stores: Arc::new(stores), source })
+    pub fn new(host: Arc<Host>, config: HostConfig, with_registry: bool) -> anyhow::Result<Self> {
+        let registry = if with_registry {
+            let stores = Stores::new(&config)?;
+            let source = stores.source();
+            Some((Arc::new(stores), source))
+        } else {
+            None
+        };
+        Ok(CliAdmin { host, config, registry })
+    }
+
+    fn registry(&self) -> Result<(&Arc<Stores>, &InstalledSource), AdminError> {
+        self.registry.as_ref().map(|(stores, source)| (stores, source)).ok_or_else(|| {
+            AdminError::new(
+                AdminErrorKind::Unsupported,
+                "unsupported",
+                "this host runs components from a directory (--components), not from the registry: it cannot \
+                 install, uninstall or roll back",
+            )
+        })
     }
 
     /// Run blocking registry work off the async executor.
@@ -39,7 +56,7 @@ impl CliAdmin {
         &self,
         work: impl FnOnce(&HostConfig, &Stores) -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, AdminError> {
-        let (config, stores) = (self.config.clone(), self.stores.clone());
+        let (config, stores) = (self.config.clone(), self.registry()?.0.clone());
         tokio::task::spawn_blocking(move || work(&config, &stores))
             .await
             .map_err(|e| AdminError::new(AdminErrorKind::Internal, "internal", e.to_string()))?
@@ -47,7 +64,7 @@ impl CliAdmin {
     }
 
     fn installed(&self, id: &ComponentId) -> Result<Option<InstalledEntry>, AdminError> {
-        let index = self.stores.installed.load().map_err(|e| classify(e.into()))?;
+        let index = self.registry()?.0.installed.load().map_err(|e| classify(e.into()))?;
         Ok(index.components.get(id.as_str()).cloned())
     }
 
@@ -59,13 +76,14 @@ impl CliAdmin {
         entry: &InstalledEntry,
         before: Option<InstalledEntry>,
     ) -> Result<AdminOutcome, AdminError> {
+        let (stores, source) = self.registry()?;
         let previous = self.host.active_version(id.as_str()).map(|(v, _)| v);
-        let activated = match self.source.package(id.as_str(), entry) {
+        let activated = match source.package(id.as_str(), entry) {
             Ok(package) => self.host.activate(package).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         if let Err(reason) = activated {
-            let restore = self.stores.installed.update(|index| match before {
+            let restore = stores.installed.update(|index| match before {
                 Some(before) => {
                     index.components.insert(id.to_string(), before);
                 }
@@ -125,7 +143,7 @@ impl AdminOps for CliAdmin {
 
     async fn uninstall(&self, request: UninstallRequest) -> Result<AdminOutcome, AdminError> {
         let id = component_id(&request.id)?;
-        let removed = self.stores.installed.remove(&id).map_err(|e| classify(e.into()))?;
+        let removed = self.registry()?.0.installed.remove(&id).map_err(|e| classify(e.into()))?;
         let Some(entry) = removed else {
             return Err(AdminError::new(
                 AdminErrorKind::NotFound,
@@ -152,6 +170,15 @@ impl AdminOps for CliAdmin {
                 format!("{id} is not installed (see GET /components)"),
             ));
         };
+        if let Some(to) = &request.to
+            && semver::Version::parse(to).is_err()
+        {
+            return Err(AdminError::new(
+                AdminErrorKind::Invalid,
+                "invalid-version",
+                format!("`to` must be a version such as 1.2.3, not `{to}`"),
+            ));
+        }
         let target = id.clone();
         let (entry, _) =
             self.blocking(move |_, stores| packages::rollback_to(stores, &target, request.to.as_deref())).await?;

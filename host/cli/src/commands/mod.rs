@@ -18,6 +18,7 @@ mod spec;
 mod status;
 mod up;
 mod watch;
+mod wit;
 
 use std::process::ExitCode;
 
@@ -49,6 +50,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(args) => packages::rollback(&config, args),
         Command::Status(args) => status::run(&config, args),
         Command::Spec(command) => spec::run(command).await,
+        Command::Wit(command) => wit::run(command),
     }
 }
 

@@ -425,7 +425,7 @@ pub(crate) fn rollback_to(
     let target = match (to, &current.previous) {
         (Some(to), _) => Version::parse(to).map_err(|e| anyhow!("`{to}` is not a version: {e}"))?,
         (None, Some(previous)) => Version::parse(previous)?,
-        (None, None) => bail!("{id} has no previous version recorded; name one with --to VERSION"),
+        (None, None) => bail!("{id} has no previous version recorded; name the version to go back to"),
     };
     // Going back is allowed to a yanked version (it was installed before),
     // but it must still verify.

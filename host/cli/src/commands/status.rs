@@ -29,7 +29,10 @@ pub fn run(config: &HostConfig, args: StatusArgs) -> anyhow::Result<ExitCode> {
         return Ok(if running { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     if running {
-        out!("arw up is running (pid {pid})");
+        match status["http"].as_str() {
+            Some(addr) => out!("arw up is running (pid {pid}), HTTP API on http://{addr}"),
+            None => out!("arw up is running (pid {pid}), no HTTP API"),
+        }
     } else {
         out!("arw up is NOT running; last status written by pid {pid}:");
     }

@@ -23,10 +23,8 @@ pub async fn run(mut config: HostConfig, args: UpArgs) -> anyhow::Result<ExitCod
     let (host, refused, installed) = super::start_host_with_source(config.clone()).await?;
     let host = Arc::new(host);
     let server = if http.enabled {
-        let admin: Option<Arc<dyn arw_server::AdminOps>> = match installed {
-            Some(_) => Some(Arc::new(super::admin::CliAdmin::new(host.clone(), config)?)),
-            None => None,
-        };
+        let admin = super::admin::CliAdmin::new(host.clone(), config, installed.is_some())?;
+        let admin: Option<Arc<dyn arw_server::AdminOps>> = Some(Arc::new(admin));
         let server = arw_server::start(host.clone(), http, admin).await.context("the HTTP API did not start")?;
         Some(server)
     } else {

@@ -13,9 +13,11 @@
 //! | [`kv`] | `wit/kv.wit` | `kv.read`, `kv.write` | `[kv]` |
 //! | [`log`] | `wit/log.wit` | `log.write` | — |
 //! | [`config`] | `wit/config.wit` | `config.read` | `[components."<id>".config]` |
+//! | [`http`] | `wasi:http/outgoing-handler` (from `wasmtime-wasi-http`) | `http.request` | `[outgoing-http]` |
 //!
 //! Every host function first calls [`crate::authz::Grants::check`]; a
-//! refusal becomes `capability-error::denied`.
+//! refusal becomes `capability-error::denied` (for `wasi:http`, the error
+//! code `HTTP-request-denied`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use crate::runtime::store::InstanceState;
 
 pub mod bus;
 pub mod config;
+pub mod http;
 pub mod kv;
 pub mod log;
 
@@ -37,6 +40,7 @@ pub mod log;
 pub struct Capabilities {
     pub bus: Arc<bus::Bus>,
     pub kv: Arc<kv::KvStore>,
+    pub outgoing_http: http::OutgoingHttpConfig,
 }
 
 /// What a loaded component brings to each of its instances.
@@ -56,6 +60,7 @@ pub struct CapabilityInstances {
     pub kv: kv::KvInstance,
     pub log: log::LogInstance,
     pub config: config::ConfigInstance,
+    pub http: http::HttpInstance,
 }
 
 impl CapabilityInstances {
@@ -65,6 +70,7 @@ impl CapabilityInstances {
             kv: kv::KvInstance::new(host.kv.clone(), component),
             log: log::LogInstance::new(component),
             config: config::ConfigInstance::new(component),
+            http: http::HttpInstance::new(host.outgoing_http, component),
         }
     }
 }
@@ -76,6 +82,7 @@ pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()>
     wit::kv::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.kv)?;
     wit::log::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.log)?;
     wit::config::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.config)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     Ok(())
 }
 

@@ -28,6 +28,13 @@ impl WasiView for InstanceState {
     }
 }
 
+impl wasmtime_wasi_http::WasiHttpView for InstanceState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        let http = &mut self.capabilities.http;
+        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut http.ctx, table: &mut self.table, hooks: &mut http.hooks }
+    }
+}
+
 /// Raised (as a trap) when a guest tries to grow memory past its cap.
 #[derive(Debug, thiserror::Error)]
 #[error("memory cap of {limit} bytes exceeded (the guest asked for {desired} bytes)")]

@@ -79,7 +79,6 @@ fn problem(error: AdminError) -> Problem {
         AdminErrorKind::Invalid => StatusCode::BAD_REQUEST,
         AdminErrorKind::NotFound => StatusCode::NOT_FOUND,
         AdminErrorKind::Refused => StatusCode::UNPROCESSABLE_ENTITY,
-        AdminErrorKind::Conflict => StatusCode::CONFLICT,
         AdminErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
         AdminErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     };

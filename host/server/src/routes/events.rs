@@ -104,7 +104,15 @@ pub async fn stream(
         Ok(query) => query,
         Err(problem) => return problem.into_response(),
     };
-    let last_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    let last_id = match headers.get("last-event-id").map(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()))
+    {
+        None => None,
+        Some(Some(id)) => Some(id),
+        Some(None) => {
+            return Problem::bad_request("invalid-header", "`Last-Event-ID` must be an event id (a whole number)")
+                .into_response();
+        }
+    };
     let from = match (last_id, query.replay) {
         (Some(id), _) => ReplayFrom::After(id),
         (None, Some(n)) => ReplayFrom::Last(n),

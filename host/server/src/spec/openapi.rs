@@ -86,7 +86,6 @@ impl Modify for CommonResponses {
                 add("503", "No response within http.request-timeout-ms, or the host is shutting down");
                 if admin {
                     add("403", "Cedar does not permit this caller the operation");
-                    add("409", "Another operation is in the way");
                     add("413", "Body over http.body-limit-bytes");
                     add("415", "Not JSON");
                     add("429", "Over the admin rate limit; see Retry-After");

@@ -1,0 +1,64 @@
+//! Outgoing HTTP: `wasi:http/outgoing-handler` and `wasi:http/types`, as
+//! provided by `wasmtime-wasi-http`, with ARW's rules on every request:
+//!
+//! - Cedar decides `http.request` on the target authority `host:port`
+//!   (the manifest must request it too): deny by default, and a refusal is
+//!   audited like every other;
+//! - connect, first-byte and between-bytes timeouts are capped at
+//!   `outgoing-http.timeout-ms` (a guest may ask for less, not more);
+//! - a response body over `outgoing-http.max-response-bytes` fails with
+//!   `HTTP-response-body-size`.
+//!
+//! A refused request fails with the `HTTP-request-denied` error code; the
+//! reason is in the host log and the `audit.denied` event.
+
+mod host;
+
+pub use host::HttpInstance;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `[outgoing-http]`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OutgoingHttpConfig {
+    /// The longest a request may wait to connect, for the first byte, and
+    /// between bytes, in milliseconds.
+    pub timeout_ms: u64,
+    /// The largest response body a component may receive, in bytes.
+    pub max_response_bytes: usize,
+}
+
+impl Default for OutgoingHttpConfig {
+    fn default() -> Self {
+        OutgoingHttpConfig { timeout_ms: 10_000, max_response_bytes: 4 << 20 }
+    }
+}
+
+impl OutgoingHttpConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// The Cedar resource name of a request's target: `host:port`, with the
+/// scheme's default port written out. `None` when the URI has no host.
+pub fn authority(uri: &http::Uri) -> Option<String> {
+    let host = uri.host()?;
+    let port = uri.port_u16().unwrap_or(if uri.scheme() == Some(&http::uri::Scheme::HTTPS) { 443 } else { 80 });
+    Some(format!("{}:{port}", host.to_ascii_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn authorities_always_carry_the_port() {
+        let of = |uri: &str| super::authority(&uri.parse().unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(of("http://127.0.0.1:8080/x").as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(of("https://Example.com/a?b").as_deref(), Some("example.com:443"));
+        assert_eq!(of("http://example.com").as_deref(), Some("example.com:80"));
+        assert_eq!(of("/relative").as_deref(), None);
+    }
+}

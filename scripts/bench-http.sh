@@ -40,7 +40,8 @@ step "starting arw up on :$ARW_PORT and wasmtime serve on :$WASMTIME_PORT"
 env -u ARW_HTTP__ADMIN_TOKEN XDG_CONFIG_HOME="$work/config" XDG_DATA_HOME="$work/data" \
     "$ARW" up --state-dir "$work/state" --listen "127.0.0.1:$ARW_PORT" --log warn &
 pids+=($!)
-"$TOOLS/bin/wasmtime" serve --addr "127.0.0.1:$WASMTIME_PORT" "$HELLO" 2>"$work/wasmtime.log" &
+# -S cli: the Rust standard library imports wasi:cli (environment, exit).
+"$TOOLS/bin/wasmtime" serve -S cli --addr "127.0.0.1:$WASMTIME_PORT" "$HELLO" 2>"$work/wasmtime.log" &
 pids+=($!)
 
 wait_for() {

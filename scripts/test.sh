@@ -20,23 +20,30 @@ if [ ! -x "$TOOLS/bin/wkg" ]; then
 fi
 export WKG="$TOOLS/bin/wkg"
 
-# The HTTP API's third-party clients: the official Python MCP SDK and
-# schemathesis (a venv), and the AsyncAPI parser (npm).
-if [ ! -x "$TOOLS/py/bin/schemathesis" ] || [ ! -x "$TOOLS/py/bin/python" ]; then
-    step "installing the Python MCP SDK and schemathesis into $TOOLS/py (first run only)"
+# Third-party clients and component toolchains, into project-owned caches:
+# the official Python MCP SDK, schemathesis and componentize-py (a venv);
+# the AsyncAPI parser and componentize-js (npm). Reinstalled only when a
+# marker file is missing.
+if [ ! -x "$TOOLS/py/bin/componentize-py" ] || [ ! -x "$TOOLS/py/bin/schemathesis" ]; then
+    step "installing the Python MCP SDK, schemathesis and componentize-py into $TOOLS/py (first run only)"
     python3 -m venv "$TOOLS/py"
-    "$TOOLS/py/bin/pip" install --quiet --disable-pip-version-check 'mcp==2.3.*' 'schemathesis==4.32.*'
+    "$TOOLS/py/bin/pip" install --quiet --disable-pip-version-check \
+        'mcp==2.3.*' 'schemathesis==4.32.*' 'componentize-py==0.25.*'
 fi
-if [ ! -d "$TOOLS/node/node_modules/@asyncapi/parser" ]; then
-    step "installing @asyncapi/parser into $TOOLS/node (first run only)"
+if [ ! -d "$TOOLS/node/node_modules/@bytecodealliance/componentize-js" ] \
+    || [ ! -d "$TOOLS/node/node_modules/@asyncapi/parser" ]; then
+    step "installing @asyncapi/parser and componentize-js into $TOOLS/node (first run only)"
     mkdir -p "$TOOLS/node"
-    npm install --silent --no-audit --no-fund --prefix "$TOOLS/node" '@asyncapi/parser@3.6'
+    npm install --silent --no-audit --no-fund --prefix "$TOOLS/node" \
+        '@asyncapi/parser@3.6' '@bytecodealliance/componentize-js@0.23' '@bytecodealliance/preview2-shim@0.17'
 fi
 export ARW_TOOLS_DIR="$TOOLS"
 
 step "cargo fmt --check (host and guest workspaces)"
 cargo fmt --all --check
 (cd components && cargo fmt --all --check)
+cargo fmt --manifest-path components/examples/rust/Cargo.toml --check
+cargo fmt --manifest-path benches/http/hello/Cargo.toml --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -105,6 +105,13 @@ pub enum Command {
     /// schema) and docs/gating-keys.md, generated from the code.
     #[command(subcommand)]
     Spec(SpecCommand),
+    /// Scaffold a component project (Rust, Python, JavaScript or C) that
+    /// builds out of the box: code, manifest, README and this host's WIT.
+    #[command(subcommand)]
+    New(NewCommand),
+    /// Build the component of a project made by `arw new`, with its
+    /// language's toolchain, against this host's WIT (written to `wit/`).
+    Build(BuildArgs),
     /// The WIT interfaces components target (`arw:host`), for authors
     /// outside this repository.
     #[command(subcommand)]
@@ -239,6 +246,31 @@ pub struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NewCommand {
+    /// A tool component (world `arw:host/tool`).
+    Tool {
+        /// The tool's name: a-z, 0-9 and `-` (also its kv namespace).
+        name: String,
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: crate::authoring::Lang,
+        /// The id's namespace: the component is `NAMESPACE:NAME`.
+        #[arg(long, default_value = "local")]
+        namespace: String,
+        /// Where to write the project (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The project directory (with `manifest.toml`).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

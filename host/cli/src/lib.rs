@@ -2,6 +2,7 @@
 //! layering, the embedded defaults and one module per command. `main.rs`
 //! only parses arguments and reports errors.
 
+pub mod authoring;
 pub mod cli;
 pub mod commands;
 pub mod defaults;

@@ -51,6 +51,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(&config, args),
         Command::Spec(command) => spec::run(command).await,
         Command::Wit(command) => wit::run(command),
+        Command::New(crate::cli::NewCommand::Tool { name, lang, namespace, dir }) => {
+            let dir = crate::authoring::scaffold::new_tool(lang, &name, &namespace, dir.as_deref())?;
+            out!("created {} ({lang}); next: cd {} && arw build", dir.display(), dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Build(args) => {
+            let wasm = crate::authoring::build::build(&args.dir)?;
+            out!("{}", wasm.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -1,0 +1,98 @@
+//! `arw new tool --lang LANG NAME`: a project that builds out of the box.
+//!
+//! The templates are the repository's examples (`components/examples/`),
+//! compiled into `arw`: the example's tool name (`slugify-<lang>`) becomes
+//! NAME and its namespace (`examples`) becomes `--namespace`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use super::Lang;
+
+/// (path in the project, text) of each template file.
+fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
+    macro_rules! files {
+        ($dir:literal: $($file:literal),*) => {
+            vec![$(($file, include_str!(concat!("../../../../components/examples/", $dir, "/", $file)))),*]
+        };
+    }
+    match lang {
+        Lang::Rust => files!("rust": "Cargo.toml", "Cargo.lock", "src/lib.rs", "manifest.toml", ".gitignore"),
+        Lang::Python => files!("python": "app.py", "manifest.toml", ".gitignore"),
+        Lang::Js => files!("js": "app.js", "manifest.toml", ".gitignore"),
+        Lang::C => files!("c": "app.c", "manifest.toml", ".gitignore"),
+    }
+}
+
+/// Is `name` usable as a tool name, a kv namespace and a crate name?
+fn check_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.ends_with('-');
+    if !ok {
+        bail!("`{name}` is not a tool name: use 1-64 characters of a-z, 0-9 and `-`, starting with a letter");
+    }
+    Ok(())
+}
+
+fn readme(lang: Lang, name: &str, namespace: &str) -> String {
+    let needs = match lang {
+        Lang::Rust => "Rust with the `wasm32-wasip2` target (`rustup target add wasm32-wasip2`).",
+        Lang::Python => "`componentize-py` (`pip install componentize-py`).",
+        Lang::Js => {
+            "`componentize-js` (`npm install @bytecodealliance/componentize-js @bytecodealliance/preview2-shim@0.17`)."
+        }
+        Lang::C => {
+            "clang with the wasm32 target and wasi-libc (Debian: `apt-get install clang lld wasi-libc \
+             libclang-rt-14-dev-wasm32`), and Rust's `wasm-component-ld` (any rustup toolchain has it)."
+        }
+    };
+    format!(
+        "# {name}\n\n\
+         An ARW tool component in {lang}, scaffolded by `arw new tool --lang {lang} {name}`.\n\
+         It turns text into a URL slug without the stop words of its `stop-words`\n\
+         configuration, and counts its calls in its kv namespace `{name}`. Change it\n\
+         to do what you need; keep `manifest.toml` in step with what it calls.\n\n\
+         Needs: {needs}\n\n\
+         ```sh\n\
+         arw build                      # writes wit/ (this host's WIT) and {name}.wasm\n\
+         arw keys generate {namespace}       # once: a signing key\n\
+         arw trust add {namespace} <the public key it printed>\n\
+         arw publish {name}.wasm --manifest manifest.toml --key {namespace}\n\
+         arw install {namespace}:{name} --yes\n\
+         arw call {name} --input '{{\"text\": \"Hello, World\"}}'\n\
+         ```\n\n\
+         The component gets only what `manifest.toml` requests **and** a Cedar policy\n\
+         grants (`config.read` on `stop-words`, `kv.read`/`kv.write` on `{name}`); see\n\
+         the ARW docs, docs/authoring/ and docs/policy.md.\n"
+    )
+}
+
+/// Write the project; returns its directory.
+pub fn new_tool(lang: Lang, name: &str, namespace: &str, dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+    check_name(name)?;
+    check_name(namespace).context("invalid --namespace")?;
+    let dir = dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(name));
+    if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        bail!("{} exists and is not empty: choose another name or --dir", dir.display());
+    }
+    let example = format!("slugify-{lang}");
+    let crate_symbol = example.replace('-', "_");
+    for (path, text) in template(lang) {
+        let text = text
+            .replace(&example, name)
+            .replace(&crate_symbol, &name.replace('-', "_"))
+            .replace("\"examples:", &format!("\"{namespace}:"));
+        let target = dir.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&target, text).with_context(|| format!("writing {}", target.display()))?;
+    }
+    std::fs::write(dir.join("README.md"), readme(lang, name, namespace))?;
+    super::build::export_wit(&dir)?;
+    Ok(dir)
+}

@@ -346,3 +346,22 @@ async fn every_gating_key_is_routed_and_in_the_openapi_document() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_configured_as_its_sha256_authenticates_and_the_hash_itself_does_not() {
+    use sha2::Digest;
+    let token = "a-token-known-only-by-its-hash";
+    let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+    let mut http = http_config();
+    http.tokens.push(arw_host::config::TokenConfig {
+        name: "hashed".into(),
+        token: None,
+        token_sha256: Some(hash.clone()),
+        roles: vec!["admin".into()],
+    });
+    let server = TestServer::start(&[DEFAULT_POLICIES], http).await;
+    assert_eq!(server.get("/admin/status", Some(token)).await.status(), 200);
+    // Presenting the stored hash is not presenting the token.
+    assert_eq!(server.get("/admin/status", Some(&hash)).await.status(), 401);
+    server.stop().await;
+}

@@ -17,7 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// A tiny HTTP/1.1 server: `/hello` → "hi", `/big` → 64 KiB, `/slow` → an
-/// answer after 3 s. Returns its port.
+/// answer after 3 s, `/trickle` → one byte every 100 ms for 10 s. Returns
+/// its port.
 async fn serve() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -35,6 +36,16 @@ async fn serve() -> u16 {
                 }
                 let head = String::from_utf8_lossy(&head);
                 let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                if path == "/trickle" {
+                    let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n").await;
+                    for _ in 0..100 {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        if socket.write_all(b".").await.is_err() {
+                            return;
+                        }
+                    }
+                    return;
+                }
                 let body = match path.as_str() {
                     "/hello" => "hi".to_string(),
                     "/big" => "x".repeat(64 << 10),
@@ -142,6 +153,21 @@ async fn responses_are_capped_in_size_and_time() {
     assert!(format!("{slow:?}").contains("Timeout"), "{slow:?}");
     assert!(started.elapsed() < Duration::from_secs(3), "the host did not wait for the slow server");
     // And the host still answers.
+    assert_eq!(get(&host, &format!("http://127.0.0.1:{port}/hello")).await.unwrap()["ok"]["body"], "hi");
+    host.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_waiting_on_a_trickling_response_ends_at_the_component_deadline() {
+    let port = serve().await;
+    let policy = format!("{OPERATOR}\npermit(principal, action == Arw::Action::\"http.request\", resource);");
+    // Each byte arrives well within the 500 ms between-bytes timeout; only
+    // the component's own 1 s deadline (the manifest default) can stop it.
+    let (host, _state) = host_with(&[("http.request", "127.0.0.1:*")], &policy).await;
+    let started = std::time::Instant::now();
+    let result = get(&host, &format!("http://127.0.0.1:{port}/trickle")).await;
+    assert!(matches!(result, Err(CallError::Timeout { limit_ms: 1000, .. })), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "stopped at the deadline, not when the server finished");
     assert_eq!(get(&host, &format!("http://127.0.0.1:{port}/hello")).await.unwrap()["ok"]["body"], "hi");
     host.shutdown(Duration::from_secs(1)).await;
 }

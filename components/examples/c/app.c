@@ -159,6 +159,8 @@ static int is_word_byte(unsigned char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80;
 }
 
+static int is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
 // Is `word` (length n) one of the comma-separated, case-insensitive `stop` words?
 static int is_stop_word(const char *word, size_t n, const char *stop, size_t stop_len) {
     size_t start = 0;
@@ -166,8 +168,8 @@ static int is_stop_word(const char *word, size_t n, const char *stop, size_t sto
         size_t end = start;
         while (end < stop_len && stop[end] != ',') end++;
         size_t a = start, b = end;
-        while (a < b && (stop[a] == ' ' || stop[a] == '\t')) a++;
-        while (b > a && (stop[b - 1] == ' ' || stop[b - 1] == '\t')) b--;
+        while (a < b && is_space(stop[a])) a++;
+        while (b > a && is_space(stop[b - 1])) b--;
         if (b - a == n && n > 0) {
             size_t k = 0;
             while (k < n) {

@@ -31,6 +31,9 @@ function capability(error) {
   return fail('unavailable', String(error));
 }
 
+// Lower-case ASCII letters only, as every language's version does.
+const asciiLower = (s) => s.replace(/[A-Z]/g, (c) => c.toLowerCase());
+
 const isWordChar = (c) => /[A-Za-z0-9]/.test(c) || c.codePointAt(0) > 0x7f;
 
 function slugify(text, stop) {
@@ -70,7 +73,7 @@ export const toolHandler = {
     try {
       stop = (configGet('stop-words') ?? '')
         .split(',')
-        .map((w) => w.trim().toLowerCase())
+        .map((w) => asciiLower(w.replace(/^[ \t\r\n]+|[ \t\r\n]+$/g, '')))
         .filter((w) => w.length > 0);
       const stored = kvGet(NAME, 'calls');
       calls = (stored ? parseInt(new TextDecoder().decode(stored), 10) || 0 : 0) + 1;

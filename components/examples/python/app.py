@@ -46,6 +46,11 @@ def capability(error: Err) -> Err:
     return fail(code, str(value.value))
 
 
+def ascii_lower(text: str) -> str:
+    """Lower-case ASCII letters only, as every language's version does."""
+    return "".join(c.lower() if c.isascii() else c for c in text)
+
+
 def slugify(text: str, stop: list[str]) -> str:
     words, word = [], []
     for c in text + " ":
@@ -76,7 +81,7 @@ class ToolHandler(exports.ToolHandler):
             raise fail("invalid-input", str(e))
         try:
             words = config.get("stop-words") or ""
-            stop = [w.strip().lower() for w in words.split(",") if w.strip()]
+            stop = [ascii_lower(w.strip(" \t\r\n")) for w in words.split(",") if w.strip(" \t\r\n")]
             stored = kv.get(NAME, "calls")
             calls = (int(stored.decode()) if stored else 0) + 1
             kv.set(NAME, "calls", str(calls).encode())

@@ -237,6 +237,14 @@ impl Manifest {
             if request.action == Action::ToolInvoke {
                 return fail("components cannot request `tool.invoke` yet".into());
             }
+            if request.action == Action::HttpRequest
+                && (request.resource.bytes().any(|b| b.is_ascii_uppercase()) || !request.resource.contains(':'))
+            {
+                return fail(format!(
+                    "`http.request` resource `{}` must be a lower-case `host:port` pattern (e.g. \"api.example.com:443\", \"127.0.0.1:*\")",
+                    request.resource
+                ));
+            }
             if !request.action.for_components() {
                 return fail(format!(
                     "`{}` is an action of callers from outside (HTTP, MCP, the CLI), not of components",

@@ -69,7 +69,7 @@ impl Guest for Slugify {
             .map_err(capability)?
             .unwrap_or_default()
             .split(',')
-            .map(|w| w.trim().to_ascii_lowercase())
+            .map(|w| w.trim_matches([' ', '\t', '\r', '\n']).to_ascii_lowercase())
             .filter(|w| !w.is_empty())
             .collect();
         let calls = match kv::get(NAME, "calls").map_err(capability)? {

@@ -11,7 +11,8 @@
 //!
 //! Toolchains are looked up on `PATH`, then in `$ARW_TOOLS_DIR`
 //! (`~/.cache/arw/tools`: `py/bin`, `node/node_modules`, `bin`), where the
-//! test suite installs them.
+//! test suite installs them; for JavaScript, the project's own
+//! `node_modules` comes first.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,10 +33,12 @@ pub fn export_wit(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `$ARW_TOOLS_DIR`, else `~/.cache/arw/tools` (where scripts/test.sh
+/// installs the toolchains).
 fn tools_dir() -> Option<PathBuf> {
     std::env::var_os("ARW_TOOLS_DIR")
         .map(PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|c| c.join("arw").join("tools")))
+        .or_else(|| dirs::home_dir().map(|h| h.join(".cache").join("arw").join("tools")))
 }
 
 /// `name` on PATH, else `<tools>/<fallback>`.
@@ -66,6 +69,8 @@ pub fn detect(dir: &Path) -> anyhow::Result<Lang> {
 
 /// Build the project in `dir`; returns the component's path.
 pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
+    // Toolchains run inside the project: every path must be absolute.
+    let dir = &std::fs::canonicalize(dir).with_context(|| format!("{} is not a directory", dir.display()))?;
     let manifest_path = dir.join("manifest.toml");
     let text = std::fs::read_to_string(&manifest_path)
         .with_context(|| format!("reading {} (every project has one)", manifest_path.display()))?;
@@ -114,7 +119,14 @@ fn build_python(dir: &Path, output: &Path) -> anyhow::Result<()> {
 }
 
 fn build_js(dir: &Path, output: &Path) -> anyhow::Result<()> {
-    let mut command = match find("componentize-js", "node/node_modules/@bytecodealliance/componentize-js/src/cli.js") {
+    // The project's own node_modules first (`npm install` in the project).
+    let local = dir.join("node_modules/@bytecodealliance/componentize-js/src/cli.js");
+    let found = if local.is_file() {
+        Some(local)
+    } else {
+        find("componentize-js", "node/node_modules/@bytecodealliance/componentize-js/src/cli.js")
+    };
+    let mut command = match found {
         Some(path) if path.extension().is_some_and(|e| e == "js") => {
             let mut c = Command::new("node");
             c.arg(path);
@@ -152,7 +164,7 @@ fn build_c(dir: &Path, output: &Path) -> anyhow::Result<()> {
     })?;
     let wasm_ld = ["wasm-ld", "wasm-ld-14", "wasm-ld-15", "wasm-ld-16"]
         .into_iter()
-        .find_map(|n| find(n, n))
+        .find_map(|n| find(n, &format!("bin/{n}")))
         .ok_or_else(|| anyhow!("wasm-ld not found: `apt-get install lld`"))?;
     let linker = wasm_component_ld()?;
     run(

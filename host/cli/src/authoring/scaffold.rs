@@ -41,9 +41,10 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 fn readme(lang: Lang, name: &str, namespace: &str) -> String {
     let needs = match lang {
         Lang::Rust => "Rust with the `wasm32-wasip2` target (`rustup target add wasm32-wasip2`).",
-        Lang::Python => "`componentize-py` (`pip install componentize-py`).",
+        Lang::Python => "`componentize-py` 0.25 (`pip install 'componentize-py==0.25.*'`).",
         Lang::Js => {
-            "`componentize-js` (`npm install @bytecodealliance/componentize-js @bytecodealliance/preview2-shim@0.17`)."
+            "Node.js and `componentize-js` 0.23, installed in this directory \
+             (`npm install @bytecodealliance/componentize-js@0.23 @bytecodealliance/preview2-shim@0.17`)."
         }
         Lang::C => {
             "clang with the wasm32 target and wasi-libc (Debian: `apt-get install clang lld wasi-libc \

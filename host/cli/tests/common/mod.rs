@@ -38,7 +38,8 @@ impl Home {
             .env("XDG_DATA_HOME", self.root.join("data"))
             .stdin(Stdio::null());
         for (key, _) in std::env::vars() {
-            if key.starts_with("ARW_") {
+            // Where the toolchains are is the machine's, not configuration.
+            if key.starts_with("ARW_") && key != "ARW_TOOLS_DIR" {
                 cmd.env_remove(key);
             }
         }

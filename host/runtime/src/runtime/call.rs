@@ -9,6 +9,10 @@ use crate::bindings::tool::arw::host::bus as wit_bus;
 use crate::capabilities::bus::{Event, Payload};
 use crate::error::CallError;
 
+/// How long after its deadline a call that is waiting in the host (not
+/// running guest code, where the epoch deadline applies) is abandoned.
+const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_millis(50);
+
 impl Runtime {
     /// Call the tool of `component` with `input` on behalf of `caller`:
     /// authorize, wait for a slot, instantiate, invoke, check the output.
@@ -41,8 +45,16 @@ impl Runtime {
 
         let mut store = component.store(self);
         let trap = |e: wasmtime::Error| classify(tool, component, e);
-        let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
-        let output = instance.arw_host_tool_handler().call_invoke(&mut store, input).await.map_err(trap)?;
+        let run = async {
+            let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
+            instance.arw_host_tool_handler().call_invoke(&mut store, input).await.map_err(trap)
+        };
+        // The epoch deadline stops guest code; this also stops a guest that
+        // waits in the host past its deadline (on an HTTP response that
+        // trickles in, say). Dropping the call drops its store.
+        let output = tokio::time::timeout(timeout + DEADLINE_MARGIN, run)
+            .await
+            .map_err(|_| CallError::Timeout { tool: tool.into(), limit_ms: component.manifest.limits.timeout_ms })??;
         match output {
             Ok(text) => serde_json::from_str(&text)
                 .map_err(|e| CallError::InvalidOutput { tool: tool.into(), message: e.to_string() }),

@@ -6,8 +6,12 @@
 //!   audited like every other;
 //! - connect, first-byte and between-bytes timeouts are capped at
 //!   `outgoing-http.timeout-ms` (a guest may ask for less, not more);
-//! - a response body over `outgoing-http.max-response-bytes` fails with
-//!   `HTTP-response-body-size`.
+//! - a response body over `outgoing-http.max-response-bytes` fails: the
+//!   guest's body stream reports an error saying so (wasmtime-wasi-http
+//!   passes it as a stream error, not as the `HTTP-response-body-size`
+//!   code);
+//! - the component's deadline covers the wait: a call blocked on a slow
+//!   response ends at `limits.timeout-ms` like any other.
 //!
 //! A refused request fails with the `HTTP-request-denied` error code; the
 //! reason is in the host log and the `audit.denied` event.

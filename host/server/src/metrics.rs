@@ -178,7 +178,8 @@ impl Collector for HostCollector {
             None,
             MetricType::Gauge,
         )?;
-        for component in host.status().components {
+        let components = host.status().components;
+        for component in &components {
             let labels = [
                 ("component", component.id.as_str()),
                 ("version", component.active_version.as_str()),
@@ -187,7 +188,7 @@ impl Collector for HostCollector {
             ConstGauge::new(1).encode(active.encode_family(&labels)?)?;
         }
 
-        let in_flight = host.status().components.iter().map(|c| c.in_flight as i64).sum::<i64>();
+        let in_flight = components.iter().map(|c| c.in_flight as i64).sum::<i64>();
         ConstGauge::new(in_flight).encode(encoder.encode_descriptor(
             "component_calls_in_flight",
             "Calls running on active versions now",

@@ -186,3 +186,38 @@ fn four_languages_scaffold_build_publish_install_and_agree() {
         assert_eq!(got, json!({"status": 422, "code": "denied"}), "slugify-{lang} without a kv grant");
     }
 }
+
+#[test]
+fn scaffolding_and_wit_export_refuse_bad_input_and_overwrite_nothing() {
+    let home = Home::new(POLICIES);
+    let (_, stderr) = home.fails(&["new", "tool", "--lang", "rust", "Bad_Name"]);
+    assert!(stderr.contains("is not a tool name"), "{stderr}");
+    let taken = home.root.join("taken");
+    std::fs::create_dir_all(&taken).unwrap();
+    std::fs::write(taken.join("keep.txt"), "mine").unwrap();
+    let (_, stderr) = home.fails(&["new", "tool", "--lang", "c", "ok-name", "--dir", path(&taken)]);
+    assert!(stderr.contains("is not empty"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(taken.join("keep.txt")).unwrap(), "mine");
+
+    // Not a project: says how to start one.
+    let (_, stderr) = home.fails(&["build", path(&taken)]);
+    assert!(stderr.contains("manifest.toml"), "{stderr}");
+
+    // The WIT export: every file, byte for byte; a changed file is not
+    // overwritten without --force, and a refusal writes nothing.
+    let wit = home.root.join("wit");
+    home.ok(&["wit", "export", path(&wit)]);
+    let repo_wit = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../wit");
+    for entry in std::fs::read_dir(&repo_wit).unwrap() {
+        let file = entry.unwrap().path();
+        let exported = std::fs::read(wit.join(file.file_name().unwrap())).unwrap();
+        assert_eq!(exported, std::fs::read(&file).unwrap(), "{}", file.display());
+    }
+    std::fs::write(wit.join("kv.wit"), "// mine\n").unwrap();
+    std::fs::remove_file(wit.join("bus.wit")).unwrap();
+    let (_, stderr) = home.fails(&["wit", "export", path(&wit)]);
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert!(!wit.join("bus.wit").exists(), "a refused export wrote nothing");
+    home.ok(&["wit", "export", path(&wit), "--force"]);
+    assert_eq!(std::fs::read(wit.join("kv.wit")).unwrap(), std::fs::read(repo_wit.join("kv.wit")).unwrap());
+}

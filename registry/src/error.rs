@@ -34,7 +34,16 @@ pub enum RegistryError {
     Verify(#[from] crate::verify::VerifyError),
     #[error("{path}: corrupt installed-set index: {reason}")]
     CorruptIndex { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Read(#[from] arw_fs::ReadError),
 }
+
+/// The most bytes read from a signed manifest (`<version>.manifest.json`).
+pub const MAX_MANIFEST_BYTES: u64 = 256 << 10;
+/// The most bytes read from a signature file, a public key or a key file.
+pub const MAX_SMALL_FILE_BYTES: u64 = 16 << 10;
+/// The most bytes read from `installed.json`.
+pub const MAX_INDEX_BYTES: u64 = 16 << 20;
 
 pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> RegistryError {
     let path = path.into();

@@ -1,7 +1,7 @@
 //! What a component really is, read from its bytes: the registry checks
 //! exports against the manifest's worlds without trusting the manifest.
 
-use arw_host::manifest::World;
+use arw_manifest::World;
 use wasmparser::{Encoding, Parser, Payload};
 
 /// The names a component exports at its top level, e.g.

@@ -1,24 +1,23 @@
 //! The installed set: which version of each component the host runs, kept
-//! in `<state-dir>/installed.json`, and the source the host loads it from.
+//! in `<state-dir>/installed.json`, and the check every load of an entry
+//! goes through ([`verify_installed`]).
 //!
 //! The index is rewritten atomically (temporary file, fsync, rename) under a
 //! lock, so concurrent `arw install`s do not lose each other's updates and a
 //! crash leaves either the old index or the new one.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arw_host::LoadError;
-use arw_host::manifest::ComponentId;
-use arw_host::source::{ComponentPackage, ComponentSource};
+use arw_manifest::ComponentId;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{RegistryError, io};
-use crate::registry::Registry;
+use crate::registry::{Package, Registry};
 use crate::trust::TrustStore;
+use crate::verify::Verified;
 
 pub const INDEX_FORMAT: &str = "arw-installed/1";
 
@@ -69,10 +68,10 @@ impl InstalledSet {
 
     /// The current index (empty if none was written yet).
     pub fn load(&self) -> Result<InstalledIndex, RegistryError> {
-        let bytes = match std::fs::read(&self.path) {
+        let bytes = match arw_fs::read_bounded(&self.path, crate::error::MAX_INDEX_BYTES) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(InstalledIndex::default()),
-            Err(e) => return Err(RegistryError::Io { path: self.path.clone(), error: e }),
+            Err(e) if e.is_not_found() => return Ok(InstalledIndex::default()),
+            Err(e) => return Err(e.into()),
         };
         let index: InstalledIndex = serde_json::from_slice(&bytes)
             .map_err(|e| RegistryError::CorruptIndex { path: self.path.clone(), reason: e.to_string() })?;
@@ -92,7 +91,7 @@ impl InstalledSet {
         let result = change(&mut index);
         let mut bytes = serde_json::to_vec_pretty(&index).unwrap_or_default();
         bytes.push(b'\n');
-        arw_host::fsutil::write_atomic(&self.path, &bytes).map_err(io(&self.path))?;
+        arw_fs::write_atomic(&self.path, &bytes).map_err(io(&self.path))?;
         Ok(result)
     }
 
@@ -126,81 +125,49 @@ impl InstalledSet {
     }
 }
 
-/// The host's source of components: the installed set, each version read
-/// from the registry and verified (digest, signatures, trusted signer,
-/// world) at every load. A package that fails is refused with the check
-/// that failed; the others load.
-#[derive(Debug, Clone)]
-pub struct InstalledSource {
-    registry: Registry,
-    trust: TrustStore,
-    installed: InstalledSet,
+/// Why an installed entry cannot be loaded: the check that failed and why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{check} check failed: {message}")]
+pub struct InstalledCheckError {
+    /// `manifest`, `registry`, `signature`, `trust`, `digest` or `world`.
+    pub check: &'static str,
+    pub message: String,
 }
 
-impl InstalledSource {
-    pub fn installed(&self) -> &InstalledSet {
-        &self.installed
+/// Read and verify one installed entry: the registry's files for it, the
+/// whole signature chain, the publisher recorded at install (a later
+/// countersignature must not change who Cedar thinks published it), and
+/// the digest recorded at install (the registry must not have changed under
+/// the installed set).
+pub fn verify_installed(
+    registry: &Registry,
+    trust: &TrustStore,
+    id: &str,
+    entry: &InstalledEntry,
+) -> Result<(Package, Verified), InstalledCheckError> {
+    let fail = |check: &'static str, message: String| InstalledCheckError { check, message };
+    let id: ComponentId = id.parse().map_err(|e| fail("manifest", e))?;
+    let version = Version::parse(&entry.version).map_err(|e| fail("manifest", e.to_string()))?;
+    let package = registry.read(&id, &version).map_err(|e| fail("registry", e.to_string()))?;
+    let verified = crate::verify::verify(&package, trust).map_err(|e| fail(e.check(), e.detail()))?;
+    if !verified.vouched_by(&entry.publisher) {
+        return Err(fail(
+            "trust",
+            format!(
+                "`{}`, the publisher recorded at install, no longer has a valid trusted signature on it; \
+                 reinstall to accept its current signers",
+                entry.publisher
+            ),
+        ));
     }
-
-    pub fn new(registry: Registry, trust: TrustStore, installed: InstalledSet) -> Self {
-        InstalledSource { registry, trust, installed }
+    if verified.digest != entry.digest {
+        return Err(fail(
+            "digest",
+            format!(
+                "the registry now holds {} but {} was installed; the registry changed under the installed set",
+                verified.digest, entry.digest
+            ),
+        ));
     }
-
-    /// Read and verify one installed entry (what a running host does when
-    /// the installed set changes).
-    pub fn package(&self, id: &str, entry: &InstalledEntry) -> Result<ComponentPackage, LoadError> {
-        let origin = format!("registry:{id}@{}", entry.version);
-        let fail = |check: &'static str, message: String| LoadError::Verify { origin: origin.clone(), check, message };
-        let id: ComponentId = id.parse().map_err(|e| fail("manifest", e))?;
-        let version = Version::parse(&entry.version).map_err(|e| fail("manifest", e.to_string()))?;
-        let package = self.registry.read(&id, &version).map_err(|e| fail("registry", e.to_string()))?;
-        let verified = crate::verify::verify(&package, &self.trust).map_err(|e| fail(e.check(), e.detail()))?;
-        // The publisher recorded at install stays the publisher (a later
-        // countersignature must not change who Cedar thinks published it).
-        if !verified.vouched_by(&entry.publisher) {
-            return Err(fail(
-                "trust",
-                format!(
-                    "`{}`, the publisher recorded at install, no longer has a valid trusted signature on it; \
-                     reinstall to accept its current signers",
-                    entry.publisher
-                ),
-            ));
-        }
-        if verified.digest != entry.digest {
-            return Err(fail(
-                "digest",
-                format!(
-                    "the registry now holds {} but {} was installed; the registry changed under the installed set",
-                    verified.digest, entry.digest
-                ),
-            ));
-        }
-        Ok(ComponentPackage {
-            manifest: verified.manifest,
-            wasm: Cow::Owned(package.wasm),
-            origin: format!("registry:{id}@{version}"),
-            publisher: Some(entry.publisher.clone()),
-        })
-    }
-}
-
-impl ComponentSource for InstalledSource {
-    fn describe(&self) -> String {
-        format!("installed components ({}) from {}", self.installed.path().display(), self.registry.root().display())
-    }
-
-    fn packages(&self) -> Vec<Result<ComponentPackage, LoadError>> {
-        let index = match self.installed.load() {
-            Ok(index) => index,
-            Err(e) => {
-                return vec![Err(LoadError::Verify {
-                    origin: self.installed.path().display().to_string(),
-                    check: "installed-set",
-                    message: e.to_string(),
-                })];
-            }
-        };
-        index.components.iter().map(|(id, entry)| self.package(id, entry)).collect()
-    }
+    Ok((package, verified))
 }

@@ -80,7 +80,7 @@ impl KeyStore {
         let key = generate()?;
         write_secret(&secret_path, &format!("{SECRET_PREFIX}{}\n", B64.encode(key.to_bytes())))?;
         let public = PublicKey(key.verifying_key());
-        arw_host::fsutil::write_atomic(&self.dir.join(format!("{name}.pub")), format!("{public}\n").as_bytes())
+        arw_fs::write_atomic(&self.dir.join(format!("{name}.pub")), format!("{public}\n").as_bytes())
             .map_err(io(self.dir.join(format!("{name}.pub"))))?;
         Ok(public)
     }
@@ -101,7 +101,8 @@ impl KeyStore {
         };
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("key").to_string();
         let bad = |reason: String| RegistryError::BadKey { path: path.clone(), reason };
-        let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+        let text =
+            arw_fs::read_text_bounded(&path, crate::error::MAX_SMALL_FILE_BYTES).map_err(|e| bad(e.to_string()))?;
         let b64 = text.trim().strip_prefix(SECRET_PREFIX).ok_or_else(|| bad("not an ARW key file".into()))?;
         let bytes = B64.decode(b64).map_err(|e| bad(format!("not base64: {e}")))?;
         let bytes: [u8; 32] = bytes.try_into().map_err(|_| bad("an ed25519 secret key is 32 bytes".into()))?;
@@ -129,7 +130,7 @@ pub(crate) fn read_public_keys(dir: &Path) -> Result<Vec<(String, PublicKey)>, R
             continue;
         }
         let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else { continue };
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let text = arw_fs::read_text_bounded(&path, crate::error::MAX_SMALL_FILE_BYTES)?;
         let key = text.parse().map_err(|reason| RegistryError::BadKey { path: path.clone(), reason })?;
         keys.push((name, key));
     }

@@ -14,7 +14,7 @@
 //! | [`reference`] | `ns:name[@version|@req]` references and safe paths |
 //! | [`registry`] | publish, sign, list, resolve, read, yank |
 //! | [`verify`] | the whole chain: digest, signatures, trusted signer, world |
-//! | [`installed`] | the installed set and the [`installed::InstalledSource`] the host loads from |
+//! | [`installed`] | the installed set, and the check every load of an installed entry goes through |
 
 pub mod error;
 pub mod inspect;
@@ -29,7 +29,7 @@ pub mod verify;
 mod lock;
 
 pub use error::RegistryError;
-pub use installed::{InstalledSet, InstalledSource};
+pub use installed::{InstalledCheckError, InstalledSet, verify_installed};
 pub use keys::PublicKey;
 pub use reference::PackageRef;
 pub use registry::Registry;

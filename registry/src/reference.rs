@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use arw_host::manifest::ComponentId;
+use arw_manifest::ComponentId;
 use semver::{Version, VersionReq};
 
 use crate::error::RegistryError;

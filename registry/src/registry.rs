@@ -18,8 +18,8 @@
 
 use std::path::{Path, PathBuf};
 
-use arw_host::fsutil::write_atomic;
-use arw_host::manifest::{ComponentId, Manifest};
+use arw_fs::write_atomic;
+use arw_manifest::{ComponentId, Manifest};
 use ed25519_dalek::SigningKey;
 use semver::Version;
 use serde::Serialize;
@@ -108,7 +108,7 @@ impl Registry {
 
         let _lock = crate::lock::exclusive(&self.root.join(".lock"))?;
         let wasm_path = self.file(&id, &version, "wasm");
-        if wasm_path.exists() {
+        if std::fs::symlink_metadata(&wasm_path).is_ok() {
             return Err(RegistryError::AlreadyPublished { id: id.to_string(), version: version.to_string() });
         }
         let dir = self.package_dir(&id);
@@ -160,7 +160,7 @@ impl Registry {
     /// Mark a version as not to be newly installed.
     pub fn yank(&self, id: &ComponentId, version: &Version) -> Result<(), RegistryError> {
         let _lock = crate::lock::exclusive(&self.root.join(".lock"))?;
-        if !self.file(id, version, "wasm").exists() {
+        if std::fs::symlink_metadata(self.file(id, version, "wasm")).is_err() {
             return Err(self.not_found(&format!("{id}@{version}")));
         }
         let path = self.file(id, version, "yanked");
@@ -180,7 +180,7 @@ impl Registry {
             let name = entry.map_err(io(&dir))?.file_name();
             let Some(version) = name.to_str().and_then(|n| n.strip_suffix(".wasm")) else { continue };
             let Ok(version) = Version::parse(version) else { continue };
-            let yanked = dir.join(format!("{version}.yanked")).exists();
+            let yanked = arw_fs::regular_file_exists(&dir.join(format!("{version}.yanked"))).unwrap_or(true);
             versions.push((version, yanked));
         }
         versions.sort();
@@ -228,34 +228,31 @@ impl Registry {
 
     /// Read a version's files.
     pub fn read(&self, id: &ComponentId, version: &Version) -> Result<Package, RegistryError> {
+        // Every file is read only if it is a regular file (no symlink, FIFO
+        // or device) and through a size bound: a hostile registry cannot
+        // make a read hang or exhaust memory.
         let path = self.file(id, version, "wasm");
-        let size = match std::fs::metadata(&path) {
-            Ok(meta) => meta.len(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(self.not_found(&format!("{id}@{version}")));
-            }
-            Err(e) => return Err(RegistryError::Io { path, error: e }),
+        let wasm = match arw_fs::read_bounded(&path, self.max_component_bytes) {
+            Ok(wasm) => wasm,
+            Err(e) if e.is_not_found() => return Err(self.not_found(&format!("{id}@{version}"))),
+            Err(e) => return Err(e.into()),
         };
-        if size > self.max_component_bytes {
-            return Err(RegistryError::TooLarge { size, limit: self.max_component_bytes });
-        }
-        let wasm = std::fs::read(&path).map_err(io(&path))?;
         let manifest_path = self.file(id, version, "manifest.json");
-        let manifest_bytes = match std::fs::read(&manifest_path) {
+        let manifest_bytes = match arw_fs::read_bounded(&manifest_path, crate::error::MAX_MANIFEST_BYTES) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(RegistryError::Io { path: manifest_path, error: e }),
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => return Err(e.into()),
         };
         let dir = self.package_dir(id);
         let mut signatures = Vec::new();
         for name in read_dir_names(&dir)? {
             if sidecar_of(&name, version) == Some(Sidecar::Signature) {
                 let sig_path = dir.join(&name);
-                signatures.push((name, std::fs::read(&sig_path).map_err(io(&sig_path))?));
+                signatures.push((name, arw_fs::read_bounded(&sig_path, crate::error::MAX_SMALL_FILE_BYTES)?));
             }
         }
         signatures.sort();
-        let yanked = self.file(id, version, "yanked").exists();
+        let yanked = arw_fs::regular_file_exists(&self.file(id, version, "yanked"))?;
         Ok(Package { id: id.clone(), version: version.clone(), wasm, manifest_bytes, signatures, yanked, path })
     }
 
@@ -263,7 +260,7 @@ impl Registry {
     pub fn find_by_digest(&self, wanted: &str) -> Result<Option<VersionEntry>, RegistryError> {
         for entry in self.list()? {
             let path = entry.dir.join(format!("{}.manifest.json", entry.version));
-            let Ok(bytes) = std::fs::read(&path) else { continue };
+            let Ok(bytes) = arw_fs::read_bounded(&path, crate::error::MAX_MANIFEST_BYTES) else { continue };
             if SignedManifest::parse(&bytes).is_ok_and(|m| m.digest == wanted) {
                 return Ok(Some(entry));
             }
@@ -286,8 +283,7 @@ fn remove_stale_temporaries(dir: &Path) -> Result<(), RegistryError> {
     let entries = std::fs::read_dir(dir).map_err(io(dir))?;
     for entry in entries {
         let path = entry.map_err(io(dir))?.path();
-        let stale =
-            path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"));
+        let stale = path.file_name().and_then(|n| n.to_str()).is_some_and(arw_fs::is_temporary);
         if stale {
             std::fs::remove_file(&path).map_err(io(&path))?;
         }

@@ -20,7 +20,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use arw_host::manifest::Manifest;
+use arw_manifest::Manifest;
 
 use crate::keys::PublicKey;
 

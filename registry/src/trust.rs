@@ -32,7 +32,7 @@ impl TrustStore {
         }
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         let path = self.dir.join(format!("{name}.pub"));
-        arw_host::fsutil::write_atomic(&path, format!("{key}\n").as_bytes()).map_err(io(path))
+        arw_fs::write_atomic(&path, format!("{key}\n").as_bytes()).map_err(io(path))
     }
 
     pub fn remove(&self, name: &str) -> Result<(), RegistryError> {

@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 
-use arw_host::manifest::Manifest;
+use arw_manifest::Manifest;
 use serde::Serialize;
 
 use crate::registry::Package;

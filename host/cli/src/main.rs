@@ -20,9 +20,17 @@ fn main() -> ExitCode {
         eprintln!("warning: ignoring the log filter `{filter}` ({e}); using `{default_filter}`");
         EnvFilter::new(default_filter)
     });
+    // Log lines go through a bounded queue to a writer thread, so no thread
+    // that runs calls ever waits on a slow stderr (a full pipe, a slow
+    // terminal); past the queue, lines are dropped rather than waited for.
+    let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(64 << 10)
+        .thread_name("arw-log")
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 

@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use cedar_policy::{Context, Entities, Entity, EntityUid, Request};
 
 use crate::cache::DecisionCache;
-use crate::model::{Action, Principal, ResourceKind, resource_entity, resource_uid};
+use crate::model::{Action, Principal, Resource, ResourceKind, resource_entity, resource_uid};
 use crate::policy_set::PolicySet;
 
 /// The answer to one authorization question. There is deliberately no way
@@ -20,6 +20,11 @@ pub struct Decision {
 }
 
 impl Decision {
+    #[cfg(test)]
+    pub(crate) fn allow(reason: &str) -> Self {
+        Decision { allowed: true, reason: reason.into() }
+    }
+
     pub fn allowed(&self) -> bool {
         self.allowed
     }
@@ -58,7 +63,8 @@ impl DecisionCounters {
 pub struct PrincipalHandle {
     principal: Principal,
     uid: EntityUid,
-    entities: Vec<Entity>,
+    /// Built once; if they cannot be built, every question is denied.
+    entities: Result<Vec<Entity>, String>,
     cache: DecisionCache,
 }
 
@@ -137,42 +143,22 @@ impl Authorizer {
     /// [`Action::ToolInvoke`] use [`Authorizer::decide_tool`], which also
     /// tells Cedar which component provides the tool.
     pub fn decide(&self, who: &PrincipalHandle, action: Action, resource: &str) -> Decision {
-        self.decide_inner(who, action, resource, None)
+        self.decide_resource(who, action, Resource::named(resource))
     }
 
     /// May `who` invoke the tool `tool` provided by component `component`?
     pub fn decide_tool(&self, who: &PrincipalHandle, tool: &str, component: &str) -> Decision {
-        self.decide_inner(who, Action::ToolInvoke, tool, Some(component))
+        self.decide_resource(who, Action::ToolInvoke, Resource::tool(tool, component))
     }
 
-    /// The cached decision, if there is one under the current policies;
-    /// never evaluates. Lets callers that run where Cedar must not (on a
-    /// guest's fiber stack, where Cedar's stack-depth check misfires) take
-    /// the fast path inline and evaluate elsewhere on a miss.
-    pub fn cached(&self, who: &PrincipalHandle, action: Action, resource: &str) -> Option<Decision> {
-        let generation = self.generation.load(Ordering::Acquire);
-        let hit = who.cache.get(generation, action, resource)?;
-        self.counters.record(action, hit.allowed);
-        Some(hit)
-    }
-
-    /// Evaluate without the cache (for benchmarks and diagnostics).
-    pub fn decide_uncached(&self, who: &PrincipalHandle, action: Action, resource: &str) -> Decision {
-        self.evaluate(who, action, resource, None)
-    }
-
-    fn decide_inner(
-        &self,
-        who: &PrincipalHandle,
-        action: Action,
-        resource: &str,
-        tool_component: Option<&str>,
-    ) -> Decision {
+    /// May `who` do `action` on `resource`? Cached per principal, keyed by
+    /// everything Cedar is shown (see [`Resource`]).
+    pub fn decide_resource(&self, who: &PrincipalHandle, action: Action, resource: Resource<'_>) -> Decision {
         let generation = self.generation.load(Ordering::Acquire);
         let decision = match who.cache.get(generation, action, resource) {
             Some(hit) => hit,
             None => {
-                let decision = self.evaluate(who, action, resource, tool_component);
+                let decision = self.evaluate(who, action, resource);
                 who.cache.put(generation, action, resource, decision.clone());
                 decision
             }
@@ -181,28 +167,50 @@ impl Authorizer {
         decision
     }
 
-    fn evaluate(
-        &self,
-        who: &PrincipalHandle,
-        action: Action,
-        resource: &str,
-        tool_component: Option<&str>,
-    ) -> Decision {
+    /// The cached decision, if there is one under the current policies;
+    /// never evaluates. Lets callers that run where Cedar must not (on a
+    /// guest's fiber stack, where Cedar's stack-depth check misfires) take
+    /// the fast path inline and evaluate elsewhere on a miss.
+    pub fn cached(&self, who: &PrincipalHandle, action: Action, resource: Resource<'_>) -> Option<Decision> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let hit = who.cache.get(generation, action, resource)?;
+        self.counters.record(action, hit.allowed);
+        Some(hit)
+    }
+
+    /// Evaluate without the cache (for benchmarks and diagnostics).
+    pub fn decide_uncached(&self, who: &PrincipalHandle, action: Action, resource: &str) -> Decision {
+        self.evaluate(who, action, Resource::named(resource))
+    }
+
+    /// Ask Cedar. Every failure on the way (a malformed request, entities
+    /// that cannot be built, an evaluation error in any policy) is a
+    /// denial, never an allow.
+    fn evaluate(&self, who: &PrincipalHandle, action: Action, resource: Resource<'_>) -> Decision {
         let kind = action.resource_kind();
-        let request =
-            match Request::new(who.uid.clone(), action.uid(), resource_uid(kind, resource), Context::empty(), None) {
-                Ok(r) => r,
-                Err(e) => return deny(format!("malformed request: {e}")),
-            };
+        let principal_entities = match &who.entities {
+            Ok(entities) => entities,
+            Err(e) => return deny(format!("malformed principal: {e}")),
+        };
+        let resource_entity = match resource_entity(kind, resource) {
+            Ok(entity) => entity,
+            Err(e) => return deny(format!("malformed resource: {e}")),
+        };
+        let request = match Request::new(
+            who.uid.clone(),
+            action.uid(),
+            resource_uid(kind, resource.name),
+            Context::empty(),
+            None,
+        ) {
+            Ok(r) => r,
+            Err(e) => return deny(format!("malformed request: {e}")),
+        };
         // Only the admin actions belong to a group; the others skip the
         // (small) cost of adding the action entities.
         let actions = if kind == ResourceKind::Operation { &self.action_entities[..] } else { &[] };
-        let entities = who
-            .entities
-            .iter()
-            .cloned()
-            .chain(std::iter::once(resource_entity(kind, resource, tool_component)))
-            .chain(actions.iter().cloned());
+        let entities =
+            principal_entities.iter().cloned().chain(std::iter::once(resource_entity)).chain(actions.iter().cloned());
         let entities = match Entities::from_entities(entities, None) {
             Ok(e) => e,
             Err(e) => return deny(format!("malformed entities: {e}")),
@@ -213,6 +221,14 @@ impl Authorizer {
         let deciders: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
         let errors: Vec<String> = diagnostics.errors().map(ToString::to_string).collect();
         match response.decision() {
+            // Cedar skips a policy whose condition fails to evaluate: for a
+            // `forbid`, that would turn an error into an allow. Any error
+            // at all makes the answer a denial.
+            cedar_policy::Decision::Allow if !errors.is_empty() => deny(format!(
+                "evaluation errors in the policies, so denied although {} permit it: {}",
+                deciders.join(", "),
+                errors.join("; ")
+            )),
             cedar_policy::Decision::Allow => {
                 Decision { allowed: true, reason: format!("permitted by {}", deciders.join(", ")).into() }
             }
@@ -309,6 +325,39 @@ mod tests {
         assert!(a.decide_tool(&operator, "kv-counter", "arw:kv-counter").allowed());
         assert!(!a.decide_tool(&anonymous, "kv-counter", "arw:kv-counter").allowed());
         assert!(a.decide_tool(&anonymous, "text-stats", "arw:text-stats").allowed());
+    }
+
+    #[test]
+    fn a_decision_about_a_tool_is_never_reused_for_another_provider() {
+        let a = authorizer(
+            r#"permit(principal, action == Arw::Action::"tool.invoke", resource) when { resource.component == "arw:text-stats" };"#,
+        );
+        let anonymous = a.principal(Principal::caller("anonymous", ["anonymous"]));
+        assert!(a.decide_tool(&anonymous, "text-stats", "arw:text-stats").allowed());
+        // The same caller handle, the same tool name, another component:
+        // asked afresh (a cache keyed by the name alone would allow it).
+        let d = a.decide_tool(&anonymous, "text-stats", "evil:text-stats");
+        assert!(!d.allowed(), "{}", d.reason());
+        assert!(a.decide_tool(&anonymous, "text-stats", "arw:text-stats").allowed());
+        assert_eq!(a.counters().get(Action::ToolInvoke), (2, 1));
+    }
+
+    #[test]
+    fn an_evaluation_error_in_a_forbid_denies() {
+        // Passes strict validation; overflows at evaluation. Cedar skips a
+        // policy that errors, so without ARW's rule the permit would win.
+        let a = authorizer(
+            r#"@id("everything") permit(principal, action, resource);
+               @id("overflowing") forbid(principal, action, resource) when { 9223372036854775807 + 1 > 0 };"#,
+        );
+        let who = a.principal(component("arw:a"));
+        let d = a.decide(&who, Action::KvRead, "ns");
+        assert!(!d.allowed(), "an error inside a forbid must not allow: {}", d.reason());
+        assert!(d.reason().contains("evaluation errors"), "{}", d.reason());
+        assert!(d.reason().contains("overflowing"), "{}", d.reason());
+        // An error in a permit alone is simply no permit.
+        let a = authorizer(r#"@id("p") permit(principal, action, resource) when { 9223372036854775807 + 1 > 0 };"#);
+        assert!(!a.decide(&a.principal(component("arw:a")), Action::KvRead, "ns").allowed());
     }
 
     #[test]

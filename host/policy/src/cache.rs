@@ -4,6 +4,13 @@
 //! lookup is one read lock and one hash of the resource name. The
 //! [`crate::Authorizer`] bumps its generation whenever policies change; an
 //! entry from an older generation is never returned.
+//!
+//! The key is the whole [`Resource`] Cedar is shown, not just its name: a
+//! decision about the tool `text-stats` provided by `arw:text-stats` is
+//! never returned for a `text-stats` provided by another component. The
+//! principal's own attributes are fixed for the life of its handle, and
+//! requests carry no context yet, so (action, resource) is every input a
+//! decision reads.
 
 use std::collections::HashMap;
 
@@ -11,6 +18,7 @@ use parking_lot::RwLock;
 
 use crate::Action;
 use crate::authorizer::Decision;
+use crate::model::Resource;
 
 /// Entries per action before the cache is cleared; bounds memory when a
 /// guest asks about many distinct resources (e.g. generated topic names).
@@ -21,26 +29,32 @@ pub(crate) struct DecisionCache {
     inner: RwLock<Inner>,
 }
 
+/// The decisions for one resource name, one per set of the resource's
+/// other attributes (almost always exactly one).
+type ByAttributes = Vec<(Option<Box<str>>, Decision)>;
+
 #[derive(Debug)]
 struct Inner {
     generation: u64,
-    by_action: [HashMap<Box<str>, Decision>; Action::ALL.len()],
+    entries: usize,
+    by_action: [HashMap<Box<str>, ByAttributes>; Action::ALL.len()],
 }
 
 impl DecisionCache {
     pub(crate) fn new(generation: u64) -> Self {
-        DecisionCache { inner: RwLock::new(Inner { generation, by_action: Default::default() }) }
+        DecisionCache { inner: RwLock::new(Inner { generation, entries: 0, by_action: Default::default() }) }
     }
 
-    pub(crate) fn get(&self, generation: u64, action: Action, resource: &str) -> Option<Decision> {
+    pub(crate) fn get(&self, generation: u64, action: Action, resource: Resource<'_>) -> Option<Decision> {
         let inner = self.inner.read();
         if inner.generation != generation {
             return None;
         }
-        inner.by_action.get(action.index())?.get(resource).cloned()
+        let candidates = inner.by_action.get(action.index())?.get(resource.name)?;
+        candidates.iter().find(|(component, _)| component.as_deref() == resource.component).map(|(_, d)| d.clone())
     }
 
-    pub(crate) fn put(&self, generation: u64, action: Action, resource: &str, decision: Decision) {
+    pub(crate) fn put(&self, generation: u64, action: Action, resource: Resource<'_>, decision: Decision) {
         let mut inner = self.inner.write();
         if inner.generation != generation {
             if inner.generation > generation {
@@ -48,13 +62,59 @@ impl DecisionCache {
                 return;
             }
             inner.generation = generation;
+            inner.entries = 0;
             inner.by_action.iter_mut().for_each(HashMap::clear);
         }
-        if let Some(map) = inner.by_action.get_mut(action.index()) {
-            if map.len() >= MAX_ENTRIES_PER_ACTION {
-                map.clear();
-            }
-            map.insert(resource.into(), decision);
+        let Inner { entries, by_action, .. } = &mut *inner;
+        let Some(map) = by_action.get_mut(action.index()) else { return };
+        if map.len() >= MAX_ENTRIES_PER_ACTION {
+            *entries = entries.saturating_sub(map.values().map(Vec::len).sum());
+            map.clear();
         }
+        let candidates = map.entry(resource.name.into()).or_default();
+        match candidates.iter_mut().find(|(component, _)| component.as_deref() == resource.component) {
+            Some(entry) => entry.1 = decision,
+            None => {
+                // Bounded too: a name shared by many providers over time.
+                if candidates.len() >= 8 {
+                    candidates.remove(0);
+                } else {
+                    *entries += 1;
+                }
+                candidates.push((resource.component.map(Into::into), decision));
+            }
+        }
+    }
+
+    /// Cached decisions (for tests of the bound).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.inner.read().entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_covers_the_providing_component() {
+        let cache = DecisionCache::new(1);
+        let allow = Decision::allow("p");
+        let tool = |component| Resource { name: "text-stats", component: Some(component) };
+        cache.put(1, Action::ToolInvoke, tool("arw:text-stats"), allow.clone());
+        assert_eq!(cache.get(1, Action::ToolInvoke, tool("arw:text-stats")), Some(allow));
+        assert_eq!(cache.get(1, Action::ToolInvoke, tool("evil:text-stats")), None);
+        assert_eq!(cache.get(1, Action::ToolInvoke, Resource::named("text-stats")), None);
+        assert_eq!(cache.get(2, Action::ToolInvoke, tool("arw:text-stats")), None, "newer generation");
+    }
+
+    #[test]
+    fn bounded_per_action() {
+        let cache = DecisionCache::new(1);
+        for i in 0..(MAX_ENTRIES_PER_ACTION * 2) {
+            cache.put(1, Action::BusPublish, Resource::named(&format!("t{i}")), Decision::allow("p"));
+        }
+        assert!(cache.len() <= MAX_ENTRIES_PER_ACTION, "{}", cache.len());
     }
 }

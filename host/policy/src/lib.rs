@@ -35,5 +35,5 @@ pub mod schema;
 
 pub use authorizer::{Authorizer, Decision, DecisionCounters, PrincipalHandle};
 pub use error::{PolicyDiagnostic, PolicyError};
-pub use model::{Action, Principal, ResourceKind};
+pub use model::{Action, Principal, Resource, ResourceKind};
 pub use policy_set::{PolicySet, PolicySource};

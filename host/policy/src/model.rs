@@ -197,7 +197,7 @@ impl Principal {
     }
 
     /// The principal's entity and its parents' entities.
-    pub(crate) fn entities(&self) -> Vec<Entity> {
+    pub(crate) fn entities(&self) -> Result<Vec<Entity>, String> {
         match self {
             Principal::Component { id, version, publisher, digest } => {
                 let (namespace, name) = id.split_once(':').unwrap_or(("", id.as_str()));
@@ -209,14 +209,14 @@ impl Principal {
                     ("publisher".to_string(), RestrictedExpression::new_string(publisher.clone())),
                     ("digest".to_string(), RestrictedExpression::new_string(digest.clone())),
                 ]);
-                vec![entity(uid("Component", id), attrs, HashSet::new())]
+                Ok(vec![entity(uid("Component", id), attrs, HashSet::new())?])
             }
             Principal::Caller { name, roles } => {
                 let role_uids: HashSet<EntityUid> = roles.iter().map(|r| uid("Role", r)).collect();
                 let attrs = HashMap::from([("name".to_string(), RestrictedExpression::new_string(name.clone()))]);
-                let mut out = vec![entity(uid("Caller", name), attrs, role_uids.clone())];
+                let mut out = vec![entity(uid("Caller", name), attrs, role_uids.clone())?];
                 out.extend(role_uids.into_iter().map(|r| Entity::new_no_attrs(r, HashSet::new())));
-                out
+                Ok(out)
             }
         }
     }
@@ -229,17 +229,41 @@ impl Principal {
     }
 }
 
-/// The resource entity for `name` of `kind`. Tools also carry the providing
-/// component, passed as `tool_component`.
-pub(crate) fn resource_entity(kind: ResourceKind, name: &str, tool_component: Option<&str>) -> Entity {
-    let mut attrs = HashMap::from([("name".to_string(), RestrictedExpression::new_string(name.to_string()))]);
+/// The resource a request is about: everything Cedar is shown of it. The
+/// decision cache keys on the whole of it, so a new attribute here is a new
+/// part of the key by construction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Resource<'a> {
+    /// The resource's name (`Arw::<Kind>::"<name>"`, attribute `name`).
+    pub name: &'a str,
+    /// For tools: the id of the component that provides it (attribute
+    /// `component`).
+    pub component: Option<&'a str>,
+}
+
+impl<'a> Resource<'a> {
+    /// A resource known by its name alone.
+    pub fn named(name: &'a str) -> Self {
+        Resource { name, component: None }
+    }
+
+    /// The tool `name` as provided by the component `component`.
+    pub fn tool(name: &'a str, component: &'a str) -> Self {
+        Resource { name, component: Some(component) }
+    }
+}
+
+/// The resource entity of `resource`, of `kind`. Tools also carry the
+/// providing component (`""` when none is given).
+pub(crate) fn resource_entity(kind: ResourceKind, resource: Resource<'_>) -> Result<Entity, String> {
+    let mut attrs = HashMap::from([("name".to_string(), RestrictedExpression::new_string(resource.name.to_string()))]);
     if kind == ResourceKind::Tool {
         attrs.insert(
             "component".to_string(),
-            RestrictedExpression::new_string(tool_component.unwrap_or_default().to_string()),
+            RestrictedExpression::new_string(resource.component.unwrap_or_default().to_string()),
         );
     }
-    entity(uid(kind.type_name(), name), attrs, HashSet::new())
+    entity(uid(kind.type_name(), resource.name), attrs, HashSet::new())
 }
 
 pub(crate) fn resource_uid(kind: ResourceKind, name: &str) -> EntityUid {
@@ -261,12 +285,15 @@ fn unreachable_type_name(type_name: &str) -> EntityTypeName {
     panic!("`Arw::{type_name}` is not a valid Cedar type name")
 }
 
-fn entity(uid: EntityUid, attrs: HashMap<String, RestrictedExpression>, parents: HashSet<EntityUid>) -> Entity {
-    // String-only attributes cannot fail evaluation.
-    match Entity::new(uid.clone(), attrs, parents.clone()) {
-        Ok(e) => e,
-        Err(_) => Entity::new_no_attrs(uid, parents),
-    }
+/// An entity with `attrs`. A failure is returned, never papered over: an
+/// entity rebuilt without its attributes could make a `forbid` that tests
+/// an attribute silently not apply.
+fn entity(
+    uid: EntityUid,
+    attrs: HashMap<String, RestrictedExpression>,
+    parents: HashSet<EntityUid>,
+) -> Result<Entity, String> {
+    Entity::new(uid.clone(), attrs, parents).map_err(|e| format!("cannot build the entity `{uid}`: {e}"))
 }
 
 #[cfg(test)]

@@ -35,10 +35,4 @@ pub mod subscriber {
 
 pub use tool::arw::host::types::CapabilityError;
 
-/// The fully qualified export each world requires of a component.
-pub mod exports {
-    /// Exported by components of the `tool` world.
-    pub const TOOL_HANDLER: &str = "arw:host/tool-handler@0.1.0";
-    /// Exported by components of the `subscriber` world.
-    pub const EVENT_HANDLER: &str = "arw:host/event-handler@0.1.0";
-}
+pub use arw_manifest::exports;

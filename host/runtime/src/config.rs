@@ -36,6 +36,8 @@ pub struct HostConfig {
     pub swap: SwapConfig,
     pub http: HttpConfig,
     pub outgoing_http: crate::capabilities::http::OutgoingHttpConfig,
+    pub log: crate::capabilities::log::LogConfig,
+    pub limits: LimitsConfig,
     /// Per-component overrides, keyed by component id (`arw:announce`).
     pub components: BTreeMap<String, ComponentOverrides>,
 }
@@ -96,6 +98,24 @@ impl Default for BusConfig {
     }
 }
 
+/// `[limits]`: the most a signed manifest may ask for. A component asking
+/// for more is refused at load, with the limit named.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LimitsConfig {
+    /// Largest `limits.timeout-ms`.
+    pub max_timeout_ms: u64,
+    /// Largest `limits.concurrency` (it must also leave room in the
+    /// instance pool: at most `engine.max-instances - 1`).
+    pub max_concurrency: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { max_timeout_ms: 60_000, max_concurrency: 32 }
+    }
+}
+
 /// Hot swap of component versions.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -148,6 +168,14 @@ pub struct HttpConfig {
     /// Host names the MCP endpoint accepts in `Host` (against DNS
     /// rebinding); empty means the loopback names.
     pub mcp_allowed_hosts: Vec<String>,
+    /// Open TCP connections at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Open event streams (`GET /events`) at once; more get 503.
+    pub max_event_streams: usize,
+    /// Open MCP sessions at once; a new one past this gets 503.
+    pub max_mcp_sessions: usize,
+    /// An MCP session idle this long (milliseconds) is closed.
+    pub mcp_session_idle_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -164,6 +192,10 @@ impl Default for HttpConfig {
             admin_rate_per_minute: 60,
             admin_burst: 10,
             mcp_allowed_hosts: Vec::new(),
+            max_connections: 1024,
+            max_event_streams: 256,
+            max_mcp_sessions: 64,
+            mcp_session_idle_ms: 300_000,
         }
     }
 }

@@ -38,6 +38,27 @@ pub enum LoadError {
     Verify { origin: String, check: &'static str, message: String },
 }
 
+impl LoadError {
+    /// Where the component came from (a path, `registry:<id>@<version>`,
+    /// `embedded:<name>`).
+    pub fn origin(&self) -> &str {
+        match self {
+            LoadError::Manifest { origin, .. }
+            | LoadError::Io { origin, .. }
+            | LoadError::NotWasm { origin }
+            | LoadError::CoreModule { origin }
+            | LoadError::Compile { origin, .. }
+            | LoadError::WrongWorld { origin, .. }
+            | LoadError::Link { origin, .. }
+            | LoadError::Limits { origin, .. }
+            | LoadError::Health { origin, .. }
+            | LoadError::Conflict { origin, .. }
+            | LoadError::Unsigned { origin }
+            | LoadError::Verify { origin, .. } => origin,
+        }
+    }
+}
+
 /// Why the host did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -72,8 +93,11 @@ pub enum CallError {
     Timeout { tool: String, limit_ms: u64 },
     #[error("tool `{tool}` was stopped at its memory cap of {limit_mib} MiB (limits.memory-mib in its manifest)")]
     MemoryLimit { tool: String, limit_mib: u64 },
-    #[error("tool `{tool}` is busy: all {concurrency} slots stayed taken until the deadline")]
-    Busy { tool: String, concurrency: u32 },
+    /// No slot came free before the deadline: the component's own
+    /// (`limits.concurrency`) or the host's instance pool. Not a fault of
+    /// the component.
+    #[error("tool `{tool}` is busy: {reason}")]
+    Busy { tool: String, reason: String },
     #[error("tool `{tool}` trapped: {message}")]
     Trap { tool: String, message: String },
     #[error(
@@ -86,6 +110,10 @@ pub enum CallError {
 }
 
 impl CallError {
+    pub(crate) fn busy(tool: &str, reason: String) -> Self {
+        CallError::Busy { tool: tool.into(), reason }
+    }
+
     /// Does this failure count against a freshly activated version (for
     /// auto-rollback)? Traps, deadlines, memory caps and invalid output do;
     /// refusals and errors the tool reports on purpose do not.
@@ -99,14 +127,18 @@ impl CallError {
         )
     }
 
-    /// A stable, machine-readable code for the error's kind.
-    pub fn code(&self) -> &str {
-        match self {
+    /// A stable, machine-readable code for the error's kind. A tool's own
+    /// codes are namespaced, `tool:<code>` (so no tool can answer with
+    /// what looks like the host's `denied`); a code that is not 1-64
+    /// characters of `a-z`, `0-9`, `-`, `_` and `.` is `tool:invalid-code`.
+    pub fn code(&self) -> std::borrow::Cow<'_, str> {
+        use std::borrow::Cow;
+        Cow::Borrowed(match self {
             CallError::UnknownTool { .. } => "unknown-tool",
             CallError::Denied(_) => "denied",
             CallError::InvalidInput(_) => "invalid-input",
             CallError::SchemaViolation { .. } => "schema-violation",
-            CallError::Tool { code, .. } => code,
+            CallError::Tool { code, .. } => return Cow::Owned(tool_code(code)),
             CallError::InvalidOutput { .. } => "invalid-output",
             CallError::Timeout { .. } => "timeout",
             CallError::MemoryLimit { .. } => "memory-limit",
@@ -114,6 +146,14 @@ impl CallError {
             CallError::Trap { .. } => "trap",
             CallError::Interrupted { .. } => "interrupted",
             CallError::ShuttingDown => "shutting-down",
-        }
+        })
     }
+}
+
+/// `tool:<code>` for a well-formed tool error code, else `tool:invalid-code`.
+fn tool_code(code: &str) -> String {
+    let well_formed = !code.is_empty()
+        && code.len() <= 64
+        && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
+    if well_formed { format!("tool:{code}") } else { "tool:invalid-code".into() }
 }

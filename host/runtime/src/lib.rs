@@ -22,18 +22,19 @@ pub mod capabilities;
 pub mod catalogue;
 pub mod config;
 pub mod error;
-pub mod fsutil;
 pub mod host;
-pub mod manifest;
 pub mod runtime;
 pub mod source;
 pub mod supervisor;
 pub mod wit;
 
+pub use arw_fs as fsutil;
+pub use arw_manifest as manifest;
 pub use arw_policy as policy;
 pub use config::HostConfig;
 pub use error::{CallError, HostError, LoadError};
 pub use host::{
-    ActivationError, Caller, ComponentInfo, ComponentStatus, GrantInfo, Host, HostStatus, PolicyReload, ToolInfo,
+    ActivationError, Caller, ComponentInfo, ComponentStatus, GrantInfo, Host, HostStatus, PolicyReload, Refusal,
+    ToolInfo,
 };
 pub use manifest::Manifest;

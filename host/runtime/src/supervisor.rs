@@ -8,6 +8,16 @@
 //! them drops its `Arc`. A drain task watches each replaced version; if
 //! calls are still running when the grace period ends, the version is
 //! marked retired and those calls are interrupted at the next epoch tick.
+//!
+//! The decisions that race (an auto-rollback against a newer activation,
+//! a drain's retire against a rollback that restores the same version) are
+//! made under the slot's one lock, each checking which version is active
+//! at that moment.
+//!
+//! Every transition is announced twice: on the control channel
+//! ([`ControlEvent`], which only the host writes, so the control plane can
+//! act on it) and on the bus (for observers; the host's topics are
+//! reserved, so no component can forge one).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -16,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use serde::Serialize;
+use tokio::sync::broadcast;
 
 use crate::capabilities::bus::{Bus, Payload};
 use crate::runtime::component::LoadedComponent;
@@ -32,6 +43,104 @@ pub mod events {
     pub const POLICY_RELOAD_FAILED: &str = "policy.reload.failed";
 }
 
+/// A change of the host's component set or policies, as the control plane
+/// sees it: typed, and sent only by the host itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum ControlEvent {
+    /// `version` of `component` became active (replacing `from`).
+    Activated { component: String, from: Option<String>, version: String, digest: String },
+    /// `version` was refused at `stage`; what was active stays.
+    ActivationFailed { component: String, version: String, stage: String, reason: String },
+    /// `from` kept faulting during probation; `version` is active again.
+    RolledBack { component: String, from: String, version: String, digest: String, reason: String },
+    /// A replaced `version` has no calls left (or they were interrupted).
+    Drained { component: String, version: String, reason: String },
+    /// `component` was taken away; `version` drains.
+    Removed { component: String, version: String },
+    /// A new policy set is in force.
+    PoliciesReloaded { policies: usize },
+    /// A policy reload was refused; the previous set stays.
+    PolicyReloadFailed { message: String },
+}
+
+impl ControlEvent {
+    /// The component this event is about, if any.
+    pub fn component(&self) -> Option<&str> {
+        match self {
+            ControlEvent::Activated { component, .. }
+            | ControlEvent::ActivationFailed { component, .. }
+            | ControlEvent::RolledBack { component, .. }
+            | ControlEvent::Drained { component, .. }
+            | ControlEvent::Removed { component, .. } => Some(component),
+            ControlEvent::PoliciesReloaded { .. } | ControlEvent::PolicyReloadFailed { .. } => None,
+        }
+    }
+
+    /// Does it change which tools exist?
+    pub fn changes_tools(&self) -> bool {
+        matches!(self, ControlEvent::Activated { .. } | ControlEvent::RolledBack { .. } | ControlEvent::Removed { .. })
+    }
+}
+
+/// How many control events a slow follower may fall behind before it is
+/// told it lagged (`broadcast::error::RecvError::Lagged`).
+pub const CONTROL_CHANNEL_CAPACITY: usize = 256;
+
+/// Where transitions are announced: the control channel and the bus.
+#[derive(Debug, Clone)]
+pub struct Announcer {
+    bus: Arc<Bus>,
+    control: broadcast::Sender<ControlEvent>,
+}
+
+impl Announcer {
+    pub(crate) fn new(bus: Arc<Bus>) -> Self {
+        Announcer { bus, control: broadcast::channel(CONTROL_CHANNEL_CAPACITY).0 }
+    }
+
+    /// A receiver of every control event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ControlEvent> {
+        self.control.subscribe()
+    }
+
+    /// Publish a host event on the bus (for observers), and log it.
+    pub(crate) fn publish(&self, topic: &str, payload: serde_json::Value) {
+        if let Err(e) = self.bus.publish_host(topic, Payload::Json(payload.to_string())) {
+            tracing::error!("the host event `{topic}` could not be published: {e}");
+        }
+    }
+
+    /// Tell the control plane.
+    pub(crate) fn control(&self, event: ControlEvent) {
+        // No follower is fine.
+        let _ = self.control.send(event);
+    }
+
+    /// A component transition: logged, published on the bus with the
+    /// classic payload, recorded as the slot's last transition, and (when
+    /// `control` is given) sent on the control channel.
+    pub(crate) fn transition(
+        &self,
+        slot: Option<&Slot>,
+        component: &str,
+        record: Transition,
+        control: Option<ControlEvent>,
+    ) {
+        tracing::info!(component, from = ?record.from, to = ?record.to, reason = ?record.reason, "{}", record.event);
+        self.publish(
+            &record.event,
+            serde_json::json!({"component": component, "from": record.from, "to": record.to, "reason": record.reason}),
+        );
+        if let Some(slot) = slot {
+            *slot.last.lock() = Some(record);
+        }
+        if let Some(event) = control {
+            self.control(event);
+        }
+    }
+}
+
 /// The last thing that happened to a component.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -41,6 +150,12 @@ pub struct Transition {
     pub to: Option<String>,
     pub reason: Option<String>,
     pub at_ms: u64,
+}
+
+impl Transition {
+    pub(crate) fn new(event: &str, from: Option<String>, to: Option<String>, reason: Option<String>) -> Self {
+        Transition { event: event.into(), from, to, reason, at_ms: now_ms() }
+    }
 }
 
 /// Counts of a new version's first calls.
@@ -58,18 +173,24 @@ struct Draining {
     component: Weak<LoadedComponent>,
 }
 
+/// What the slot's lock guards.
+#[derive(Debug, Default)]
+struct SlotState {
+    /// The version before the active one, kept loaded only while the
+    /// active one is on probation (for a quick auto-rollback); otherwise a
+    /// replaced version is freed as soon as its last call ends.
+    previous: Option<Arc<LoadedComponent>>,
+    probation: Option<Probation>,
+    draining: Vec<Draining>,
+}
+
 /// One component's versions.
 pub struct Slot {
     pub id: String,
     active: ArcSwap<LoadedComponent>,
-    /// The version before the active one, kept loaded only while the
-    /// active one is on probation (for a quick auto-rollback); otherwise a
-    /// replaced version is freed as soon as its last call ends.
-    previous: Mutex<Option<Arc<LoadedComponent>>>,
-    probation: Mutex<Option<Probation>>,
+    state: Mutex<SlotState>,
     /// Fast check for the call path: is a probation running at all?
     on_probation: AtomicBool,
-    draining: Mutex<Vec<Draining>>,
     last: Mutex<Option<Transition>>,
 }
 
@@ -91,15 +212,22 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// What a drain found when its grace period ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DrainEnd {
+    /// The version is active again (a rollback restored it): nothing to do.
+    ActiveAgain,
+    /// It was retired with this many calls still running (maybe 0).
+    Retired { interrupted: usize },
+}
+
 impl Slot {
     pub(crate) fn new(component: Arc<LoadedComponent>) -> Arc<Slot> {
         Arc::new(Slot {
             id: component.id().to_string(),
             active: ArcSwap::new(component),
-            previous: Mutex::new(None),
-            probation: Mutex::new(None),
+            state: Mutex::new(SlotState::default()),
             on_probation: AtomicBool::new(false),
-            draining: Mutex::new(Vec::new()),
             last: Mutex::new(None),
         })
     }
@@ -110,7 +238,7 @@ impl Slot {
     }
 
     pub fn previous_version(&self) -> Option<String> {
-        self.previous.lock().as_ref().map(|p| p.version())
+        self.state.lock().previous.as_ref().map(|p| p.version())
     }
 
     pub fn last_transition(&self) -> Option<Transition> {
@@ -119,9 +247,10 @@ impl Slot {
 
     /// Replaced versions that still exist, with their calls in flight.
     pub fn draining(&self) -> Vec<DrainingStatus> {
-        let mut draining = self.draining.lock();
-        draining.retain(|d| d.component.strong_count() > 0);
-        draining
+        let mut state = self.state.lock();
+        state.draining.retain(|d| d.component.strong_count() > 0);
+        state
+            .draining
             .iter()
             .filter_map(|d| {
                 d.component.upgrade().map(|c| DrainingStatus { version: d.version.clone(), in_flight: c.in_flight() })
@@ -129,105 +258,115 @@ impl Slot {
             .collect()
     }
 
-    pub(crate) fn record(
-        &self,
-        bus: &Bus,
-        event: &str,
-        from: Option<String>,
-        to: Option<String>,
-        reason: Option<String>,
-    ) {
-        let transition = Transition { event: event.into(), from, to, reason, at_ms: now_ms() };
-        let payload = serde_json::json!({
-            "component": self.id,
-            "from": transition.from,
-            "to": transition.to,
-            "reason": transition.reason,
-        });
-        tracing::info!(component = %self.id, from = ?transition.from, to = ?transition.to, reason = ?transition.reason, "{event}");
-        let _ = bus.publish("host", event, Payload::Json(payload.to_string()));
-        *self.last.lock() = Some(transition);
-    }
-
     /// Make `next` the active version; returns the one it replaced, which
     /// starts draining.
     pub(crate) fn switch(&self, next: Arc<LoadedComponent>, probation: bool) -> Arc<LoadedComponent> {
+        let mut state = self.state.lock();
         let old = self.active.swap(next);
-        *self.probation.lock() = probation.then(Probation::default);
+        state.probation = probation.then(Probation::default);
         self.on_probation.store(probation, Ordering::Release);
-        self.draining.lock().push(Draining { version: old.version(), component: Arc::downgrade(&old) });
-        *self.previous.lock() = probation.then(|| old.clone());
+        state.draining.push(Draining { version: old.version(), component: Arc::downgrade(&old) });
+        state.previous = probation.then(|| old.clone());
         old
     }
 
     /// Record the outcome of a call on `version` during probation. Returns
     /// true when the faults reached `limit` within the watched calls: the
-    /// caller should roll back.
-    pub(crate) fn observe(&self, version: &LoadedComponent, fault: bool, window: u32, limit: u32) -> bool {
-        if !self.on_probation.load(Ordering::Acquire) || !std::ptr::eq(Arc::as_ptr(&self.active.load()), version) {
+    /// caller should roll back (with [`Slot::roll_back`], naming `version`).
+    pub(crate) fn observe(&self, version: &Arc<LoadedComponent>, fault: bool, window: u32, limit: u32) -> bool {
+        if !self.on_probation.load(Ordering::Acquire) {
             return false;
         }
-        let mut probation = self.probation.lock();
-        let Some(p) = probation.as_mut() else { return false };
+        let mut state = self.state.lock();
+        if !Arc::ptr_eq(&self.active.load(), version) {
+            return false;
+        }
+        let Some(p) = state.probation.as_mut() else { return false };
         p.calls += 1;
         if fault {
             p.faults += 1;
         }
         if p.faults >= limit {
-            *probation = None;
-            self.on_probation.store(false, Ordering::Release);
+            // Probation stays recorded as failed until the rollback (which
+            // checks that `version` is still the active one) takes it.
             return true;
         }
         if p.calls >= window {
             // Passed: the previous version is no longer needed.
-            *probation = None;
+            state.probation = None;
             self.on_probation.store(false, Ordering::Release);
-            *self.previous.lock() = None;
+            state.previous = None;
         }
         false
     }
 
-    /// Swap back to the previous version (if still loaded).
-    pub(crate) fn roll_back(&self) -> Option<(Arc<LoadedComponent>, Arc<LoadedComponent>)> {
-        let previous = self.previous.lock().take()?;
+    /// Swap back to the previous version, but only if `failed` is still
+    /// the active one: a newer version activated meanwhile (a fix) is never
+    /// replaced by the version before the broken one. Returns (failed,
+    /// restored).
+    pub(crate) fn roll_back(
+        &self,
+        failed: &Arc<LoadedComponent>,
+    ) -> Option<(Arc<LoadedComponent>, Arc<LoadedComponent>)> {
+        let mut state = self.state.lock();
+        if !Arc::ptr_eq(&self.active.load(), failed) {
+            return None;
+        }
+        let previous = state.previous.take()?;
+        // Under the same lock as a drain's retire (see `end_drain`), so a
+        // restored version is never retired by its old drain.
         previous.retired.store(false, Ordering::Release);
         let failed = self.active.swap(previous.clone());
-        *self.probation.lock() = None;
+        state.probation = None;
         self.on_probation.store(false, Ordering::Release);
-        let mut draining = self.draining.lock();
         // The restored version is active again, not draining.
-        draining.retain(|d| !std::ptr::eq(d.component.as_ptr(), Arc::as_ptr(&previous)));
-        draining.push(Draining { version: failed.version(), component: Arc::downgrade(&failed) });
-        drop(draining);
+        state.draining.retain(|d| !std::ptr::eq(d.component.as_ptr(), Arc::as_ptr(&previous)));
+        state.draining.push(Draining { version: failed.version(), component: Arc::downgrade(&failed) });
         Some((failed, previous))
+    }
+
+    /// The end of `old`'s grace period: retire it (interrupting what still
+    /// runs) unless it is active again. Atomic with [`Slot::roll_back`].
+    pub(crate) fn end_drain(&self, old: &Arc<LoadedComponent>) -> DrainEnd {
+        let _state = self.state.lock();
+        if Arc::ptr_eq(&self.active.load(), old) {
+            return DrainEnd::ActiveAgain;
+        }
+        let interrupted = old.in_flight();
+        if interrupted > 0 {
+            old.retired.store(true, Ordering::Release);
+        }
+        DrainEnd::Retired { interrupted }
     }
 }
 
 /// Wait for `old` to have no calls in flight, up to `grace`; then retire it
 /// (interrupting what still runs) and report. Holds only a weak reference
 /// after the grace period, so the version is freed when its calls end.
-pub(crate) async fn drain(slot: Arc<Slot>, old: Arc<LoadedComponent>, grace: Duration, bus: Arc<Bus>) {
+pub(crate) async fn drain(slot: Arc<Slot>, old: Arc<LoadedComponent>, grace: Duration, announcer: Announcer) {
     let version = old.version();
     let deadline = Instant::now() + grace;
     while old.in_flight() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    // A version that became active again (an auto-rollback restored it) is
-    // not drained at all: its calls are current ones. Nothing to retire or
-    // report.
-    if Arc::ptr_eq(&slot.active(), &old) {
-        tracing::debug!(component = %slot.id, %version, "active again; drain cancelled");
-        return;
-    }
-    let interrupted = old.in_flight();
-    if interrupted > 0 {
-        old.retired.store(true, Ordering::Release);
-    }
+    let interrupted = match slot.end_drain(&old) {
+        // Its calls are current ones: nothing to retire or report.
+        DrainEnd::ActiveAgain => {
+            tracing::debug!(component = %slot.id, %version, "active again; drain cancelled");
+            return;
+        }
+        DrainEnd::Retired { interrupted } => interrupted,
+    };
     drop(old);
     let reason = if interrupted > 0 {
         format!("{interrupted} call(s) outlived the {} ms grace period and were interrupted", grace.as_millis())
     } else {
         "all calls finished".to_string()
     };
-    slot.record(&bus, events::DRAINED, Some(version), None, Some(reason));
+    announcer.transition(
+        Some(&slot),
+        &slot.id,
+        Transition::new(events::DRAINED, Some(version.clone()), None, Some(reason.clone())),
+        Some(ControlEvent::Drained { component: slot.id.clone(), version, reason }),
+    );
 }

@@ -1,40 +1,9 @@
-//! The admin operations that need more than the [`Host`](arw_host::Host):
-//! the registry, the installed set and the policy directory. The `arw` CLI
-//! implements [`AdminOps`] with the same code its own commands run, so
-//! `POST /admin/install` and `arw install` do exactly the same thing.
+//! The request and response documents of `/admin/*`. The operations
+//! themselves are [`arw_ops::Live`]'s, the same code the CLI commands run,
+//! so `POST /admin/install` and `arw install` do exactly the same thing.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-/// What went wrong in an admin operation, classified for the HTTP status.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct AdminError {
-    pub kind: AdminErrorKind,
-    /// A stable code (`verify-failed`, `activation-failed`, ...).
-    pub code: &'static str,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminErrorKind {
-    /// The request is malformed: a reference or id that cannot be one (400).
-    Invalid,
-    /// The request names something that is not there (404).
-    NotFound,
-    /// The request is well-formed but cannot be done (422).
-    Refused,
-    /// Not available on this host (501): e.g. no registry configured.
-    Unsupported,
-    /// Storage failed (500).
-    Internal,
-}
-
-impl AdminError {
-    pub fn new(kind: AdminErrorKind, code: &'static str, message: impl Into<String>) -> Self {
-        AdminError { kind, code, message: message.into() }
-    }
-}
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -86,10 +55,14 @@ pub struct PolicyReloadOutcome {
     pub changed: Vec<String>,
 }
 
-#[async_trait::async_trait]
-pub trait AdminOps: Send + Sync {
-    async fn install(&self, request: InstallRequest) -> Result<AdminOutcome, AdminError>;
-    async fn uninstall(&self, request: UninstallRequest) -> Result<AdminOutcome, AdminError>;
-    async fn rollback(&self, request: RollbackRequest) -> Result<AdminOutcome, AdminError>;
-    async fn reload_policies(&self) -> Result<PolicyReloadOutcome, AdminError>;
+impl From<arw_ops::Outcome> for AdminOutcome {
+    fn from(o: arw_ops::Outcome) -> Self {
+        AdminOutcome { id: o.id, version: o.version, previous: o.previous, digest: o.digest, publisher: o.publisher }
+    }
+}
+
+impl From<arw_host::PolicyReload> for PolicyReloadOutcome {
+    fn from(r: arw_host::PolicyReload) -> Self {
+        PolicyReloadOutcome { policies: r.policies, added: r.added, removed: r.removed, changed: r.changed }
+    }
 }

@@ -5,8 +5,8 @@
 //! - [`routes::events`]: the bus as Server-Sent Events;
 //! - [`metrics`]: Prometheus exposition; [`spec`]: OpenAPI, AsyncAPI and
 //!   MCP documents generated from code; [`mcp`]: the MCP server;
-//! - [`admin`]: what the CLI plugs in for install, uninstall, rollback and
-//!   policy reload.
+//! - [`admin`]: the documents of install, uninstall, rollback and policy
+//!   reload, which [`arw_ops::Live`] performs.
 
 pub mod admin;
 pub mod auth;
@@ -28,7 +28,6 @@ use std::sync::Arc;
 use arw_host::Host;
 use arw_host::config::HttpConfig;
 
-pub use admin::AdminOps;
 pub use error::ServerError;
 pub use serve::Server;
 
@@ -38,7 +37,7 @@ pub use serve::Server;
 pub async fn start(
     host: Arc<Host>,
     config: HttpConfig,
-    admin: Option<Arc<dyn AdminOps>>,
+    admin: Option<Arc<arw_ops::Live>>,
 ) -> Result<Server, ServerError> {
     serve::start(host, config, admin).await
 }

@@ -8,11 +8,17 @@
 //!   refusal or failure comes back as a tool error (`isError: true`) whose
 //!   text starts with the stable code (`denied: ...`);
 //! - every open session gets `notifications/tools/list_changed` when a
-//!   component is activated, rolled back or removed.
+//!   component is activated, rolled back or removed (as the host's control
+//!   channel says, never a bus event a component could publish);
+//! - at most `http.max-mcp-sessions` sessions are open at once (a new one
+//!   past that gets 503), and a session idle for `http.mcp-session-idle-ms`
+//!   is closed.
 
 use std::sync::Arc;
 
-use arw_host::supervisor::events;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use rmcp::ErrorData;
 use rmcp::handler::server::ServerHandler;
@@ -56,6 +62,36 @@ pub struct ArwMcp {
     sessions: Sessions,
 }
 
+/// The session manager, with the idle timeout from the configuration.
+pub fn session_manager(config: &arw_host::config::HttpConfig) -> Arc<LocalSessionManager> {
+    let mut manager = LocalSessionManager::default();
+    manager.session_config.keep_alive = Some(std::time::Duration::from_millis(config.mcp_session_idle_ms));
+    Arc::new(manager)
+}
+
+/// In front of `/mcp`: a request that would open a session (no
+/// `Mcp-Session-Id`) is refused with 503 when `http.max-mcp-sessions` are
+/// open.
+pub async fn admit(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+    let opens_session = request.method() == http::Method::POST && !request.headers().contains_key("mcp-session-id");
+    if opens_session {
+        let open = state.mcp_sessions.sessions.read().await.len();
+        if open >= state.config.max_mcp_sessions {
+            let mut problem = crate::problem::Problem::new(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "too-many-sessions",
+                format!(
+                    "{open} MCP sessions are open, the most this host allows (http.max-mcp-sessions); close one \
+                     (DELETE with its Mcp-Session-Id) or retry later"
+                ),
+            );
+            problem.retry_after = Some(5);
+            return problem.into_response();
+        }
+    }
+    next.run(request).await
+}
+
 pub fn service(state: SharedState, sessions: Sessions) -> McpService {
     let mut allowed_hosts = state.config.mcp_allowed_hosts.clone();
     if allowed_hosts.is_empty() {
@@ -66,29 +102,23 @@ pub fn service(state: SharedState, sessions: Sessions) -> McpService {
         .with_cancellation_token(state.shutdown.child_token())
         .with_max_request_body_bytes(state.config.body_limit_bytes)
         .with_sse_keep_alive(Some(std::time::Duration::from_millis(state.config.events_keepalive_ms.max(100))));
-    StreamableHttpService::new(
-        move || Ok(ArwMcp { state: state.clone(), sessions: sessions.clone() }),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    )
+    let manager = state.mcp_sessions.clone();
+    StreamableHttpService::new(move || Ok(ArwMcp { state: state.clone(), sessions: sessions.clone() }), manager, config)
 }
 
-/// Watch the bus for changes to the tool list and tell the sessions.
+/// Follow the host's control channel and tell the sessions when the tool
+/// list changes.
 pub fn spawn_notifier(state: SharedState, sessions: Sessions) -> tokio::task::JoinHandle<()> {
-    let mut bus = state.host.bus().observe();
+    let mut control = state.host.control();
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {
         loop {
             let event = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                event = bus.recv() => event,
+                event = control.recv() => event,
             };
             match event {
-                Ok(event)
-                    if [events::ACTIVATED, events::ROLLED_BACK, events::REMOVED].contains(&event.topic.as_str()) =>
-                {
-                    sessions.notify_tools_changed().await;
-                }
+                Ok(event) if event.changes_tools() => sessions.notify_tools_changed().await,
                 Ok(_) => {}
                 // Missed events might have been changes: tell anyway.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => sessions.notify_tools_changed().await,

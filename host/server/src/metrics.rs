@@ -44,9 +44,15 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
 }
 
+/// Distinct error codes kept as label values per (component, tool); a
+/// tool's codes come from the guest, so past this they are `tool:other`.
+pub const MAX_CODES_PER_TOOL: usize = 16;
+
 /// The server's metrics.
 #[derive(Debug)]
 pub struct Metrics {
+    /// The error codes seen per (component, tool), bounding the label set.
+    codes: parking_lot::Mutex<std::collections::HashMap<(String, String), std::collections::HashSet<String>>>,
     registry: Registry,
     route_requests: Family<RouteLabels, Counter>,
     route_errors: Family<RouteLabels, Counter>,
@@ -89,7 +95,16 @@ impl Metrics {
             call_latency.clone(),
         );
         registry.register_collector(Box::new(HostCollector { host }));
-        Metrics { registry, route_requests, route_errors, route_latency, calls, call_errors, call_latency }
+        Metrics {
+            codes: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            registry,
+            route_requests,
+            route_errors,
+            route_latency,
+            calls,
+            call_errors,
+            call_latency,
+        }
     }
 
     pub fn record_route(&self, route: &str, status: u16, elapsed: Duration) {
@@ -105,11 +120,28 @@ impl Metrics {
         let labels = CallLabels { component: component.to_string(), tool: tool.to_string() };
         self.calls.get_or_create(&labels).inc();
         if let Some(code) = error {
-            let labels =
-                CallErrorLabels { component: labels.component.clone(), tool: labels.tool.clone(), code: code.into() };
+            let code = self.bounded_code(component, tool, code);
+            let labels = CallErrorLabels { component: labels.component.clone(), tool: labels.tool.clone(), code };
             self.call_errors.get_or_create(&labels).inc();
         }
         self.call_latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    /// `code` as a label value: host codes as they are, a tool's own codes
+    /// (`tool:...`) up to [`MAX_CODES_PER_TOOL`] distinct per tool, then
+    /// `tool:other`.
+    fn bounded_code(&self, component: &str, tool: &str, code: &str) -> String {
+        if !code.starts_with("tool:") {
+            return code.to_string();
+        }
+        let mut codes = self.codes.lock();
+        let seen = codes.entry((component.to_string(), tool.to_string())).or_default();
+        if seen.contains(code) || seen.len() < MAX_CODES_PER_TOOL {
+            seen.insert(code.to_string());
+            code.to_string()
+        } else {
+            "tool:other".to_string()
+        }
     }
 
     /// The exposition text.

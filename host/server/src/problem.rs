@@ -95,7 +95,7 @@ impl Problem {
                 StatusCode::BAD_GATEWAY
             }
         };
-        let mut problem = Problem::new(status, error.code(), error.to_string());
+        let mut problem = Problem::new(status, &error.code(), error.to_string());
         if let CallError::SchemaViolation { violations, .. } = error {
             problem.violations = violations.clone();
         }

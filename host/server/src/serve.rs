@@ -16,7 +16,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::admin::AdminOps;
 use crate::auth::Callers;
 use crate::error::ServerError;
 use crate::metrics::Metrics;
@@ -39,7 +38,7 @@ impl std::fmt::Debug for Server {
 pub(crate) async fn start(
     host: Arc<Host>,
     config: HttpConfig,
-    admin: Option<Arc<dyn AdminOps>>,
+    admin: Option<Arc<arw_ops::Live>>,
 ) -> Result<Server, ServerError> {
     let callers = Callers::new(&host, &config)?;
     if !config.listen.ip().is_loopback() && !callers.has_tokens() {
@@ -50,10 +49,15 @@ pub(crate) async fn start(
         || config.request_timeout_ms == 0
         || config.admin_rate_per_minute == 0
         || config.admin_burst == 0
+        || config.max_connections == 0
+        || config.max_event_streams == 0
+        || config.max_mcp_sessions == 0
+        || config.mcp_session_idle_ms == 0
     {
         return Err(ServerError::Config(
-            "http.body-limit-bytes, http.max-header-bytes, http.request-timeout-ms, http.admin-rate-per-minute \
-             and http.admin-burst must be greater than zero"
+            "http.body-limit-bytes, http.max-header-bytes, http.request-timeout-ms, http.admin-rate-per-minute, \
+             http.admin-burst, http.max-connections, http.max-event-streams, http.max-mcp-sessions and \
+             http.mcp-session-idle-ms must be greater than zero"
                 .into(),
         ));
     }
@@ -65,6 +69,8 @@ pub(crate) async fn start(
     let state = Arc::new(AppState {
         metrics: Metrics::new(Arc::downgrade(&host)),
         limits: AdminLimits::new(&config),
+        event_streams: Arc::new(tokio::sync::Semaphore::new(config.max_event_streams)),
+        mcp_sessions: crate::mcp::session_manager(&config),
         host,
         callers,
         admin,
@@ -79,9 +85,30 @@ pub(crate) async fn start(
     // hyper refuses heads over this with a bare 431; smaller oversized
     // heads reach the middleware, which answers with a problem document.
     let head_buffer = (state.config.max_header_bytes.saturating_mul(2)).max(2 << 20);
-    let accept = tokio::spawn(accept_loop(listener, router, shutdown.clone(), head_buffer));
+    let connections = Arc::new(tokio::sync::Semaphore::new(state.config.max_connections));
+    let accept = tokio::spawn(accept_loop(listener, router, shutdown.clone(), head_buffer, connections));
     tracing::info!(%addr, "HTTP API listening");
     Ok(Server { addr, shutdown, accept, background })
+}
+
+/// What a connection past `http.max-connections` is told before it is
+/// closed (written straight to the socket: no task is spent on it).
+fn overloaded_response() -> Vec<u8> {
+    let body = serde_json::json!({
+        "type": "urn:arw:problem:too-many-connections",
+        "title": "Service Unavailable",
+        "status": 503,
+        "code": "too-many-connections",
+        "detail": "this host has as many connections open as it allows (http.max-connections); retry later",
+        "retry-after": 1,
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\nretry-after: 1\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 async fn accept_loop(
@@ -89,6 +116,7 @@ async fn accept_loop(
     router: axum::Router,
     shutdown: CancellationToken,
     head_buffer: usize,
+    connections: Arc<tokio::sync::Semaphore>,
 ) -> GracefulShutdown {
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -106,6 +134,11 @@ async fn accept_loop(
                 }
             },
         };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            let _ = stream.try_write(&overloaded_response());
+            tracing::warn!(%remote, "connection refused: http.max-connections are open");
+            continue;
+        };
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(remote));
@@ -116,6 +149,7 @@ async fn accept_loop(
             if let Err(e) = connection.await {
                 tracing::debug!(%remote, "connection ended: {e}");
             }
+            drop(permit);
         });
     }
     graceful

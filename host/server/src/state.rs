@@ -10,7 +10,6 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::AdminOps;
 use crate::auth::Callers;
 use crate::metrics::Metrics;
 
@@ -18,11 +17,15 @@ pub struct AppState {
     pub host: Arc<Host>,
     pub callers: Callers,
     pub metrics: Metrics,
-    pub admin: Option<Arc<dyn AdminOps>>,
+    pub admin: Option<Arc<arw_ops::Live>>,
     pub config: HttpConfig,
     pub limits: AdminLimits,
     /// Cancelled when the server stops: event streams end with it.
     pub shutdown: CancellationToken,
+    /// One permit per open event stream (`http.max-event-streams`).
+    pub event_streams: Arc<tokio::sync::Semaphore>,
+    /// The MCP sessions (counted against `http.max-mcp-sessions`).
+    pub mcp_sessions: Arc<rmcp::transport::streamable_http_server::session::local::LocalSessionManager>,
 }
 
 pub type SharedState = Arc<AppState>;

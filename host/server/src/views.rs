@@ -9,6 +9,34 @@ pub struct Health {
     pub status: String,
     /// Components loaded now.
     pub components: usize,
+    /// Components (or versions) the host refused, with why: at start, by
+    /// the installed-set watcher, or at an install.
+    pub refused: Vec<RefusalView>,
+}
+
+/// A refused component, version, stage and reason.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefusalView {
+    /// The component id, or where it came from when its manifest could not be read.
+    pub component: String,
+    pub version: Option<String>,
+    /// `verify`, `compile`, `link`, `health-check`, `limits` or `conflict`.
+    pub stage: String,
+    pub reason: String,
+}
+
+impl Health {
+    pub fn of(host: &arw_host::Host, status: &str) -> Self {
+        Health {
+            status: status.into(),
+            components: host.status().components.len(),
+            refused: host
+                .refusals()
+                .into_iter()
+                .map(|r| RefusalView { component: r.component, version: r.version, stage: r.stage, reason: r.reason })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

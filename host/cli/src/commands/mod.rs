@@ -9,7 +9,6 @@ macro_rules! out {
     };
 }
 
-mod admin;
 mod call;
 mod list;
 mod packages;
@@ -96,13 +95,18 @@ pub(crate) fn print_grants(
     }
 }
 
-/// The policy sources in force: `policies-dir` if configured, else the
+/// Where the policies come from: `policies-dir` if configured, else the
 /// embedded defaults.
-pub(crate) fn policy_sources(config: &HostConfig) -> anyhow::Result<Vec<PolicySource>> {
+pub(crate) fn policy_origin(config: &HostConfig) -> arw_ops::PolicyOrigin {
     match &config.policies_dir {
-        Some(dir) => Ok(PolicySource::read_dir(dir)?),
-        None => Ok(crate::defaults::policies()),
+        Some(dir) => arw_ops::PolicyOrigin::Directory(dir.clone()),
+        None => arw_ops::PolicyOrigin::Fixed(crate::defaults::policies()),
     }
+}
+
+/// The policy sources in force.
+pub(crate) fn policy_sources(config: &HostConfig) -> anyhow::Result<Vec<PolicySource>> {
+    Ok(policy_origin(config).read()?)
 }
 
 /// Validate the policies (refusing to go on if any is invalid) and start a
@@ -113,11 +117,12 @@ pub(crate) async fn start_host(config: HostConfig) -> anyhow::Result<(Host, Vec<
     Ok((host, refused))
 }
 
-/// [`start_host`], also returning the installed-set source (none when the
-/// components come from an unsigned directory) so `arw up` can watch it.
+/// [`start_host`], also returning the stores (none when the components
+/// come from an unsigned directory) so `arw up` can watch the installed set
+/// and serve the admin routes.
 pub(crate) async fn start_host_with_source(
     config: HostConfig,
-) -> anyhow::Result<(Host, Vec<LoadError>, Option<arw_registry::InstalledSource>)> {
+) -> anyhow::Result<(Host, Vec<LoadError>, Option<arw_ops::Stores>)> {
     let schema = arw_policy::schema::embedded()?;
     let policies = PolicySet::from_sources(&schema, policy_sources(&config)?)
         .context("the host does not start on invalid policies; fix them (see `arw policy check`)")?;
@@ -136,10 +141,11 @@ pub(crate) async fn start_host_with_source(
             Box::new(DirectorySource::new(dir))
         }
         None => {
-            let stores = packages::Stores::new(&config)?;
+            let stores = arw_ops::Stores::new(&config)?;
             packages::bootstrap(&config, &stores)?;
-            installed = Some(stores.source());
-            Box::new(stores.source())
+            let source = Box::new(stores.source());
+            installed = Some(stores);
+            source
         }
     };
     tracing::debug!(source = %source.describe(), policies = policies.len(), "starting host");

@@ -1,21 +1,19 @@
 //! The registry commands (`keys`, `trust`, `publish`, `sign`, `verify`,
-//! `install`, `uninstall`, `list`, `yank`) and the first-run bootstrap that
-//! puts the first-party components through the same path.
+//! `install`, `uninstall`, `list`, `yank`, `rollback`). The workflows are
+//! `arw-ops`'s (the HTTP admin routes run the same code); this module adds
+//! the permission prompt and the output.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
 use arw_host::HostConfig;
 use arw_host::manifest::{ComponentId, Manifest};
-use arw_host::runtime::aot::AotCache;
-use arw_host::source::ComponentSource;
-use arw_policy::{Authorizer, PolicySet, Principal};
+use arw_ops::Stores;
+use arw_ops::install::Candidate;
 use arw_registry::installed::InstalledEntry;
-use arw_registry::keys::KeyStore;
 use arw_registry::reference::VersionSpec;
-use arw_registry::{InstalledSet, InstalledSource, PackageRef, PublicKey, Registry, RegistryError, TrustStore};
+use arw_registry::{PackageRef, PublicKey};
 use semver::Version;
 
 use crate::cli::{
@@ -23,100 +21,10 @@ use crate::cli::{
     YankArgs,
 };
 
-/// The key `arw up` creates on first run to sign the first-party
-/// components; the default policies grant to `principal.publisher == "arw"`.
-pub const FIRST_PARTY_KEY: &str = "arw";
-
-/// Where the registry, keys, trust store and installed set live.
-pub(crate) struct Stores {
-    pub registry: Registry,
-    pub keys: KeyStore,
-    pub trust: TrustStore,
-    pub installed: InstalledSet,
-    pub state_dir: PathBuf,
-}
-
-impl Stores {
-    pub fn new(config: &HostConfig) -> anyhow::Result<Self> {
-        let need = |dir: &Option<PathBuf>, what: &str| {
-            dir.clone().ok_or_else(|| anyhow!("no {what} directory: set it in the configuration or with a flag"))
-        };
-        let state_dir = need(&config.state_dir, "state")?;
-        Ok(Stores {
-            registry: Registry::new(need(&config.registry_dir, "registry")?),
-            keys: KeyStore::new(need(&config.keys_dir, "keys")?),
-            trust: TrustStore::new(need(&config.trust_dir, "trust")?),
-            installed: InstalledSet::new(&state_dir),
-            state_dir,
-        })
-    }
-
-    /// The source `arw up` loads from.
-    pub fn source(&self) -> InstalledSource {
-        InstalledSource::new(self.registry.clone(), self.trust.clone(), self.installed.clone())
-    }
-}
-
-/// On the first run: create and trust the first-party key, publish the
-/// embedded first-party components with it and install them. On later runs
-/// only upgrades happen: a first-party component that is installed at an
-/// older version than the one built into this binary is published and
-/// installed at the new version. Components the user uninstalled stay
-/// uninstalled.
+/// The first-run bootstrap (see [`arw_ops::install::bootstrap`]) with the
+/// first-party components built into this binary.
 pub(crate) fn bootstrap(config: &HostConfig, stores: &Stores) -> anyhow::Result<()> {
-    let index = stores.installed.load()?;
-    let mut wanted = Vec::new();
-    for package in crate::defaults::first_party().packages() {
-        let package = package?;
-        let installed = index.components.get(package.manifest.id.as_str());
-        let needed = match installed {
-            None => !index.bootstrapped,
-            Some(entry) => Version::parse(&entry.version).is_ok_and(|v| v < package.manifest.version),
-        };
-        if needed {
-            wanted.push(package);
-        }
-    }
-    if wanted.is_empty() {
-        if !index.bootstrapped {
-            stores.installed.update(|index| index.bootstrapped = true)?;
-        }
-        return Ok(());
-    }
-    tracing::info!(
-        components = wanted.len(),
-        "publishing and installing the first-party components built into this binary"
-    );
-    let key_file = stores.keys.dir().join(format!("{FIRST_PARTY_KEY}.key"));
-    if !key_file.exists() {
-        let public = stores.keys.generate(FIRST_PARTY_KEY)?;
-        tracing::info!(key = %public, "created the first-party signing key `{FIRST_PARTY_KEY}`");
-    }
-    let (signer, key) = stores.keys.load(FIRST_PARTY_KEY)?;
-    stores.trust.add(&signer, &PublicKey(key.verifying_key())).context(
-        "the trust store has another key named `arw`; remove it (`arw trust remove arw`) so the first-party key can be trusted",
-    )?;
-    for package in wanted {
-        let id = package.manifest.id.clone();
-        let version = package.manifest.version.clone();
-        match stores.registry.publish(&package.wasm, package.manifest, &signer, &key) {
-            Ok(_) => {}
-            Err(RegistryError::AlreadyPublished { .. }) => {
-                let published = stores.registry.read(&id, &version)?;
-                if published.wasm != package.wasm.as_ref() {
-                    tracing::warn!(
-                        "{id}@{version} in the registry differs from the one built into this binary; \
-                         using the registry's (bump the version in manifests/ to publish the new build)"
-                    );
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let reference = PackageRef { id, version: VersionSpec::Exact(version) };
-        install(config, stores, &reference, Confirm::Quiet)?;
-    }
-    stores.installed.update(|index| index.bootstrapped = true)?;
-    Ok(())
+    Ok(arw_ops::install::bootstrap(config, stores, &crate::defaults::first_party())?)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,63 +33,46 @@ pub(crate) enum Confirm {
     Ask,
     /// Print the capabilities, do not ask.
     Yes,
-    /// Neither print nor ask (bootstrap).
-    Quiet,
+}
+
+/// Show what `candidate` asks for with Cedar's decision for each, and ask.
+fn prompt(config: &HostConfig, candidate: &Candidate, confirm: Confirm) -> anyhow::Result<()> {
+    let decisions = candidate
+        .decisions(super::policy_sources(config)?)
+        .context("cannot show Cedar's decisions: the policies are invalid (see `arw policy check`)")?;
+    let id = &candidate.reference.id;
+    let version = &candidate.version;
+    out!("{id}@{version} signed by `{}` ({})", candidate.verified.publisher, candidate.verified.digest);
+    super::print_grants(
+        "  ",
+        &candidate.verified.manifest.limits,
+        decisions.into_iter().map(|(action, resource, d)| (action, resource, d.allowed(), d.reason().to_string())),
+    );
+    if confirm == Confirm::Ask {
+        if !std::io::stdin().is_terminal() {
+            bail!("not installing without confirmation: pass --yes to install from a script");
+        }
+        eprint!("Install {id}@{version}? [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            bail!("installation cancelled");
+        }
+    }
+    Ok(())
 }
 
 /// Resolve, verify, show the permission prompt, precompile, record.
-pub(crate) fn install(
+fn install(
     config: &HostConfig,
     stores: &Stores,
     reference: &PackageRef,
     confirm: Confirm,
 ) -> anyhow::Result<InstalledEntry> {
-    let entry = stores.registry.resolve(reference)?;
-    let version = Version::parse(&entry.version)?;
-    let package = stores.registry.read(&reference.id, &version)?;
-    let verified = arw_registry::verify::verify(&package, &stores.trust)?;
-
-    if confirm != Confirm::Quiet {
-        let policies = PolicySet::from_sources(&arw_policy::schema::embedded()?, super::policy_sources(config)?)
-            .context("cannot show Cedar's decisions: the policies are invalid (see `arw policy check`)")?;
-        let authorizer = Authorizer::new(arw_policy::schema::embedded()?, policies);
-        let principal = authorizer.principal(Principal::component(
-            reference.id.as_str(),
-            version.to_string(),
-            verified.publisher.clone(),
-            verified.digest.clone(),
-        ));
-        out!("{}@{} signed by `{}` ({})", reference.id, version, verified.publisher, verified.digest);
-        let manifest = &verified.manifest;
-        super::print_grants(
-            "  ",
-            &manifest.limits,
-            manifest.capabilities.iter().map(|request| {
-                let decision = authorizer.decide(&principal, request.action, &request.resource);
-                (request.action, request.resource.clone(), decision.allowed(), decision.reason().to_string())
-            }),
-        );
-        if confirm == Confirm::Ask {
-            if !std::io::stdin().is_terminal() {
-                bail!("not installing without confirmation: pass --yes to install from a script");
-            }
-            eprint!("Install {}@{version}? [y/N] ", reference.id);
-            let _ = std::io::stderr().flush();
-            let mut answer = String::new();
-            std::io::stdin().read_line(&mut answer)?;
-            if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                bail!("installation cancelled");
-            }
-        }
-    }
-
-    // Precompile with the engine `arw up` will use, so its first start loads
-    // the artifact instead of compiling.
-    let engine = arw_host::runtime::engine::build(&config.engine)?;
-    AotCache::new(stores.state_dir.join("aot"))
-        .load_or_compile(&engine, &verified.digest, &package.wasm)
-        .map_err(|e| anyhow!("precompiling {}@{version}: {e:#}", reference.id))?;
-    Ok(stores.installed.record(&reference.id, &version, &verified.digest, &verified.publisher)?)
+    let candidate = arw_ops::install::prepare(stores, reference)?;
+    prompt(config, &candidate, confirm)?;
+    Ok(arw_ops::install::commit(config, stores, candidate)?)
 }
 
 pub fn keys(config: &HostConfig, command: KeysCommand) -> anyhow::Result<ExitCode> {
@@ -211,7 +102,8 @@ pub fn trust(config: &HostConfig, command: TrustCommand) -> anyhow::Result<ExitC
         TrustCommand::Add { name, key } => {
             let looks_like_path = key.contains('/') || key.ends_with(".pub");
             let text = if std::path::Path::new(&key).is_file() {
-                std::fs::read_to_string(&key).with_context(|| format!("reading {key}"))?
+                let bytes = arw_fs::read_user_file(std::path::Path::new(&key), 16 << 10)?;
+                String::from_utf8(bytes).map_err(|_| anyhow!("{key}: not a public key file (not UTF-8)"))?
             } else if looks_like_path && !key.starts_with("ed25519:") {
                 bail!("`{key}`: no such file (give a public key `ed25519:<base64>` or the path of a `.pub` file)");
             } else {
@@ -236,18 +128,13 @@ pub fn trust(config: &HostConfig, command: TrustCommand) -> anyhow::Result<ExitC
 
 pub fn publish(config: &HostConfig, args: PublishArgs) -> anyhow::Result<ExitCode> {
     let stores = Stores::new(config)?;
-    let text = std::fs::read_to_string(&args.manifest)
-        .with_context(|| format!("reading the manifest {}", args.manifest.display()))?;
+    let text = arw_fs::read_user_file(&args.manifest, arw_registry::error::MAX_MANIFEST_BYTES)
+        .context("reading the manifest")?;
+    let text =
+        String::from_utf8(text).map_err(|_| anyhow!("{}: the manifest is not UTF-8", args.manifest.display()))?;
     let manifest = Manifest::parse(&text).map_err(|e| anyhow!("{}: invalid manifest: {e}", args.manifest.display()))?;
-    let size = std::fs::metadata(&args.component).with_context(|| format!("{}", args.component.display()))?.len();
-    if size > arw_registry::registry::DEFAULT_MAX_COMPONENT_BYTES {
-        bail!(
-            "{}: {size} bytes is over the limit of {} bytes",
-            args.component.display(),
-            arw_registry::registry::DEFAULT_MAX_COMPONENT_BYTES
-        );
-    }
-    let wasm = std::fs::read(&args.component).with_context(|| format!("reading {}", args.component.display()))?;
+    let wasm = arw_fs::read_user_file(&args.component, arw_registry::registry::DEFAULT_MAX_COMPONENT_BYTES)
+        .context("reading the component")?;
     let (signer, key) = stores.keys.load(&args.key)?;
     let digest = arw_registry::signature::digest(&wasm);
     let entry = stores
@@ -276,7 +163,7 @@ pub fn verify(config: &HostConfig, args: VerifyArgs) -> anyhow::Result<ExitCode>
     let stores = Stores::new(config)?;
     let path = std::path::Path::new(&args.target);
     let (id, version, file_bytes) = if path.is_file() {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = arw_fs::read_user_file(path, arw_registry::registry::DEFAULT_MAX_COMPONENT_BYTES)?;
         let digest = arw_registry::signature::digest(&bytes);
         let Some(entry) = stores.registry.find_by_digest(&digest)? else {
             eprintln!(
@@ -354,13 +241,9 @@ pub fn install_command(config: &HostConfig, args: InstallArgs) -> anyhow::Result
 pub fn uninstall(config: &HostConfig, args: UninstallArgs) -> anyhow::Result<ExitCode> {
     let stores = Stores::new(config)?;
     let id: ComponentId = args.id.parse().map_err(|e: String| anyhow!(e))?;
-    match stores.installed.remove(&id)? {
-        Some(entry) => {
-            out!("uninstalled {id}@{}", entry.version);
-            Ok(ExitCode::SUCCESS)
-        }
-        None => bail!("{id} is not installed (see `arw list`)"),
-    }
+    let entry = arw_ops::rollback::uninstall(&stores, &id)?;
+    out!("uninstalled {id}@{}", entry.version);
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn list(config: &HostConfig, args: ListInstalledArgs) -> anyhow::Result<ExitCode> {
@@ -405,34 +288,9 @@ pub fn yank(config: &HostConfig, args: YankArgs) -> anyhow::Result<ExitCode> {
 pub fn rollback(config: &HostConfig, args: crate::cli::RollbackArgs) -> anyhow::Result<ExitCode> {
     let stores = Stores::new(config)?;
     let id: ComponentId = args.id.parse().map_err(|e: String| anyhow!(e))?;
-    let (entry, was) = rollback_to(&stores, &id, args.to.as_deref())?;
+    let (entry, was) = arw_ops::rollback::rollback_to(&stores, &id, args.to.as_deref())?;
     out!("{id} rolled back to {} (was {was})", entry.version);
     Ok(ExitCode::SUCCESS)
-}
-
-/// Record `to` (default: the previous version) as `id`'s installed
-/// version, after verifying it. Returns the new entry and the version it
-/// replaced.
-pub(crate) fn rollback_to(
-    stores: &Stores,
-    id: &ComponentId,
-    to: Option<&str>,
-) -> anyhow::Result<(InstalledEntry, String)> {
-    let index = stores.installed.load()?;
-    let Some(current) = index.components.get(id.as_str()) else {
-        bail!("{id} is not installed (see `arw list`)");
-    };
-    let target = match (to, &current.previous) {
-        (Some(to), _) => Version::parse(to).map_err(|e| anyhow!("`{to}` is not a version: {e}"))?,
-        (None, Some(previous)) => Version::parse(previous)?,
-        (None, None) => bail!("{id} has no previous version recorded; name the version to go back to"),
-    };
-    // Going back is allowed to a yanked version (it was installed before),
-    // but it must still verify.
-    let package = stores.registry.read(id, &target)?;
-    let verified = arw_registry::verify::verify(&package, &stores.trust)?;
-    let entry = stores.installed.record(id, &target, &verified.digest, &verified.publisher)?;
-    Ok((entry, current.version.clone()))
 }
 
 /// `ns:name@x.y.z`, required exactly.

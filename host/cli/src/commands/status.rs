@@ -11,13 +11,13 @@ use crate::cli::StatusArgs;
 pub fn run(config: &HostConfig, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let state = config.state_dir.clone().ok_or_else(|| anyhow!("no state directory configured"))?;
     let path = state.join("status.json");
-    let text = match std::fs::read_to_string(&path) {
+    let text = match arw_fs::read_text_bounded(&path, 16 << 20) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.is_not_found() => {
             eprintln!("no host has run with the state directory {} (start one with `arw up`)", state.display());
             return Ok(ExitCode::FAILURE);
         }
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        Err(e) => return Err(e).context("reading the status file"),
     };
     let mut status: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not a status file", path.display()))?;
@@ -50,6 +50,15 @@ pub fn run(config: &HostConfig, args: StatusArgs) -> anyhow::Result<ExitCode> {
             let reason = t.get("reason").and_then(|r| r.as_str()).map(|r| format!(" ({r})")).unwrap_or_default();
             out!("    last: {}{reason}", t.get("event").and_then(|e| e.as_str()).unwrap_or(""));
         }
+    }
+    for r in status["refused"].as_array().cloned().unwrap_or_default() {
+        out!(
+            "REFUSED {} {} at the {} stage: {}",
+            r["component"].as_str().unwrap_or(""),
+            r["version"].as_str().unwrap_or(""),
+            r["stage"].as_str().unwrap_or(""),
+            r["reason"].as_str().unwrap_or("")
+        );
     }
     out!("policies: {}", status["policies"]);
     if let Some(reload) = status["last-policy-reload"].as_object() {

@@ -20,12 +20,13 @@ pub async fn run(mut config: HostConfig, args: UpArgs) -> anyhow::Result<ExitCod
     let state_dir = config.state_dir.clone();
     let policies_dir = config.policies_dir.clone();
     let http = config.http.clone();
-    let (host, refused, installed) = super::start_host_with_source(config.clone()).await?;
+    let (host, refused, stores) = super::start_host_with_source(config.clone()).await?;
     let host = Arc::new(host);
+    let source = stores.as_ref().map(arw_ops::Stores::source);
     let server = if http.enabled {
-        let admin = super::admin::CliAdmin::new(host.clone(), config, installed.is_some())?;
-        let admin: Option<Arc<dyn arw_server::AdminOps>> = Some(Arc::new(admin));
-        let server = arw_server::start(host.clone(), http, admin).await.context("the HTTP API did not start")?;
+        let policies = super::policy_origin(&config);
+        let admin = Arc::new(arw_ops::Live::new(host.clone(), config, policies, stores));
+        let server = arw_server::start(host.clone(), http, Some(admin)).await.context("the HTTP API did not start")?;
         Some(server)
     } else {
         None
@@ -33,7 +34,7 @@ pub async fn run(mut config: HostConfig, args: UpArgs) -> anyhow::Result<ExitCod
     let watch = match &state_dir {
         Some(state) => Some(super::watch::start(
             host.clone(),
-            installed,
+            source,
             policies_dir,
             state.clone(),
             server.as_ref().map(|s| s.local_addr()),

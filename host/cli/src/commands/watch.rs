@@ -5,19 +5,22 @@
 //!   the running host (activate, switch, remove);
 //! - the policy directory (when `--policies DIR` is given): every `.cedar`
 //!   edit, addition or removal is validated as a whole and hot-reloaded;
-//! - `<state-dir>/status.json`, rewritten twice a second and after every
-//!   change, which `arw status` reads.
+//! - `<state-dir>/status.json`, which `arw status` reads: checked twice a
+//!   second and after every change, rewritten (on a blocking thread) only
+//!   when what it says changed.
 //!
 //! File events are debounced: a burst of writes leads to one reconcile.
+//! The reconcile itself and the recording of auto-rollbacks are
+//! `arw-ops`'s ([`arw_ops::reconcile`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arw_host::Host;
-use arw_host::supervisor::events;
+use arw_ops::InstalledSource;
+use arw_ops::reconcile::{follow_rollbacks, reconcile};
 use arw_policy::PolicySource;
-use arw_registry::InstalledSource;
 use notify::{RecursiveMode, Watcher};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -42,7 +45,6 @@ pub struct PolicyReloadStatus {
 struct StatusFile<'a> {
     format: &'static str,
     pid: u32,
-    updated_at_ms: u64,
     /// Where the HTTP API listens (`None` with `--no-http`).
     http: Option<std::net::SocketAddr>,
     #[serde(flatten)]
@@ -103,23 +105,21 @@ pub fn start(
     }
     let last_reload: Arc<Mutex<Option<PolicyReloadStatus>>> = Arc::new(Mutex::new(None));
 
-    let status_path = state_dir.join("status.json");
+    let status = Arc::new(StatusWriter { path: state_dir.join("status.json"), last: Mutex::new(Vec::new()) });
     let status_task = {
         let host = host.clone();
         let last_reload = last_reload.clone();
-        let path = status_path.clone();
+        let status = status.clone();
         tokio::spawn(async move {
             loop {
-                write_status(&host, &path, http, last_reload.lock().as_ref());
+                let reload = last_reload.lock().clone();
+                status.update(&host, http, reload).await;
                 tokio::time::sleep(STATUS_EVERY).await;
             }
         })
     };
 
-    let rollback_task = source.clone().map(|source| {
-        let host = host.clone();
-        tokio::spawn(async move { record_rollbacks(host, source).await })
-    });
+    let rollback_task = source.clone().map(|source| tokio::spawn(follow_rollbacks(host.clone(), source)));
 
     let changes_task = tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
@@ -151,7 +151,8 @@ pub fn start(
             // Only after a change: the status file lives in the watched
             // directory, so writing it unconditionally would wake us again.
             if changed {
-                write_status(&host, &status_path, http, last_reload.lock().as_ref());
+                let reload = last_reload.lock().clone();
+                status.update(&host, http, reload).await;
             }
         }
     });
@@ -174,50 +175,6 @@ fn is_change(kind: &notify::EventKind) -> bool {
     }
 }
 
-/// Bring the running host to the installed set: activate what is new or
-/// changed, remove what is gone.
-pub async fn reconcile(host: &Host, source: &InstalledSource) {
-    let index = match source.installed().load() {
-        Ok(index) => index,
-        Err(e) => {
-            tracing::error!("cannot read the installed set: {e}; keeping the running components");
-            return;
-        }
-    };
-    for (id, entry) in &index.components {
-        let current = host.active_version(id);
-        if current.as_ref().is_some_and(|(v, d)| *v == entry.version && *d == entry.digest) {
-            continue;
-        }
-        match source.package(id, entry) {
-            Ok(package) => match host.activate(package).await {
-                Ok(version) => tracing::info!(component = %id, %version, "active"),
-                Err(e) => tracing::error!("{e}"),
-            },
-            Err(e) => {
-                let payload = serde_json::json!({
-                    "component": id,
-                    "from": current.map(|(v, _)| v),
-                    "to": entry.version,
-                    "reason": format!("verify: {e}"),
-                });
-                tracing::error!("{e}");
-                let _ = host.bus().publish(
-                    "host",
-                    events::ACTIVATION_FAILED,
-                    arw_host::capabilities::bus::Payload::Json(payload.to_string()),
-                );
-            }
-        }
-    }
-    let running: Vec<String> = host.status().components.into_iter().map(|c| c.id).collect();
-    for id in running {
-        if !index.components.contains_key(&id) && host.remove(&id).await {
-            tracing::info!(component = %id, "removed");
-        }
-    }
-}
-
 async fn reload_policies(host: &Host, dir: &Path) -> PolicyReloadStatus {
     let result = match PolicySource::read_dir(dir) {
         Ok(sources) => host.reload_policies(sources).await.map_err(|e| e.to_string()),
@@ -236,58 +193,33 @@ async fn reload_policies(host: &Host, dir: &Path) -> PolicyReloadStatus {
     }
 }
 
-/// Keep the installed set in step with auto-rollbacks, so a restart runs
-/// the version the host rolled back to.
-async fn record_rollbacks(host: Arc<Host>, source: InstalledSource) {
-    let mut events = host.bus().observe();
-    loop {
-        let event = match events.recv().await {
-            Ok(event) => event,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(_) => break,
-        };
-        if event.topic != events::ROLLED_BACK {
-            continue;
-        }
-        let Some(payload) = event.json() else { continue };
-        let (Some(id), Some(to)) = (payload["component"].as_str(), payload["to"].as_str()) else { continue };
-        let Some((version, digest)) = host.active_version(id) else { continue };
-        if version != to {
-            continue;
-        }
-        let (Ok(id), Ok(version)) = (id.parse::<arw_host::manifest::ComponentId>(), semver::Version::parse(&version))
-        else {
-            continue;
-        };
-        let publisher = source
-            .installed()
-            .load()
-            .ok()
-            .and_then(|index| index.components.get(id.as_str()).map(|e| e.publisher.clone()))
-            .unwrap_or_default();
-        if let Err(e) = source.installed().record(&id, &version, &digest, &publisher) {
-            tracing::error!("cannot record the rollback of {id} in the installed set: {e}");
-        }
-    }
+/// `status.json`, written when what it says changes (never on the executor).
+struct StatusWriter {
+    path: PathBuf,
+    last: Mutex<Vec<u8>>,
 }
 
-fn write_status(
-    host: &Host,
-    path: &Path,
-    http: Option<std::net::SocketAddr>,
-    last_reload: Option<&PolicyReloadStatus>,
-) {
-    let status = StatusFile {
-        format: STATUS_FORMAT,
-        pid: std::process::id(),
-        http,
-        updated_at_ms: now_ms(),
-        host: host.status(),
-        last_policy_reload: last_reload,
-    };
-    let mut bytes = serde_json::to_vec_pretty(&status).unwrap_or_default();
-    bytes.push(b'\n');
-    if let Err(e) = arw_host::fsutil::write_atomic(path, &bytes) {
-        tracing::warn!(path = %path.display(), "cannot write the status file: {e}");
+impl StatusWriter {
+    async fn update(&self, host: &Host, http: Option<std::net::SocketAddr>, last_reload: Option<PolicyReloadStatus>) {
+        let status = StatusFile {
+            format: STATUS_FORMAT,
+            pid: std::process::id(),
+            http,
+            host: host.status(),
+            last_policy_reload: last_reload.as_ref(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&status).unwrap_or_default();
+        bytes.push(b'\n');
+        if *self.last.lock() == bytes {
+            return;
+        }
+        let path = self.path.clone();
+        let written = bytes.clone();
+        let result = tokio::task::spawn_blocking(move || arw_fs::write_atomic(&path, &written)).await;
+        match result {
+            Ok(Ok(())) => *self.last.lock() = bytes,
+            Ok(Err(e)) => tracing::warn!(path = %self.path.display(), "cannot write the status file: {e}"),
+            Err(e) => tracing::warn!("the status writer failed: {e}"),
+        }
     }
 }

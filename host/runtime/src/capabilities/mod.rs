@@ -11,7 +11,7 @@
 //! |---|---|---|---|
 //! | [`bus`] | `wit/bus.wit` | `bus.publish`, `bus.subscribe` | `[bus]` |
 //! | [`kv`] | `wit/kv.wit` | `kv.read`, `kv.write` | `[kv]` |
-//! | [`log`] | `wit/log.wit` | `log.write` | — |
+//! | [`log`] | `wit/log.wit`, and the guest's stdout/stderr | `log.write` | `[log]` |
 //! | [`config`] | `wit/config.wit` | `config.read` | `[components."<id>".config]` |
 //! | [`http`] | `wasi:http/outgoing-handler` (from `wasmtime-wasi-http`) | `http.request` | `[outgoing-http]` |
 //!
@@ -41,6 +41,8 @@ pub struct Capabilities {
     pub bus: Arc<bus::Bus>,
     pub kv: Arc<kv::KvStore>,
     pub outgoing_http: http::OutgoingHttpConfig,
+    /// Where guests' stdout and stderr lines go.
+    pub guest_output: log::GuestOutputSink,
 }
 
 /// What a loaded component brings to each of its instances.
@@ -51,6 +53,21 @@ pub struct ComponentCapabilities {
     pub grants: Arc<Grants>,
     /// The manifest's `[config]` merged with the host's overrides.
     pub config: Arc<BTreeMap<String, String>>,
+    /// The rate limit on its stdout and stderr lines.
+    pub output_budget: Arc<log::LineBudget>,
+}
+
+impl ComponentCapabilities {
+    /// The component's stdout (`"stdout"`) or stderr (`"stderr"`).
+    pub(crate) fn output(&self, host: &Capabilities, stream: &'static str) -> log::GuestOutput {
+        log::GuestOutput {
+            sink: host.guest_output.clone(),
+            budget: self.output_budget.clone(),
+            grants: self.grants.clone(),
+            component: self.component.clone(),
+            stream,
+        }
+    }
 }
 
 /// Per-instance state of every capability; a field of the store's data.

@@ -1,22 +1,41 @@
-//! The ahead-of-time compilation cache.
+//! The ahead-of-time compilation cache, authenticated.
 //!
-//! A compiled component (`.cwasm`) is stored under a key made of the
-//! component's digest and the engine's `precompile_compatibility_hash()`, so
-//! a different wasmtime version or engine configuration looks for a
-//! different file and recompiles instead of loading a stale artifact.
+//! A compiled component (`.cwasm`) is native code that wasmtime loads with
+//! `unsafe` deserialization: loading a forged one would run an attacker's
+//! machine code past every signature check. So an artifact is loaded only
+//! if it carries a valid MAC (HMAC-SHA256) under a secret only this host's
+//! user can read:
 //!
-//! Deserializing native code is `unsafe` in wasmtime for a reason: only
-//! artifacts this host produced are loaded. Each artifact is written with a
-//! sidecar holding its sha256; an artifact whose bytes do not match its
-//! sidecar (or has none) is ignored and rebuilt. The cache directory must be
-//! writable only by the host's user.
+//! - the secret is 32 random bytes in `aot.secret` (mode 0600), beside the
+//!   signing keys (`keys-dir`, a 0700 directory) or, without one, in the
+//!   state directory; it is created on first use;
+//! - each artifact `<digest>-<engine>.cwasm` has a sidecar
+//!   `<digest>-<engine>.cwasm.mac` holding `HMAC(secret, name ‖ bytes)`,
+//!   so an artifact cannot be renamed into another component's place;
+//! - the cache directory must be owned by the host's user and not writable
+//!   by group or others, or the cache is not used at all (every component
+//!   is compiled at load, and a warning says how to fix the directory).
+//!
+//! An artifact whose MAC does not match (or has none) is ignored and
+//! recompiled. The key also covers the engine (`precompile_compatibility_
+//! hash()`), so a different wasmtime or engine configuration recompiles
+//! instead of loading a stale artifact.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+use crate::config::HostConfig;
+
+/// The most bytes read from a `.cwasm` (a compiled 18 MB Python component
+/// is ~60 MB).
+pub const MAX_ARTIFACT_BYTES: u64 = 512 << 20;
+const SECRET_FILE: &str = "aot.secret";
+const SECRET_BYTES: usize = 32;
 
 /// How a component's code was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -28,15 +47,52 @@ pub enum Compilation {
     Compiled,
 }
 
-/// A directory of `.cwasm` artifacts.
-#[derive(Debug, Clone)]
+/// Why the cache cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AotError {
+    #[error(
+        "{path} is {problem}; the AOT cache holds native code, so only the host's user may write it \
+         (fix it with `chmod go-w {path}` and, if needed, `chown`)"
+    )]
+    UnsafeDirectory { path: PathBuf, problem: String },
+    #[error("{path}: {message}")]
+    Secret { path: PathBuf, message: String },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("no state directory configured")]
+    NoStateDir,
+}
+
+/// A directory of authenticated `.cwasm` artifacts.
+#[derive(Clone)]
 pub struct AotCache {
     dir: PathBuf,
+    secret: [u8; SECRET_BYTES],
+}
+
+impl std::fmt::Debug for AotCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AotCache").field("dir", &self.dir).finish_non_exhaustive()
+    }
 }
 
 impl AotCache {
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        AotCache { dir: dir.into() }
+    /// The cache a host configuration uses: `<state-dir>/aot`, with its
+    /// secret in `keys-dir` (or the state directory).
+    pub fn for_config(config: &HostConfig) -> Result<Self, AotError> {
+        let state = config.state_dir.as_deref().ok_or(AotError::NoStateDir)?;
+        let secret_dir = config.keys_dir.as_deref().unwrap_or(state);
+        AotCache::open(state.join("aot"), &secret_dir.join(SECRET_FILE))
+    }
+
+    /// Open (creating if needed) the cache in `dir` with the secret at
+    /// `secret_path` (created if missing). Refuses a directory others can
+    /// write, and a secret others can read.
+    pub fn open(dir: PathBuf, secret_path: &Path) -> Result<Self, AotError> {
+        create_private_dir(&dir)?;
+        check_private(&dir, true)?;
+        let secret = load_or_create_secret(secret_path)?;
+        Ok(AotCache { dir, secret })
     }
 
     pub fn dir(&self) -> &Path {
@@ -74,17 +130,37 @@ impl AotCache {
         Ok((component, Compilation::Compiled))
     }
 
+    /// The MAC of the artifact called `name` with `bytes`, ready to
+    /// finalize or to verify (in constant time).
+    fn mac(&self, name: &str, bytes: &[u8]) -> Option<Hmac<Sha256>> {
+        // HMAC accepts keys of any length; this one is 32 bytes.
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).ok()?;
+        mac.update(b"arw-aot/1\n");
+        mac.update(name.as_bytes());
+        mac.update(b"\n");
+        mac.update(bytes);
+        Some(mac)
+    }
+
     fn load(&self, engine: &Engine, path: &Path) -> Option<Component> {
-        let recorded = std::fs::read_to_string(checksum_path(path)).ok()?;
-        let bytes = std::fs::read(path).ok()?;
-        if hex::encode(Sha256::digest(&bytes)) != recorded.trim() {
-            tracing::warn!(path = %path.display(), "AOT artifact does not match its checksum; recompiling");
+        let name = path.file_name()?.to_str()?;
+        let recorded = arw_fs::read_text_bounded(&mac_path(path), 1024).ok()?;
+        let recorded = hex::decode(recorded.trim()).ok()?;
+        let bytes = match arw_fs::read_bounded(path, MAX_ARTIFACT_BYTES) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!("AOT artifact not loaded: {e}; recompiling");
+                return None;
+            }
+        };
+        if self.mac(name, &bytes)?.verify_slice(&recorded).is_err() {
+            tracing::warn!(path = %path.display(), "AOT artifact is not authenticated by this host; recompiling");
             return None;
         }
-        // SAFETY: the file's sha256 matches the checksum this host wrote
-        // when it produced the artifact (see `store`), and its name carries
-        // this engine's compatibility hash; wasmtime also checks the
-        // artifact's header against the engine.
+        // SAFETY: the artifact carries a MAC under this host's secret, which
+        // only this host's user can read, over its exact bytes and name: it
+        // is one this host produced (see `store`). Its name carries this
+        // engine's compatibility hash, and wasmtime checks its header too.
         #[allow(unsafe_code)]
         let loaded = unsafe { Component::deserialize(engine, &bytes) };
         match loaded {
@@ -97,9 +173,13 @@ impl AotCache {
     }
 
     fn store(&self, path: &Path, artifact: &[u8]) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        crate::fsutil::write_atomic(path, artifact)?;
-        crate::fsutil::write_atomic(&checksum_path(path), hex::encode(Sha256::digest(artifact)).as_bytes())
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let mac = self.mac(name, artifact).ok_or_else(|| std::io::Error::other("cannot compute the artifact's MAC"))?;
+        let mac = hex::encode(mac.finalize().into_bytes());
+        // The artifact first, its MAC last: a crash in between leaves an
+        // artifact without a valid MAC, which is recompiled.
+        arw_fs::write_atomic_with_mode(path, artifact, Some(0o600))?;
+        arw_fs::write_atomic_with_mode(&mac_path(path), mac.as_bytes(), Some(0o600))
     }
 }
 
@@ -118,6 +198,71 @@ impl Hasher for StableHasher {
     }
 }
 
-fn checksum_path(artifact: &Path) -> PathBuf {
-    artifact.with_extension("cwasm.sha256")
+fn mac_path(artifact: &Path) -> PathBuf {
+    artifact.with_extension("cwasm.mac")
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), AotError> {
+    if std::fs::symlink_metadata(dir).is_ok() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|error| AotError::Io { path: dir.into(), error })
+}
+
+/// Refuse `path` unless it is owned by this process's user and not
+/// writable (`dir`) or readable (a secret file) by group or others.
+fn check_private(path: &Path, dir: bool) -> Result<(), AotError> {
+    let meta = std::fs::symlink_metadata(path).map_err(|error| AotError::Io { path: path.into(), error })?;
+    let unsafe_path = |problem: String| AotError::UnsafeDirectory { path: path.into(), problem };
+    if meta.file_type().is_symlink() {
+        return Err(unsafe_path("a symbolic link".into()));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: `geteuid` has no preconditions and cannot fail.
+        #[allow(unsafe_code)]
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Err(unsafe_path(format!("owned by uid {}, not by the host's user (uid {me})", meta.uid())));
+        }
+        let mode = meta.mode() & 0o777;
+        let forbidden = if dir { 0o022 } else { 0o077 };
+        if mode & forbidden != 0 {
+            let what = if dir { "writable" } else { "readable or writable" };
+            return Err(unsafe_path(format!("{what} by group or others (mode {mode:o})")));
+        }
+    }
+    Ok(())
+}
+
+fn load_or_create_secret(path: &Path) -> Result<[u8; SECRET_BYTES], AotError> {
+    let fail = |message: String| AotError::Secret { path: path.into(), message };
+    match arw_fs::read_bounded(path, 1024) {
+        Ok(bytes) => {
+            check_private(path, false)
+                .map_err(|e| fail(format!("{e}; it authenticates native code, so keep it private")))?;
+            let text = String::from_utf8(bytes).map_err(|_| fail("not hex text".into()))?;
+            let decoded = hex::decode(text.trim()).map_err(|_| fail("not hex text".into()))?;
+            decoded.try_into().map_err(|_| fail(format!("not {SECRET_BYTES} bytes; delete it to make a new one")))
+        }
+        Err(e) if e.is_not_found() => {
+            let mut secret = [0u8; SECRET_BYTES];
+            getrandom::getrandom(&mut secret).map_err(|e| fail(format!("no operating-system randomness: {e}")))?;
+            if let Some(parent) = path.parent() {
+                create_private_dir(parent)?;
+            }
+            arw_fs::write_atomic_with_mode(path, hex::encode(secret).as_bytes(), Some(0o600))
+                .map_err(|error| AotError::Io { path: path.into(), error })?;
+            Ok(secret)
+        }
+        Err(e) => Err(fail(e.to_string())),
+    }
 }

@@ -1,17 +1,15 @@
-//! Running one tool call or one event delivery on a fresh instance.
+//! Running one tool call or one event delivery on a fresh instance, each
+//! one [`Entry`] under the component's deadline.
 
-use arw_policy::PrincipalHandle;
+use arw_policy::{Action, PrincipalHandle, Resource};
 
 use super::Runtime;
 use super::component::LoadedComponent;
+use super::entry::Entry;
 use super::store::{DeadlineExceeded, MemoryCapExceeded, Retired};
 use crate::bindings::tool::arw::host::bus as wit_bus;
 use crate::capabilities::bus::{Event, Payload};
 use crate::error::CallError;
-
-/// How long after its deadline a call that is waiting in the host (not
-/// running guest code, where the epoch deadline applies) is abandoned.
-const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Runtime {
     /// Call the tool of `component` with `input` on behalf of `caller`:
@@ -26,7 +24,7 @@ impl Runtime {
             return Err(CallError::UnknownTool { name: component.id().into(), available: String::new() });
         };
         let tool = descriptor.name.as_str();
-        self.gate.authorize(caller, None, arw_policy::Action::ToolInvoke, tool, Some(component.id()))?;
+        self.chokepoint.authorize(caller, None, Action::ToolInvoke, Resource::tool(tool, component.id()))?;
         let value: serde_json::Value =
             serde_json::from_str(input).map_err(|e| CallError::InvalidInput(e.to_string()))?;
         let violations = component.schema_violations(&value);
@@ -34,27 +32,27 @@ impl Runtime {
             return Err(CallError::SchemaViolation { tool: tool.into(), violations });
         }
 
-        let timeout = component.timeout();
+        let entry = Entry::start(component);
         // Counted on this version from here: a call waiting for a slot is in
         // flight too (the drain must wait for it).
         let _running = component.enter();
-        let _slot = tokio::time::timeout(timeout, component.slots.acquire())
+        let concurrency = component.manifest.limits.concurrency;
+        let _slot = entry
+            .wait(component.slots.acquire())
             .await
-            .map_err(|_| CallError::Busy { tool: tool.into(), concurrency: component.manifest.limits.concurrency })?
+            .ok_or_else(|| {
+                CallError::busy(tool, format!("all {concurrency} of its slots stayed taken until the deadline"))
+            })?
             .map_err(|_| CallError::ShuttingDown)?;
+        let _instance = entry.wait(self.pool.for_call()).await.flatten().ok_or_else(|| pool_busy(self, tool))?;
 
-        let mut store = component.store(self);
+        let mut store = entry.store(self, component);
         let trap = |e: wasmtime::Error| classify(tool, component, e);
         let run = async {
             let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
             instance.arw_host_tool_handler().call_invoke(&mut store, input).await.map_err(trap)
         };
-        // The epoch deadline stops guest code; this also stops a guest that
-        // waits in the host past its deadline (on an HTTP response that
-        // trickles in, say). Dropping the call drops its store.
-        let output = tokio::time::timeout(timeout + DEADLINE_MARGIN, run)
-            .await
-            .map_err(|_| CallError::Timeout { tool: tool.into(), limit_ms: component.manifest.limits.timeout_ms })??;
+        let output = entry.run(run).await.ok_or_else(|| timeout(tool, component))??;
         match output {
             Ok(text) => serde_json::from_str(&text)
                 .map_err(|e| CallError::InvalidOutput { tool: tool.into(), message: e.to_string() }),
@@ -62,16 +60,18 @@ impl Runtime {
         }
     }
 
-    /// Deliver one bus event to a subscriber component.
+    /// Deliver one bus event to a subscriber component, under the same
+    /// deadline and pool budget as a tool call.
     pub async fn deliver(&self, component: &LoadedComponent, event: &Event) -> Result<(), CallError> {
         let Some(pre) = component.subscriber.as_ref() else {
             return Ok(());
         };
         let name = component.id();
+        let entry = Entry::start(component);
         let _running = component.enter();
-        let mut store = component.store(self);
+        let _instance = entry.wait(self.pool.for_call()).await.flatten().ok_or_else(|| pool_busy(self, name))?;
+        let mut store = entry.store(self, component);
         let trap = |e: wasmtime::Error| classify(name, component, e);
-        let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
         let event = wit_bus::Event {
             id: event.id,
             topic: event.topic.clone(),
@@ -82,27 +82,49 @@ impl Runtime {
             source: event.source.to_string(),
             time_ms: event.time_ms,
         };
-        instance
-            .arw_host_event_handler()
-            .call_handle(&mut store, &event)
-            .await
-            .map_err(trap)?
-            .map_err(|message| CallError::Tool { tool: name.into(), code: "handler-error".into(), message })
+        let run = async {
+            let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
+            instance.arw_host_event_handler().call_handle(&mut store, &event).await.map_err(trap)
+        };
+        entry.run(run).await.ok_or_else(|| timeout(name, component))??.map_err(|message| CallError::Tool {
+            tool: name.into(),
+            code: "handler-error".into(),
+            message,
+        })
     }
 }
 
+fn timeout(tool: &str, component: &LoadedComponent) -> CallError {
+    CallError::Timeout { tool: tool.into(), limit_ms: component.manifest.limits.timeout_ms }
+}
+
+fn pool_busy(runtime: &Runtime, tool: &str) -> CallError {
+    CallError::busy(
+        tool,
+        format!(
+            "the host's instance pool ({} slots for calls, engine.max-instances) stayed full until the deadline",
+            runtime.pool.calls_budget()
+        ),
+    )
+}
+
 /// Turn a wasmtime error into the call error that explains it.
-fn classify(tool: &str, component: &LoadedComponent, error: wasmtime::Error) -> CallError {
+pub(crate) fn classify(tool: &str, component: &LoadedComponent, error: wasmtime::Error) -> CallError {
     if error.downcast_ref::<DeadlineExceeded>().is_some()
         || error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt)
     {
-        return CallError::Timeout { tool: tool.into(), limit_ms: component.manifest.limits.timeout_ms };
+        return timeout(tool, component);
     }
     if error.downcast_ref::<Retired>().is_some() {
         return CallError::Interrupted { tool: tool.into(), version: component.version() };
     }
     if error.downcast_ref::<MemoryCapExceeded>().is_some() {
         return CallError::MemoryLimit { tool: tool.into(), limit_mib: component.manifest.limits.memory_mib };
+    }
+    // The pooling allocator ran out of a resource (instances, memories,
+    // tables, stacks): the host is full, the guest did nothing wrong.
+    if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+        return CallError::busy(tool, format!("the host's instance pool is exhausted: {error:#}"));
     }
     CallError::Trap { tool: tool.into(), message: format!("{error:#}") }
 }

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arw_policy::{Action, Principal};
 use serde::Serialize;
@@ -17,6 +17,7 @@ use wasmtime::component::{Component, InstancePre};
 
 use super::Runtime;
 use super::aot::Compilation;
+use super::entry::Entry;
 use super::store::{InstanceState, new_store};
 use crate::authz::Grants;
 use crate::bindings::subscriber::SubscriberPre;
@@ -122,23 +123,30 @@ impl LoadedComponent {
         VersionCall(self)
     }
 
-    /// Calls running on this version now.
+    /// Calls running on this version now (including those waiting for a
+    /// slot).
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Calls holding one of its `limits.concurrency` slots now.
+    pub fn running(&self) -> usize {
+        (self.manifest.limits.concurrency as usize).saturating_sub(self.slots.available_permits())
     }
 
     pub fn version(&self) -> String {
         self.manifest.version.to_string()
     }
 
-    /// A fresh store for one call of this version.
-    pub(crate) fn store(&self, runtime: &Runtime) -> wasmtime::Store<InstanceState> {
+    /// A fresh store for one entry into this version, ending at `deadline`.
+    pub(crate) fn store(&self, runtime: &Runtime, deadline: Instant) -> wasmtime::Store<InstanceState> {
         new_store(
             &runtime.engine,
             &runtime.capabilities,
             &self.capabilities,
             self.memory_limit(),
             self.timeout(),
+            deadline,
             self.retired.clone(),
         )
     }
@@ -159,6 +167,12 @@ impl Runtime {
     /// Load one component package. Nothing about the host changes if this
     /// fails.
     pub async fn load(&self, package: ComponentPackage) -> Result<LoadedComponent, LoadError> {
+        let digest = digest(&package.wasm);
+        self.load_digested(package, digest).await
+    }
+
+    /// [`Runtime::load`] of a package whose `sha256:` digest is known.
+    pub async fn load_digested(&self, package: ComponentPackage, digest: String) -> Result<LoadedComponent, LoadError> {
         let ComponentPackage { manifest, wasm, origin, publisher } = package;
         if publisher.is_none() {
             if !self.config.allow_unsigned {
@@ -166,16 +180,8 @@ impl Runtime {
             }
             tracing::warn!(%origin, "loading an UNSIGNED component (allow-unsigned is on; development only)");
         }
-        let limits = &manifest.limits;
-        if limits.memory_mib > self.config.engine.max_memory_mib {
-            return Err(LoadError::Limits {
-                origin,
-                message: format!(
-                    "limits.memory-mib = {} is over the host's engine.max-memory-mib = {}; \
-                     lower the manifest's limit or raise the host's",
-                    limits.memory_mib, self.config.engine.max_memory_mib
-                ),
-            });
+        if let Err(message) = self.check_limits(&manifest.limits) {
+            return Err(LoadError::Limits { origin, message });
         }
         if !wasm.starts_with(b"\0asm") {
             return Err(LoadError::NotWasm { origin });
@@ -183,7 +189,6 @@ impl Runtime {
         if is_core_module(&wasm) {
             return Err(LoadError::CoreModule { origin });
         }
-        let digest = digest(&wasm);
 
         // Compiling takes milliseconds to seconds: keep it off the executor.
         let engine = self.engine.clone();
@@ -217,14 +222,14 @@ impl Runtime {
             .map_err(|e| LoadError::Link { origin: origin.clone(), message: format!("{e:#}") })?;
         let link = |e: wasmtime::Error| LoadError::Link { origin: origin.clone(), message: format!("{e:#}") };
 
-        let authorizer = self.gate.authorizer();
+        let authorizer = self.chokepoint.authorizer();
         let principal = authorizer.principal(Principal::component(
             manifest.id.as_str(),
             manifest.version.to_string(),
             publisher.clone().unwrap_or_default(),
             digest.clone(),
         ));
-        let grants = Arc::new(Grants::new(principal, manifest.capabilities.clone(), self.gate.clone()));
+        let grants = Arc::new(Grants::new(principal, manifest.capabilities.clone(), self.chokepoint.clone()));
         let capabilities = ComponentCapabilities {
             component: manifest.id.as_str().into(),
             grants,
@@ -232,6 +237,7 @@ impl Runtime {
                 &manifest.config,
                 self.config.components.get(manifest.id.as_str()).map(|o| &o.config),
             )),
+            output_budget: self.capabilities.guest_output.budget(),
         };
 
         let subscriber = if manifest.worlds.contains(&World::Subscriber) {
@@ -263,12 +269,17 @@ impl Runtime {
             loaded.input_validator = Some(Arc::new(validator));
             loaded.tool = Some((tool_pre, descriptor));
         } else if let Some(subscriber) = &loaded.subscriber {
-            // Health check of a subscriber-only component: it instantiates.
-            let mut store = loaded.store(self);
-            subscriber
-                .instantiate_async(&mut store)
+            // Health check of a subscriber-only component: it instantiates
+            // (under the same deadline as any entry).
+            let fail = |message: String| LoadError::Health { origin: loaded.origin.clone(), message };
+            let entry = Entry::start(&loaded);
+            let _slot = self.health_slot(&loaded, &entry).await?;
+            let mut store = entry.store(self, &loaded);
+            entry
+                .run(subscriber.instantiate_async(&mut store))
                 .await
-                .map_err(|e| LoadError::Health { origin: loaded.origin.clone(), message: format!("{e:#}") })?;
+                .ok_or_else(|| fail(deadline_message(&loaded)))?
+                .map_err(|e| fail(format!("{e:#}")))?;
         }
         tracing::debug!(component = loaded.id(), digest = %loaded.digest, "loaded");
         Ok(loaded)
@@ -281,9 +292,18 @@ impl Runtime {
         pre: &ToolPre<InstanceState>,
     ) -> Result<ToolDescriptor, LoadError> {
         let fail = |message: String| LoadError::Health { origin: component.origin.clone(), message };
-        let mut store = component.store(self);
-        let instance = pre.instantiate_async(&mut store).await.map_err(|e| fail(format!("{e:#}")))?;
-        let d = instance.arw_host_tool_handler().call_describe(&mut store).await.map_err(|e| fail(format!("{e:#}")))?;
+        let entry = Entry::start(component);
+        let _slot = self.health_slot(component, &entry).await?;
+        let mut store = entry.store(self, component);
+        let run = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance.arw_host_tool_handler().call_describe(&mut store).await
+        };
+        let d = entry
+            .run(run)
+            .await
+            .ok_or_else(|| fail(deadline_message(component)))?
+            .map_err(|e| fail(format!("{e:#}")))?;
         let valid_name = !d.name.is_empty()
             && d.name.len() <= 64
             && d.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
@@ -304,6 +324,65 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// The host's ceilings on what a manifest may ask for.
+    fn check_limits(&self, limits: &crate::manifest::Limits) -> Result<(), String> {
+        let host = &self.config.limits;
+        let over = |what: &str, asked: u64, setting: &str, max: u64| {
+            Err(format!(
+                "{what} = {asked} is over the host's {setting} = {max}; lower the manifest's limit or raise the host's"
+            ))
+        };
+        if limits.memory_mib > self.config.engine.max_memory_mib {
+            return over(
+                "limits.memory-mib",
+                limits.memory_mib,
+                "engine.max-memory-mib",
+                self.config.engine.max_memory_mib,
+            );
+        }
+        if limits.timeout_ms > host.max_timeout_ms {
+            return over("limits.timeout-ms", limits.timeout_ms, "limits.max-timeout-ms", host.max_timeout_ms);
+        }
+        if limits.concurrency > host.max_concurrency {
+            return over(
+                "limits.concurrency",
+                u64::from(limits.concurrency),
+                "limits.max-concurrency",
+                u64::from(host.max_concurrency),
+            );
+        }
+        let pool = self.pool.calls_budget();
+        if limits.concurrency > pool {
+            return Err(format!(
+                "limits.concurrency = {} is over the {pool} instance-pool slots calls may use \
+                 (engine.max-instances - 1); lower the manifest's limit or raise engine.max-instances",
+                limits.concurrency
+            ));
+        }
+        Ok(())
+    }
+
+    /// The pool slot kept for health checks, waited for under `entry`.
+    async fn health_slot(
+        &self,
+        component: &LoadedComponent,
+        entry: &Entry,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, LoadError> {
+        entry.wait(self.pool.for_health_check()).await.flatten().ok_or_else(|| LoadError::Health {
+            origin: component.origin.clone(),
+            message: "no instance-pool slot for the health check came free before the deadline".into(),
+        })
+    }
+}
+
+fn deadline_message(component: &LoadedComponent) -> String {
+    format!(
+        "did not finish within its deadline of {} ms (limits.timeout-ms in its manifest)",
+        component.manifest.limits.timeout_ms
+    )
+}
+
 /// One requested capability of a component and Cedar's answer for it.
 #[derive(Debug, Clone, Serialize)]
 pub struct GrantDecision {
@@ -319,7 +398,7 @@ impl LoadedComponent {
     /// `like "demo.*"` permits.
     pub fn grant_decisions(&self) -> Vec<GrantDecision> {
         let grants = self.grants();
-        let authorizer = self.capabilities.grants.gate().authorizer();
+        let authorizer = self.capabilities.grants.chokepoint().authorizer();
         grants
             .requested()
             .iter()

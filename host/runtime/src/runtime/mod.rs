@@ -1,23 +1,33 @@
-//! The wasmtime side of the host: one engine, one linker, a store per call.
+//! The wasmtime side of the host: one engine, one linker, a store per entry.
 //!
 //! - [`engine`]: the `Engine` (pooling allocator, epoch interruption) and
 //!   its epoch ticker;
+//! - [`pool`]: the instance pool's budget (one slot kept for health checks);
 //! - [`store`]: what lives in a `Store` (WASI context, capability instances,
-//!   memory limiter) and how a store is set up for one call;
+//!   memory limiter) and how a store is set up for one entry;
+//! - [`entry`]: one entry into a guest under one deadline;
 //! - [`component`]: loading a component: checks, compile, link, health check;
 //! - [`call`]: running one tool call or one event delivery;
-//! - [`subscriber`]: the worker that feeds bus events to a subscriber.
+//! - [`subscriber`]: the worker that feeds bus events to a subscriber;
+//! - [`aot`]: the authenticated cache of compiled components.
 
 pub mod aot;
 pub mod call;
 pub mod component;
 pub mod engine;
+pub mod entry;
+pub mod pool;
 pub mod store;
 pub mod subscriber;
+
+use std::sync::Arc;
 
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
+use crate::authz::Chokepoint;
+use crate::capabilities::Capabilities;
+use crate::config::HostConfig;
 use store::InstanceState;
 
 /// Build the linker every component is linked against: WASI p2 (with
@@ -29,22 +39,17 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<InstanceState>> {
     Ok(linker)
 }
 
-use std::sync::Arc;
-
-use crate::authz::Gate;
-use crate::capabilities::Capabilities;
-use crate::config::HostConfig;
-
 /// What every load and every call needs: the engine, the linker, the
-/// host-wide capability state and the gate. One per host.
+/// host-wide capability state and the chokepoint. One per host.
 pub struct Runtime {
     pub engine: Engine,
     pub linker: Linker<InstanceState>,
     pub capabilities: Capabilities,
-    pub gate: Arc<Gate>,
+    pub chokepoint: Arc<Chokepoint>,
     pub config: HostConfig,
     /// Where compiled components are cached; `None` compiles every time.
     pub aot: Option<aot::AotCache>,
+    pub pool: pool::InstancePool,
 }
 
 impl std::fmt::Debug for Runtime {

@@ -1,15 +1,11 @@
 //! Store data and per-call store setup.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWrite;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::capabilities::{Capabilities, CapabilityInstances, ComponentCapabilities};
@@ -73,23 +69,26 @@ impl ResourceLimiter for MemoryCap {
     }
 }
 
-/// A fresh store for one call of a component: deny-by-default WASI, the
-/// component's capabilities, its memory cap and its deadline.
+/// A fresh store for one entry into a component: deny-by-default WASI, the
+/// component's capabilities, its memory cap and the entry's deadline
+/// (`timeout` is what the deadline is reported as).
 pub fn new_store(
     engine: &Engine,
     host: &Capabilities,
     component: &ComponentCapabilities,
     memory_limit: usize,
     timeout: Duration,
+    deadline: Instant,
     retired: Arc<AtomicBool>,
 ) -> Store<InstanceState> {
     // WASI grants nothing: no preopened directories, no environment, no
     // arguments, no stdin, no network (the socket check denies every
     // address). Clocks and random are available. stdout/stderr go to the
-    // log, tagged with the component.
+    // log when `log.write` on `stdout`/`stderr` is granted, rate-limited
+    // (see `capabilities::log::guest_output`).
     let wasi = WasiCtx::builder()
-        .stdout(GuestOutput { component: component.component.clone(), stream: "stdout" })
-        .stderr(GuestOutput { component: component.component.clone(), stream: "stderr" })
+        .stdout(component.output(host, "stdout"))
+        .stderr(component.output(host, "stderr"))
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
@@ -102,7 +101,6 @@ pub fn new_store(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
-    let deadline = Instant::now() + timeout;
     // Check at every epoch tick: yield to the executor (so a busy guest
     // never starves other calls) until the deadline, then trap; trap early
     // if the version was retired and its drain grace period ended.
@@ -117,81 +115,4 @@ pub fn new_store(
         }
     });
     store
-}
-
-/// A guest's stdout or stderr, written line by line to the log.
-#[derive(Clone)]
-struct GuestOutput {
-    component: Arc<str>,
-    stream: &'static str,
-}
-
-impl IsTerminal for GuestOutput {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for GuestOutput {
-    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(LineLogger { output: self.clone(), pending: Vec::new() })
-    }
-}
-
-/// Longest line kept before it is flushed to the log as is.
-const MAX_LINE: usize = 4096;
-
-struct LineLogger {
-    output: GuestOutput,
-    pending: Vec<u8>,
-}
-
-impl LineLogger {
-    fn emit(&self, line: &[u8]) {
-        let text = String::from_utf8_lossy(line);
-        let text = text.trim_end_matches(['\n', '\r']);
-        tracing::info!(target: "arw::guest", component = &*self.output.component, stream = self.output.stream, "{text}");
-    }
-
-    fn flush_lines(&mut self) {
-        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            self.emit(&line);
-        }
-        if self.pending.len() >= MAX_LINE {
-            let line = std::mem::take(&mut self.pending);
-            self.emit(&line);
-        }
-    }
-}
-
-impl AsyncWrite for LineLogger {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        this.pending.extend_from_slice(buf);
-        this.flush_lines();
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if !this.pending.is_empty() {
-            let line = std::mem::take(&mut this.pending);
-            this.emit(&line);
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl Drop for LineLogger {
-    fn drop(&mut self) {
-        if !self.pending.is_empty() {
-            let line = std::mem::take(&mut self.pending);
-            self.emit(&line);
-        }
-    }
 }

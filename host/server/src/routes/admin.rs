@@ -10,10 +10,9 @@ use axum::extract::{Extension, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 
-use crate::admin::{
-    AdminError, AdminErrorKind, AdminOps, AdminOutcome, InstallRequest, PolicyReloadOutcome, RollbackRequest,
-    UninstallRequest,
-};
+use arw_ops::{ErrorKind, Live, OpsError};
+
+use crate::admin::{AdminOutcome, InstallRequest, PolicyReloadOutcome, RollbackRequest, UninstallRequest};
 use crate::gating::{self, GatingKey};
 use crate::middleware::{Identity, client_address};
 use crate::problem::{Problem, ProblemDocument};
@@ -64,7 +63,7 @@ fn authorize(state: &SharedState, identity: &Identity, key: &GatingKey) -> Resul
     })
 }
 
-fn ops(state: &SharedState) -> Result<Arc<dyn AdminOps>, Problem> {
+fn ops(state: &SharedState) -> Result<Arc<Live>, Problem> {
     state.admin.clone().ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -74,30 +73,30 @@ fn ops(state: &SharedState) -> Result<Arc<dyn AdminOps>, Problem> {
     })
 }
 
-fn problem(error: AdminError) -> Problem {
-    let status = match error.kind {
-        AdminErrorKind::Invalid => StatusCode::BAD_REQUEST,
-        AdminErrorKind::NotFound => StatusCode::NOT_FOUND,
-        AdminErrorKind::Refused => StatusCode::UNPROCESSABLE_ENTITY,
-        AdminErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
-        AdminErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+fn problem(error: &OpsError) -> Problem {
+    let status = match error.kind() {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Refused => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    Problem::new(status, error.code, error.message)
+    Problem::new(status, error.code(), error.to_string())
 }
 
 async fn prepare<T: serde::de::DeserializeOwned>(
     state: &SharedState,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Arc<dyn AdminOps>, T), Problem> {
+) -> Result<(Arc<Live>, T), Problem> {
     let request = crate::body::json::<T>(headers, body, state.config.body_limit_bytes).await?;
     Ok((ops(state)?, request))
 }
 
-fn respond<R: serde::Serialize>(outcome: Result<R, AdminError>) -> Response {
+fn respond<T, R: serde::Serialize + From<T>>(outcome: Result<T, OpsError>) -> Response {
     match outcome {
-        Ok(outcome) => Json(outcome).into_response(),
-        Err(error) => problem(error).into_response(),
+        Ok(outcome) => Json(R::from(outcome)).into_response(),
+        Err(error) => problem(&error).into_response(),
     }
 }
 
@@ -114,7 +113,7 @@ fn respond<R: serde::Serialize>(outcome: Result<R, AdminError>) -> Response {
 )]
 pub async fn install(State(state): State<SharedState>, headers: HeaderMap, body: Body) -> Response {
     match prepare::<InstallRequest>(&state, &headers, body).await {
-        Ok((ops, request)) => respond(ops.install(request).await),
+        Ok((ops, request)) => respond::<_, AdminOutcome>(ops.install(&request.package).await),
         Err(problem) => problem.into_response(),
     }
 }
@@ -131,7 +130,7 @@ pub async fn install(State(state): State<SharedState>, headers: HeaderMap, body:
 )]
 pub async fn uninstall(State(state): State<SharedState>, headers: HeaderMap, body: Body) -> Response {
     match prepare::<UninstallRequest>(&state, &headers, body).await {
-        Ok((ops, request)) => respond(ops.uninstall(request).await),
+        Ok((ops, request)) => respond::<_, AdminOutcome>(ops.uninstall(&request.id).await),
         Err(problem) => problem.into_response(),
     }
 }
@@ -149,7 +148,7 @@ pub async fn uninstall(State(state): State<SharedState>, headers: HeaderMap, bod
 )]
 pub async fn rollback(State(state): State<SharedState>, headers: HeaderMap, body: Body) -> Response {
     match prepare::<RollbackRequest>(&state, &headers, body).await {
-        Ok((ops, request)) => respond(ops.rollback(request).await),
+        Ok((ops, request)) => respond::<_, AdminOutcome>(ops.rollback(&request.id, request.to).await),
         Err(problem) => problem.into_response(),
     }
 }
@@ -167,7 +166,7 @@ pub async fn reload_policies(State(state): State<SharedState>) -> Response {
         Ok(ops) => ops,
         Err(problem) => return problem.into_response(),
     };
-    respond(ops.reload_policies().await)
+    respond::<_, PolicyReloadOutcome>(ops.reload_policies().await)
 }
 
 /// Every component's requested capabilities with Cedar's decision.

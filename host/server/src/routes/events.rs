@@ -8,7 +8,8 @@
 //!   of events it missed, then the stream goes on (the host never waits);
 //! - each event is shown only if Cedar permits the caller
 //!   `events.subscribe` on its topic;
-//! - idle streams get a keep-alive comment every `http.events-keepalive-ms`.
+//! - idle streams get a keep-alive comment every `http.events-keepalive-ms`;
+//! - at most `http.max-event-streams` streams are open at once (503 past it).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -91,6 +92,7 @@ fn parse_query(uri: &Uri) -> Result<Query, Problem> {
     responses(
         (status = 200, description = "An SSE stream: `id:` the bus id, `event:` the topic, `data:` an EventData JSON object", content_type = "text/event-stream", body = String),
         (status = 400, description = "Invalid query", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "http.max-event-streams are open", body = ProblemDocument, content_type = "application/problem+json"),
     ),
     security((), ("bearer" = []), ("admin_header" = [])),
 )]
@@ -118,8 +120,21 @@ pub async fn stream(
         (None, Some(n)) => ReplayFrom::Last(n),
         (None, None) => ReplayFrom::Now,
     };
+    let Ok(permit) = state.event_streams.clone().try_acquire_owned() else {
+        let mut problem = Problem::new(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "too-many-streams",
+            format!(
+                "{} event streams are open, the most this host allows (http.max-event-streams); retry later",
+                state.config.max_event_streams
+            ),
+        );
+        problem.retry_after = Some(5);
+        return problem.into_response();
+    };
     let observation = state.host.bus().observe_from(from);
     let cursor = Cursor {
+        _permit: permit,
         state: state.clone(),
         identity,
         prefixes: query.prefixes,
@@ -132,6 +147,8 @@ pub async fn stream(
 }
 
 struct Cursor {
+    /// Released when the stream ends.
+    _permit: tokio::sync::OwnedSemaphorePermit,
     state: SharedState,
     identity: Identity,
     prefixes: Vec<String>,

@@ -14,11 +14,12 @@ use crate::views::Health;
     (status = 200, description = "The server is up", body = Health),
 ))]
 pub async fn live(State(state): State<SharedState>) -> Json<Health> {
-    Json(Health { status: "ok".into(), components: state.host.status().components.len() })
+    Json(Health::of(&state.host, "ok"))
 }
 
 /// Readiness: components are loaded (the server starts after they are)
-/// and the host is not shutting down.
+/// and the host is not shutting down. `refused` lists what the host would
+/// not run, and why.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, description = "Ready to take calls", body = Health),
     (status = 503, description = "Shutting down", body = ProblemDocument, content_type = "application/problem+json"),
@@ -28,5 +29,5 @@ pub async fn ready(State(state): State<SharedState>) -> Response {
         return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "shutting-down", "the host is shutting down")
             .into_response();
     }
-    Json(Health { status: "ready".into(), components: state.host.status().components.len() }).into_response()
+    Json(Health::of(&state.host, "ready")).into_response()
 }

@@ -40,7 +40,12 @@ pub fn router(state: SharedState, mcp: crate::mcp::McpService) -> Router {
         .route(gating::SPEC_MCP_TOOLS.path, get(spec::mcp_tools))
         .route(gating::SPEC_CEDAR.path, get(spec::cedar_schema))
         .merge(admin)
-        .route_service(gating::MCP.path, mcp)
+        .route_service(
+            gating::MCP.path,
+            tower::ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(state.clone(), crate::mcp::admit))
+                .service(mcp),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::middleware::front))

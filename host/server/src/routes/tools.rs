@@ -74,11 +74,11 @@ pub async fn call_tool(
     let started = Instant::now();
     let result = state.host.call(&identity.caller, name, input).await;
     if let Some(component) = state.host.tool_owner(name) {
-        let code = result.as_ref().err().map(|e| e.code().to_string());
+        let code = result.as_ref().err().map(|e| e.code().into_owned());
         state.metrics.record_call(&component, name, code.as_deref(), started.elapsed());
     }
     if let Err(error) = &result {
-        tracing::debug!(caller = %identity.name, tool = name, code = error.code(), "{error}");
+        tracing::debug!(caller = %identity.name, tool = name, code = %error.code(), "{error}");
     }
     result
 }

@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
 use crate::admin::{AdminOutcome, InstallRequest, PolicyReloadOutcome, RollbackRequest, UninstallRequest};
 use crate::problem::ProblemDocument;
 use crate::routes::{admin, events, health, metrics, spec, tools};
-use crate::views::{ComponentGrants, ComponentView, GrantView, Health, LimitsView, ToolView};
+use crate::views::{ComponentGrants, ComponentView, GrantView, Health, LimitsView, RefusalView, ToolView};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,7 +28,7 @@ use crate::views::{ComponentGrants, ComponentView, GrantView, Health, LimitsView
         admin::install, admin::uninstall, admin::rollback, admin::reload_policies, admin::grants, admin::status,
     ),
     components(schemas(
-        ProblemDocument, Health, ComponentView, LimitsView, ToolView, GrantView, ComponentGrants,
+        ProblemDocument, Health, RefusalView, ComponentView, LimitsView, ToolView, GrantView, ComponentGrants,
         InstallRequest, UninstallRequest, RollbackRequest, AdminOutcome, PolicyReloadOutcome, events::EventData,
     )),
     modifiers(&CommonResponses),

@@ -29,6 +29,7 @@ impl From<BusError> for CapabilityError {
         match e {
             BusError::TooLarge { .. } => CapabilityError::TooLarge(e.to_string()),
             BusError::InvalidTopic { .. } | BusError::InvalidJson(_) => CapabilityError::Invalid(e.to_string()),
+            BusError::Reserved { .. } => CapabilityError::Denied(e.to_string()),
         }
     }
 }
@@ -37,8 +38,12 @@ impl types::Host for BusInstance {}
 
 impl wit::Host for BusInstance {
     async fn publish(&mut self, topic: String, payload: wit::Payload) -> Result<u64, CapabilityError> {
-        // Validate first so a malformed topic is `invalid`, not a denial.
+        // Validate first so a malformed topic is `invalid`, not a denial;
+        // a reserved one is denied before Cedar is asked.
         super::validate_topic(&topic)?;
+        if let Some(prefix) = super::reserved_prefix(&topic) {
+            return Err(BusError::Reserved { topic, prefix }.into());
+        }
         self.grants.check(Action::BusPublish, &topic).await?;
         let payload = match payload {
             wit::Payload::Json(text) => Payload::Json(text),

@@ -24,6 +24,18 @@ use crate::config::BusConfig;
 /// Longest topic, in bytes.
 pub const MAX_TOPIC_BYTES: usize = 255;
 
+/// Topic prefixes only the host publishes under: its transitions
+/// (`component.`), policy reloads (`policy.`), refusals (`audit.`) and the
+/// event stream's own notices (`bus.`). No component may publish there (and
+/// no manifest may ask to), so an event under them is the host's word. A
+/// unit that adds host events adds its prefix here.
+pub const RESERVED_PREFIXES: &[&str] = &["component.", "policy.", "audit.", "bus."];
+
+/// The reserved prefix `topic` falls under, if any.
+pub fn reserved_prefix(topic: &str) -> Option<&'static str> {
+    RESERVED_PREFIXES.iter().copied().find(|prefix| topic.starts_with(prefix) || topic == &prefix[..prefix.len() - 1])
+}
+
 /// An event body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
@@ -70,6 +82,8 @@ pub enum BusError {
     InvalidJson(String),
     #[error("payload of {size} bytes is over the bus limit of {limit} bytes (bus.max-payload-bytes)")]
     TooLarge { size: usize, limit: usize },
+    #[error("topic `{topic}` is under `{prefix}`, which is reserved for the host's own events")]
+    Reserved { topic: String, prefix: &'static str },
 }
 
 /// Check that `topic` is dot.case: segments of `[a-z0-9_-]` starting with a
@@ -185,9 +199,24 @@ impl Bus {
         }
     }
 
-    /// Publish an event from `source`. Authorization is the caller's job
-    /// (see [`BusInstance`]); this checks the topic and payload only.
+    /// Publish an event from `source` (a component id, or a test). Topics
+    /// under [`RESERVED_PREFIXES`] are refused: only [`Bus::publish_host`]
+    /// publishes there. Authorization is the caller's job (see
+    /// [`BusInstance`]); this checks the topic and payload only.
     pub fn publish(&self, source: &str, topic: &str, payload: Payload) -> Result<u64, BusError> {
+        if let Some(prefix) = reserved_prefix(topic) {
+            return Err(BusError::Reserved { topic: topic.chars().take(64).collect(), prefix });
+        }
+        self.publish_unchecked(source, topic, payload)
+    }
+
+    /// Publish one of the host's own events (source `host`), reserved
+    /// topics included.
+    pub fn publish_host(&self, topic: &str, payload: Payload) -> Result<u64, BusError> {
+        self.publish_unchecked("host", topic, payload)
+    }
+
+    fn publish_unchecked(&self, source: &str, topic: &str, payload: Payload) -> Result<u64, BusError> {
         validate_topic(topic)?;
         if payload.len() > self.config.max_payload_bytes {
             return Err(BusError::TooLarge { size: payload.len(), limit: self.config.max_payload_bytes });
@@ -320,6 +349,19 @@ mod tests {
         assert_eq!(demo.try_recv().map(|e| e.id).ok(), Some(1));
         assert_eq!(demo.try_recv().map(|e| e.id).ok(), Some(2));
         assert!(demo.try_recv().is_err());
+    }
+
+    #[test]
+    fn reserved_topics_are_the_hosts_alone() {
+        let bus = Bus::new(BusConfig::default());
+        for topic in ["component.rolled_back", "policy.reloaded", "audit.denied", "bus.gap", "component"] {
+            assert!(
+                matches!(bus.publish("arw:evil", topic, Payload::Json("{}".into())), Err(BusError::Reserved { .. })),
+                "{topic}"
+            );
+            assert!(bus.publish_host(topic, Payload::Json("{}".into())).is_ok(), "{topic}");
+        }
+        assert!(bus.publish("arw:ok", "components.x", Payload::Json("{}".into())).is_ok());
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Guest logging into the host's `tracing` output, tagged with the
 //! component's identity (target `arw::guest`). Authorized per level as
-//! `log.write` on `Arw::LogLevel::"<level>"`.
+//! `log.write` on `Arw::LogLevel::"<level>"`; a guest's stdout and stderr
+//! are the levels `stdout` and `stderr` ([`guest_output`]).
 
+pub mod guest_output;
 mod host;
 
+pub use guest_output::{GuestOutput, GuestOutputSink, GuestOutputStats, LineBudget, LogConfig};
 pub use host::LogInstance;
 
 /// Longest message kept, in bytes; longer ones are truncated (and say so).

@@ -10,15 +10,16 @@ use std::time::Duration;
 
 use arw_host::manifest::{ComponentId, Manifest};
 use arw_host::{Host, HostConfig, LoadError};
+use arw_ops::InstalledSource;
 use arw_policy::{PolicySet, PolicySource, Principal};
 use arw_registry::keys::KeyStore;
 use arw_registry::reference::VersionSpec;
-use arw_registry::{InstalledSet, InstalledSource, PackageRef, PublicKey, Registry, RegistryError, TrustStore};
+use arw_registry::{InstalledSet, PackageRef, PublicKey, Registry, RegistryError, TrustStore};
 use semver::Version;
 
-const TEXT_STATS: &str = include_str!("../../manifests/text-stats.toml");
-const KV_COUNTER: &str = include_str!("../../manifests/kv-counter.toml");
-const DEFAULT_POLICIES: &str = include_str!("../../policies/default.cedar");
+const TEXT_STATS: &str = include_str!("../../../manifests/text-stats.toml");
+const KV_COUNTER: &str = include_str!("../../../manifests/kv-counter.toml");
+const DEFAULT_POLICIES: &str = include_str!("../../../policies/default.cedar");
 
 struct Env {
     _dir: tempfile::TempDir,

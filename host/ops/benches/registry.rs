@@ -20,18 +20,19 @@ use std::time::Duration;
 
 use arw_host::manifest::Manifest;
 use arw_host::{Host, HostConfig};
+use arw_ops::InstalledSource;
 use arw_policy::{PolicySet, PolicySource};
 use arw_registry::keys::KeyStore;
 use arw_registry::signature::{SignatureFile, digest};
-use arw_registry::{InstalledSet, InstalledSource, Registry, TrustStore};
+use arw_registry::{InstalledSet, Registry, TrustStore};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use semver::Version;
 
 const FIRST_PARTY: [(&str, &str); 4] = [
-    ("text-stats", include_str!("../../manifests/text-stats.toml")),
-    ("kv-counter", include_str!("../../manifests/kv-counter.toml")),
-    ("announce", include_str!("../../manifests/announce.toml")),
-    ("event-log", include_str!("../../manifests/event-log.toml")),
+    ("text-stats", include_str!("../../../manifests/text-stats.toml")),
+    ("kv-counter", include_str!("../../../manifests/kv-counter.toml")),
+    ("announce", include_str!("../../../manifests/announce.toml")),
+    ("event-log", include_str!("../../../manifests/event-log.toml")),
 ];
 
 struct Fixture {
@@ -73,7 +74,7 @@ fn policies() -> PolicySet {
     let schema = arw_policy::schema::embedded().unwrap();
     let text = format!(
         "{}\npermit(principal, action == Arw::Action::\"config.read\", resource);",
-        include_str!("../../policies/default.cedar")
+        include_str!("../../../policies/default.cedar")
     );
     PolicySet::from_sources(&schema, [PolicySource::new("bench.cedar", text)]).unwrap()
 }

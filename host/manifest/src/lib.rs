@@ -31,6 +31,14 @@ use std::str::FromStr;
 use arw_policy::Action;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The fully qualified export each world requires of a component.
+pub mod exports {
+    /// Exported by components of the `tool` world.
+    pub const TOOL_HANDLER: &str = "arw:host/tool-handler@0.1.0";
+    /// Exported by components of the `subscriber` world.
+    pub const EVENT_HANDLER: &str = "arw:host/event-handler@0.1.0";
+}
+
 /// A component id, `namespace:name`, both parts `[a-z0-9-]`, starting with
 /// a letter or digit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -108,8 +116,8 @@ impl World {
     /// The export a component of this world must have.
     pub fn required_export(self) -> &'static str {
         match self {
-            World::Tool => crate::bindings::exports::TOOL_HANDLER,
-            World::Subscriber => crate::bindings::exports::EVENT_HANDLER,
+            World::Tool => exports::TOOL_HANDLER,
+            World::Subscriber => exports::EVENT_HANDLER,
         }
     }
 }

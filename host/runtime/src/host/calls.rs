@@ -1,0 +1,72 @@
+//! The data plane: calling tools and asking Cedar on behalf of callers.
+//!
+//! Nothing here takes a lock: a call loads the routing table (an
+//! `ArcSwap`), then its component's active version (another), and keeps
+//! that version to the end. Only a new version's probation takes the
+//! slot's lock, to count its outcome.
+
+use std::sync::atomic::Ordering;
+
+use arw_policy::{Action, Principal, PrincipalHandle, Resource};
+
+use super::Host;
+use crate::authz::Denied;
+use crate::error::CallError;
+
+/// Someone calling tools, prepared for repeated authorization.
+#[derive(Debug)]
+pub struct Caller(pub(crate) PrincipalHandle);
+
+impl Host {
+    /// Prepare a caller for tool calls (e.g. [`Principal::local_operator`]).
+    pub fn caller(&self, principal: Principal) -> Caller {
+        Caller(self.runtime.chokepoint.authorizer().principal(principal))
+    }
+
+    /// May `caller` do `action` on `resource`? A refusal is audited (an
+    /// `audit.denied` event), like every other refusal.
+    pub fn authorize(&self, caller: &Caller, action: Action, resource: &str) -> Result<(), Denied> {
+        self.runtime.chokepoint.authorize(&caller.0, None, action, Resource::named(resource))
+    }
+
+    /// The same question without the audit event, for filters where "no"
+    /// is routine (which events an event-stream client sees).
+    pub fn permits(&self, caller: &Caller, action: Action, resource: &str) -> bool {
+        self.runtime.chokepoint.allows(&caller.0, None, action, resource)
+    }
+
+    /// The component that provides tool `tool`, if any.
+    pub fn tool_owner(&self, tool: &str) -> Option<String> {
+        self.routes.load().tools.get(tool).map(|slot| slot.id.clone())
+    }
+
+    /// Call tool `tool` with JSON `input`. Runs on a fresh instance of the
+    /// active version, under its deadline, memory cap and concurrency limit.
+    pub async fn call(&self, caller: &Caller, tool: &str, input: &str) -> Result<serde_json::Value, CallError> {
+        // Counted first, then the flag checked (both SeqCst): either this
+        // call sees the host stopping, or `stop` sees it in flight and
+        // waits for it. Never a call that starts after `stop` counted zero.
+        let _guard = self.in_flight.enter();
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(CallError::ShuttingDown);
+        }
+        let routes = self.routes.load();
+        let Some(slot) = routes.tools.get(tool).cloned() else {
+            return Err(CallError::UnknownTool {
+                name: tool.chars().take(64).collect(),
+                available: routes.tools.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        };
+        drop(routes);
+        let component = slot.active();
+        let result = self.runtime.invoke(&caller.0, &component, input).await;
+        let swap = &self.runtime.config.swap;
+        if swap.auto_rollback {
+            let fault = matches!(&result, Err(e) if e.is_fault());
+            if slot.observe(&component, fault, swap.probation_calls, swap.rollback_after_faults) {
+                self.auto_rollback(&slot, &component).await;
+            }
+        }
+        result
+    }
+}

@@ -1,0 +1,290 @@
+//! [`Host`]: the host as a library. The CLI, the tests and the HTTP server
+//! all drive it through this type.
+//!
+//! It is split by the kind of work:
+//!
+//! - [`calls`]: the data plane — calling tools, asking Cedar for callers.
+//!   It takes no lock: a call loads the routing table and its component's
+//!   active version from `ArcSwap`s and goes.
+//! - [`control`]: the control plane — activating, removing and rolling back
+//!   versions, reloading policies, recording refusals. It takes the
+//!   transition lock (one change at a time), but never while compiling or
+//!   health-checking, and announces every change on the typed control
+//!   channel ([`Host::control`]).
+//! - [`views`]: the plain data the host shows of itself.
+//!
+//! This file holds the host's state, its start and its stop.
+
+pub mod calls;
+pub mod control;
+pub mod views;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use arw_policy::{Authorizer, PolicySet};
+use parking_lot::Mutex;
+use tokio::sync::{Notify, watch};
+
+pub use calls::Caller;
+pub use views::{
+    ActivationError, BusStatsView, ComponentInfo, ComponentStatus, GrantInfo, HostStatus, PolicyReload, Refusal,
+    ToolInfo,
+};
+
+use crate::authz::Chokepoint;
+use crate::capabilities::Capabilities;
+use crate::capabilities::bus::{Bus, BusStats};
+use crate::capabilities::kv::KvStore;
+use crate::capabilities::log::GuestOutputSink;
+use crate::config::HostConfig;
+use crate::error::{HostError, LoadError};
+use crate::runtime::aot::AotCache;
+use crate::runtime::pool::InstancePool;
+use crate::runtime::subscriber::SubscriberWorker;
+use crate::runtime::{Runtime, engine};
+use crate::source::ComponentSource;
+use crate::supervisor::{Announcer, Slot};
+
+/// Which slot serves each component id and each tool name. Replaced as a
+/// whole (copy on write) by the control plane; read lock-free by calls.
+#[derive(Debug, Default, Clone)]
+struct Routes {
+    components: BTreeMap<String, Arc<Slot>>,
+    tools: BTreeMap<String, Arc<Slot>>,
+}
+
+/// Counts calls in flight so shutdown can wait for them.
+#[derive(Debug, Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+struct InFlightGuard<'a>(&'a InFlight);
+
+impl InFlight {
+    fn enter(&self) -> InFlightGuard<'_> {
+        // SeqCst pairs with the shutdown flag (see `Host::call`).
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self)
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Most refusals kept for `arw status`; the oldest go first.
+const MAX_REFUSALS: usize = 256;
+
+/// A running host.
+pub struct Host {
+    runtime: Arc<Runtime>,
+    routes: ArcSwap<Routes>,
+    workers: Mutex<BTreeMap<String, SubscriberWorker>>,
+    /// Serialises activations, removals, rollbacks and reloads.
+    transitions: tokio::sync::Mutex<()>,
+    announcer: Announcer,
+    refusals: Mutex<BTreeMap<String, Refusal>>,
+    shutdown: watch::Sender<bool>,
+    shutting_down: AtomicBool,
+    in_flight: InFlight,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("components", &self.routes.load().components.keys()).finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// Start a host: build the engine, open the kv store, load every
+    /// component of `source`, start subscribers. Components that fail to
+    /// load are returned (with why), logged, recorded as refusals (see
+    /// [`Host::status`]) and left out; the host runs the rest.
+    pub async fn start(
+        config: HostConfig,
+        policies: PolicySet,
+        source: &dyn ComponentSource,
+    ) -> Result<(Host, Vec<LoadError>), HostError> {
+        let state_dir = config.state_dir.clone().ok_or(HostError::NoStateDir)?;
+        let swap = &config.swap;
+        if swap.auto_rollback && (swap.probation_calls == 0 || swap.rollback_after_faults == 0) {
+            return Err(HostError::Config(
+                "swap.probation-calls and swap.rollback-after-faults must be at least 1 when swap.auto-rollback is on"
+                    .into(),
+            ));
+        }
+        config.log.check().map_err(HostError::Config)?;
+        let pool = InstancePool::new(config.engine.max_instances)?;
+        let engine = engine::build(&config.engine)?;
+        engine::start_ticker(&engine, Duration::from_millis(config.engine.epoch_tick_ms));
+        let linker = crate::runtime::linker(&engine).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        let bus = Arc::new(Bus::new(config.bus.clone()));
+        let kv = Arc::new(KvStore::open(&state_dir, config.kv.clone())?);
+        let authorizer = Arc::new(Authorizer::new(arw_policy::schema::embedded()?, policies));
+        let chokepoint = Arc::new(Chokepoint::new(authorizer, &bus));
+        let guest_output = GuestOutputSink::start(config.log)
+            .map_err(|e| HostError::Engine(format!("cannot start the guest-output thread: {e}")))?;
+        let aot = match AotCache::for_config(&config) {
+            Ok(cache) => Some(cache),
+            Err(e) => {
+                tracing::warn!("the AOT cache is not used: {e}; every component is compiled at load");
+                None
+            }
+        };
+        let announcer = Announcer::new(bus.clone());
+        let runtime = Arc::new(Runtime {
+            engine,
+            linker,
+            capabilities: Capabilities { bus, kv, outgoing_http: config.outgoing_http, guest_output },
+            chokepoint,
+            config,
+            aot,
+            pool,
+        });
+        spawn_audit_flusher(&runtime.chokepoint);
+
+        let (shutdown, _) = watch::channel(false);
+        let host = Host {
+            runtime,
+            routes: ArcSwap::from_pointee(Routes::default()),
+            workers: Mutex::new(BTreeMap::new()),
+            transitions: tokio::sync::Mutex::new(()),
+            announcer,
+            refusals: Mutex::new(BTreeMap::new()),
+            shutdown,
+            shutting_down: AtomicBool::new(false),
+            in_flight: InFlight::default(),
+        };
+        let mut refused = Vec::new();
+        for package in source.packages() {
+            let (id, version) = match &package {
+                Ok(p) => (Some(p.manifest.id.to_string()), Some(p.manifest.version.to_string())),
+                Err(_) => (None, None),
+            };
+            let loaded = match package {
+                Ok(package) => host.runtime.load(package).await,
+                Err(e) => Err(e),
+            };
+            let admitted = match loaded {
+                Ok(loaded) => host.admit_new(Arc::new(loaded)).map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = admitted {
+                let component = id.unwrap_or_else(|| e.origin().to_string());
+                host.record_refusal(&component, version, control::stage_of(&e), e.to_string());
+                refused.push(e);
+            }
+        }
+        Ok((host, refused))
+    }
+
+    pub fn bus(&self) -> &Arc<Bus> {
+        &self.runtime.capabilities.bus
+    }
+
+    pub fn bus_stats(&self) -> BusStats {
+        self.bus().stats()
+    }
+
+    pub fn authorizer(&self) -> &Arc<Authorizer> {
+        self.runtime.chokepoint.authorizer()
+    }
+
+    /// Is the host stopping (no new calls taken)?
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Stop taking calls, let calls in flight finish and subscribers deliver
+    /// what is already queued (all of it bounded by one `grace`), and release
+    /// the state directory. Returns how many calls were still running when
+    /// the grace period ended.
+    pub async fn shutdown(self, grace: Duration) -> usize {
+        self.stop(grace).await
+    }
+
+    /// [`Host::shutdown`] for a host that is still shared (an HTTP server's
+    /// last connections may hold it a moment longer): the state directory
+    /// is released when the last reference goes.
+    pub async fn stop(&self, grace: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + grace;
+        let workers = self.stop_taking_work();
+        let drained = tokio::time::timeout_at(deadline, async {
+            loop {
+                let idle = self.in_flight.idle.notified();
+                if self.in_flight.count.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                idle.await;
+            }
+        })
+        .await;
+        let left = if drained.is_ok() { 0 } else { self.in_flight.count.load(Ordering::SeqCst) };
+        // Every subscriber drains its queue at the same time, within what is
+        // left of the same grace period.
+        let tasks: Vec<_> = workers.into_iter().map(|w| w.task).collect();
+        let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+        if tokio::time::timeout_at(deadline, futures_join_all(tasks)).await.is_err() {
+            tracing::warn!("subscribers did not finish their queued events within the grace period");
+            aborts.iter().for_each(tokio::task::AbortHandle::abort);
+        }
+        self.runtime.chokepoint.audit().flush(true);
+        left
+    }
+
+    /// Refuse new calls and stop feeding subscribers; returns the workers
+    /// (which now deliver only what is already queued).
+    fn stop_taking_work(&self) -> Vec<SubscriberWorker> {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let workers: Vec<SubscriberWorker> = std::mem::take(&mut *self.workers.lock()).into_values().collect();
+        for worker in &workers {
+            self.bus().unsubscribe(worker.subscription);
+        }
+        let _ = self.shutdown.send(true);
+        workers
+    }
+}
+
+impl Drop for Host {
+    /// A host dropped without [`Host::stop`] still lets go of everything:
+    /// its subscribers are unsubscribed and their workers aborted (a worker
+    /// holds the runtime, and the bus holds its queue), so nothing keeps the
+    /// engine, the bus or the kv store alive.
+    fn drop(&mut self) {
+        for worker in self.stop_taking_work() {
+            worker.task.abort();
+        }
+    }
+}
+
+/// Wait for every task (a small `join_all` without another dependency).
+async fn futures_join_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// Report coalesced refusals once their window closes, for as long as the
+/// host lives.
+fn spawn_audit_flusher(chokepoint: &Arc<Chokepoint>) {
+    let weak = Arc::downgrade(chokepoint);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(crate::authz::audit::COALESCE_WINDOW).await;
+            match weak.upgrade() {
+                Some(chokepoint) => chokepoint.audit().flush(false),
+                None => return,
+            }
+        }
+    });
+}

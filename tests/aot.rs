@@ -63,3 +63,70 @@ async fn second_start_loads_artifacts_and_config_changes_recompile() {
     let tampered = start(state.path(), 64).await;
     assert!(all(&tampered, Compilation::Compiled), "{tampered:?}");
 }
+
+fn artifacts_in(state: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(state.join("aot"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Hardening #5: a forged artifact is never deserialized, even with a
+/// matching plain checksum beside it: artifacts carry a MAC under a
+/// per-host secret. Swapping two genuine artifacts (each with its own MAC)
+/// is caught too, because the MAC covers the artifact's name.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_or_swapped_artifacts_are_recompiled() {
+    use sha2::Digest;
+    let state = tempfile::tempdir().unwrap();
+    assert!(all(&start(state.path(), 64).await, Compilation::Compiled));
+    let secret = state.path().join("aot.secret");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let found = artifacts_in(state.path());
+    assert_eq!(found.len(), 2);
+
+    // Forge: replace an artifact and write what the old cache trusted, a
+    // plain sha256 sidecar, plus a MAC made without the secret.
+    let forged = b"not native code a host produced".to_vec();
+    for path in &found {
+        std::fs::write(path, &forged).unwrap();
+        std::fs::write(path.with_extension("cwasm.sha256"), hex::encode(sha2::Sha256::digest(&forged))).unwrap();
+        std::fs::write(path.with_extension("cwasm.mac"), hex::encode(sha2::Sha256::digest(&forged))).unwrap();
+    }
+    assert!(all(&start(state.path(), 64).await, Compilation::Compiled), "forged artifacts are recompiled");
+    assert!(all(&start(state.path(), 64).await, Compilation::Cached), "and the recompiled ones load again");
+
+    // Swap two genuine artifacts, each with its own (valid) MAC.
+    let (a, b) = (&found[0], &found[1]);
+    let (a_bytes, a_mac) = (std::fs::read(a).unwrap(), std::fs::read(a.with_extension("cwasm.mac")).unwrap());
+    std::fs::copy(b, a).unwrap();
+    std::fs::copy(b.with_extension("cwasm.mac"), a.with_extension("cwasm.mac")).unwrap();
+    std::fs::write(b, a_bytes).unwrap();
+    std::fs::write(b.with_extension("cwasm.mac"), a_mac).unwrap();
+    assert!(all(&start(state.path(), 64).await, Compilation::Compiled), "swapped artifacts are recompiled");
+}
+
+/// Hardening #5: a cache directory others may write is not used at all:
+/// every component is compiled (and the host says why in its log).
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cache_directory_others_can_write_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let state = tempfile::tempdir().unwrap();
+    assert!(all(&start(state.path(), 64).await, Compilation::Compiled));
+    assert!(all(&start(state.path(), 64).await, Compilation::Cached));
+    std::fs::set_permissions(state.path().join("aot"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(all(&start(state.path(), 64).await, Compilation::Compiled), "a world-writable cache is ignored");
+    std::fs::set_permissions(state.path().join("aot"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(all(&start(state.path(), 64).await, Compilation::Cached));
+    // A secret others can read is refused the same way.
+    std::fs::set_permissions(state.path().join("aot.secret"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(all(&start(state.path(), 64).await, Compilation::Compiled), "a readable secret is not trusted");
+}

@@ -157,3 +157,38 @@ async fn unsigned_components_are_refused_unless_allowed() {
     assert_eq!(host.components()[0].publisher, None);
     host.shutdown(std::time::Duration::from_secs(1)).await;
 }
+
+/// Hardening #8: a signed manifest may not ask for more than the host
+/// allows: each ceiling is named in the refusal, with the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn manifests_asking_past_the_hosts_ceilings_are_refused() {
+    let probe =
+        |limits: &str| format!("id = \"test:probe\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n[limits]\n{limits}\n");
+    let cases = [
+        ("timeout-ms = 86400000", "limits.timeout-ms = 86400000 is over the host's limits.max-timeout-ms = 60000"),
+        ("concurrency = 1000", "limits.concurrency = 1000 is over the host's limits.max-concurrency = 32"),
+        ("memory-mib = 4096", "limits.memory-mib = 4096 is over the host's engine.max-memory-mib = 64"),
+    ];
+    for (limits, expected) in cases {
+        let t =
+            TestHost::start(Components::new().with(&probe(limits), artifacts::PROBE.bytes), &[OPERATOR_INVOKES]).await;
+        let messages: Vec<String> = t.refused.iter().map(ToString::to_string).collect();
+        assert!(
+            messages.iter().any(|m| m.contains(expected) && m.contains("raise the host's")),
+            "{limits}: {messages:?}"
+        );
+        assert!(t.host.components().is_empty());
+        t.stop().await;
+    }
+    // The pool: concurrency must leave room in engine.max-instances.
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut config = arw_tests::config(state.path());
+    config.engine.max_instances = 4;
+    let components = Components::new().with(&probe("concurrency = 8"), artifacts::PROBE.bytes);
+    let (host, refused) = arw_host::Host::start(config, arw_tests::policies(&[OPERATOR_INVOKES]), &components)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let message = refused.first().map(ToString::to_string).unwrap_or_default();
+    assert!(message.contains("over the 3 instance-pool slots"), "{message}");
+    host.shutdown(std::time::Duration::from_secs(1)).await;
+}

@@ -103,12 +103,27 @@ async fn a_hundred_swaps_under_load_fail_no_call() {
     let host = Arc::new(host);
     let stop = Arc::new(AtomicBool::new(false));
     let tasks = load(&host, &stop);
+    let mut versions = vec![Arc::downgrade(&host.active_component("test:probe").unwrap())];
     for swap in 0..100 {
         let version = if swap % 2 == 0 { "2.0.0" } else { "1.0.0" };
         assert_eq!(host.activate(probe(version, "")).await.unwrap(), version);
+        versions.push(Arc::downgrade(&host.active_component("test:probe").unwrap()));
     }
     stop.store(true, Ordering::Release);
     let results = finish(tasks).await;
+    // Every replaced version is freed once its calls have ended: the last
+    // one's probation keeps its predecessor loaded, so end it first.
+    let caller = host.caller(Principal::local_operator());
+    for _ in 0..20 {
+        host.call(&caller, "probe", r#"{"op":"echo","value":1}"#).await.unwrap();
+    }
+    let (current, replaced) = versions.split_last().unwrap();
+    assert!(current.upgrade().is_some(), "the active version is alive");
+    let replaced: Vec<_> = replaced.to_vec();
+    eventually("all 100 replaced versions freed (Weak counts 0)", move || {
+        replaced.iter().all(|v| v.strong_count() == 0)
+    })
+    .await;
     let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(failures.is_empty(), "{} failed calls, e.g. {:?}", failures.len(), failures.first());
     let v1 = results.iter().filter(|r| r.as_deref() == Ok("v1.0.0")).count();
@@ -341,4 +356,38 @@ async fn a_passed_probation_frees_the_previous_version() {
     let host = Arc::new(host);
     let h = host.clone();
     eventually("1.0.0 freed after probation", move || h.status().components[0].draining.is_empty()).await;
+}
+
+/// Hardening #10: a version is loaded, linked and health-checked outside
+/// the transition lock, so a policy reload does not wait behind a slow
+/// activation (a Python or JavaScript compile takes seconds; here, a health
+/// check that waits 1.5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_activation_does_not_hold_up_a_policy_reload() {
+    let (host, _state) = host_with(vec![probe("1.0.0", "")], &[OPERATOR_INVOKES, PROBE_GRANTS], |_| {}).await;
+    let host = Arc::new(host);
+    let mut observer = host.bus().observe();
+    let activation = {
+        let host = host.clone();
+        let slow = "describe-delay-ms = \"1500\"\n[limits]\ntimeout-ms = 5000\n";
+        tokio::spawn(async move { host.activate(probe("2.0.0", slow)).await })
+    };
+    // The activation has begun (its load runs)...
+    loop {
+        let event = observer.recv().await.unwrap();
+        if event.topic == events::ACTIVATING {
+            break;
+        }
+    }
+    // ...and a reload goes through while it is still health-checking.
+    let summary = host
+        .reload_policies(vec![
+            PolicySource::new("a.cedar", OPERATOR_INVOKES),
+            PolicySource::new("b.cedar", PROBE_GRANTS),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(summary.policies, 2);
+    assert!(!activation.is_finished(), "the reload finished first: it did not wait for the activation");
+    assert_eq!(activation.await.unwrap().unwrap(), "2.0.0");
 }

@@ -109,13 +109,16 @@ async fn an_allowed_host_succeeds_and_any_other_is_refused() {
     let refused = get(&host, "http://example.com/").await;
     assert_eq!(tool_code(&refused), "denied", "no DNS lookup, no connection: refused first");
 
-    // Each refusal is audited with the authority that was asked for.
+    // Each refusal is audited with the authority that was asked for (the
+    // second within the coalescing window, so reported at the flush).
+    host.flush_audit();
     let denied: Vec<serde_json::Value> =
         arw_tests::drain(&mut audit).iter().filter(|e| e.topic == "audit.denied").filter_map(|e| e.json()).collect();
     let resources: Vec<&str> = denied.iter().filter_map(|d| d["resource"].as_str()).collect();
     assert!(resources.contains(&format!("127.0.0.1:{other}").as_str()), "{denied:?}");
     assert!(resources.contains(&"example.com:80"), "{denied:?}");
-    assert!(denied.iter().all(|d| d["action"] == "http.request"), "{denied:?}");
+    let http: Vec<&serde_json::Value> = denied.iter().filter(|d| d["action"] == "http.request").collect();
+    assert_eq!(http.len(), 2, "one event per refused request: {denied:?}");
     host.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -169,5 +172,53 @@ async fn a_call_waiting_on_a_trickling_response_ends_at_the_component_deadline()
     assert!(matches!(result, Err(CallError::Timeout { limit_ms: 1000, .. })), "{result:?}");
     assert!(started.elapsed() < Duration::from_secs(5), "stopped at the deadline, not when the server finished");
     assert_eq!(get(&host, &format!("http://127.0.0.1:{port}/hello")).await.unwrap()["ok"]["body"], "hi");
+    host.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Hardening #9: the host resolves the name and checks the address it will
+/// connect to. `localhost` resolves to 127.0.0.1: a grant on the name (or
+/// on everything) does not reach it; only a grant that names the address
+/// literally does. A wildcard grant never reaches a special address even
+/// when the guest writes the address itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_and_wildcards_do_not_reach_loopback_only_literal_grants_do() {
+    let port = serve().await;
+    let everything = format!("{OPERATOR}\npermit(principal, action == Arw::Action::\"http.request\", resource);");
+    let by_name = format!("http://localhost:{port}/hello");
+    let by_address = format!("http://127.0.0.1:{port}/hello");
+
+    // Granted by name only: the name resolves to loopback, refused.
+    let (host, _state) = host_with(&[("http.request", "localhost:*")], &everything).await;
+    let mut audit = host.bus().observe();
+    let refused = get(&host, &by_name).await;
+    assert_eq!(tool_code(&refused), "denied", "{refused:?}");
+    let denied: Vec<serde_json::Value> =
+        arw_tests::drain(&mut audit).iter().filter(|e| e.topic == "audit.denied").filter_map(|e| e.json()).collect();
+    assert!(
+        denied.iter().any(|d| d["reason"].as_str().unwrap_or_default().contains("a loopback address")),
+        "the refusal says where the name led: {denied:?}"
+    );
+    host.shutdown(Duration::from_secs(1)).await;
+
+    // A wildcard grant, with the address written by the guest: refused.
+    let (host, _state) = host_with(&[("http.request", "*:*")], &everything).await;
+    assert_eq!(tool_code(&get(&host, &by_address).await), "denied");
+    assert_eq!(tool_code(&get(&host, &by_name).await), "denied");
+    host.shutdown(Duration::from_secs(1)).await;
+
+    // The name and the literal address both requested and permitted: reached.
+    let (host, _state) =
+        host_with(&[("http.request", "localhost:*"), ("http.request", "127.0.0.1:*")], &everything).await;
+    assert_eq!(get(&host, &by_name).await.unwrap()["ok"]["body"], "hi");
+    assert_eq!(get(&host, &by_address).await.unwrap()["ok"]["body"], "hi");
+    host.shutdown(Duration::from_secs(1)).await;
+
+    // Requested literally, but Cedar permits only the name: refused.
+    let name_only = format!(
+        "{OPERATOR}\npermit(principal, action == Arw::Action::\"http.request\", resource) when {{ resource.name like \"localhost:*\" }};"
+    );
+    let (host, _state) =
+        host_with(&[("http.request", "localhost:*"), ("http.request", "127.0.0.1:*")], &name_only).await;
+    assert_eq!(tool_code(&get(&host, &by_name).await), "denied");
     host.shutdown(Duration::from_secs(1)).await;
 }

@@ -21,6 +21,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("spinner", false),
     ("memory-hog", false),
     ("probe", false),
+    ("listener", false),
 ];
 
 fn main() {

@@ -87,12 +87,29 @@ impl InstalledSet {
     /// Read, change and atomically rewrite the index under the lock.
     pub fn update<T>(&self, change: impl FnOnce(&mut InstalledIndex) -> T) -> Result<T, RegistryError> {
         let _lock = crate::lock::exclusive(&self.path.with_extension("lock"))?;
+        self.remove_stale_temporaries();
         let mut index = self.load()?;
         let result = change(&mut index);
         let mut bytes = serde_json::to_vec_pretty(&index).unwrap_or_default();
         bytes.push(b'\n');
         arw_fs::write_atomic(&self.path, &bytes).map_err(io(&self.path))?;
         Ok(result)
+    }
+
+    /// Temporary files of this index that a killed writer left behind (we
+    /// hold the lock, so no writer is active).
+    fn remove_stale_temporaries(&self) {
+        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name().and_then(|n| n.to_str())) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let prefix = format!(".{name}.");
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            if file.to_str().is_some_and(|f| f.starts_with(&prefix) && arw_fs::is_temporary(f)) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Record `id@version` as the active version; returns the entry.

@@ -121,10 +121,13 @@ impl Registry {
         remove_stale_temporaries(&dir)?;
         let manifest_path = self.file(&id, &version, "manifest.json");
         write_atomic(&manifest_path, &manifest_bytes).map_err(io(&manifest_path))?;
+        arw_fs::fault_point("publish:manifest", id.as_str());
         let sig_path = self.file(&id, &version, &format!("{signer}.sig"));
         write_atomic(&sig_path, &signature.to_bytes()).map_err(io(&sig_path))?;
+        arw_fs::fault_point("publish:signature", id.as_str());
         // The commit point.
         write_atomic(&wasm_path, wasm).map_err(io(&wasm_path))?;
+        arw_fs::fault_point("publish:committed", id.as_str());
         Ok(VersionEntry { id: id.to_string(), version: version.to_string(), yanked: false, dir })
     }
 

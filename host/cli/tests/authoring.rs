@@ -163,9 +163,9 @@ fn four_languages_scaffold_build_publish_install_and_agree() {
         json!({"ok": {"slug": "crème-brûlée-à-la-carte", "calls": 3}}),
         json!({"ok": {"slug": "rocket-🚀-launch-😀", "calls": 4}}),
         json!({"ok": {"slug": "tab-new-line-quoted-back-slash", "calls": 5}}),
-        json!({"status": 422, "code": "empty-slug"}),
-        json!({"status": 422, "code": "empty-slug"}),
-        json!({"status": 422, "code": "empty-slug"}),
+        json!({"status": 422, "code": "tool:empty-slug"}),
+        json!({"status": 422, "code": "tool:empty-slug"}),
+        json!({"status": 422, "code": "tool:empty-slug"}),
         json!({"status": 400, "code": "schema-violation"}),
         json!({"status": 400, "code": "schema-violation"}),
     ];
@@ -183,7 +183,7 @@ fn four_languages_scaffold_build_publish_install_and_agree() {
     assert_eq!(reload.status(), 200);
     for lang in LANGS {
         let got = outcome(call(&client, &up.base, &format!("slugify-{lang}"), &json!({"text": "x"})));
-        assert_eq!(got, json!({"status": 422, "code": "denied"}), "slugify-{lang} without a kv grant");
+        assert_eq!(got, json!({"status": 422, "code": "tool:denied"}), "slugify-{lang} without a kv grant");
     }
 }
 

@@ -74,7 +74,9 @@ fn failed_calls_exit_one_with_a_coded_error() {
     let out = run(arw(state.path(), &["call", "announce", "--input", r#"{"topic":"billing.x","message":1}"#]));
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("error[denied]") && stderr.contains("`bus.publish` on `billing.x`"), "{stderr}");
+    // The tool reports the capability's refusal as its own code: namespaced,
+    // so it cannot pass for the host's `denied`.
+    assert!(stderr.contains("error[tool:denied]") && stderr.contains("`bus.publish` on `billing.x`"), "{stderr}");
 }
 
 #[test]
@@ -125,39 +127,75 @@ fn policy_check_reports_file_and_line() {
     assert!(stderr.contains("does not start on invalid policies") && stderr.contains("bad.cedar:3:"), "{stderr}");
 }
 
-#[test]
-fn guest_stdout_goes_to_the_log_tagged_with_the_component() {
-    let state = tempdir();
+/// The probe as an unsigned component in a directory, requesting `capabilities`.
+fn probe_dir(capabilities: &str) -> tempfile::TempDir {
     let components = tempdir();
     std::fs::copy(arw_artifacts::PROBE.path, components.path().join("probe.wasm")).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(
         components.path().join("probe.toml"),
-        "id = \"test:probe\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n",
+        format!("id = \"test:probe\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n{capabilities}"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    components
+}
+
+/// Run the probe's `print` (one line to stdout, one to stderr) under `policy`.
+fn print_through(components: &Path, policy: &str) -> std::process::Output {
+    let state = tempdir();
     let policies = tempdir();
-    std::fs::write(
-        policies.path().join("p.cedar"),
-        "permit(principal in Arw::Role::\"operator\", action == Arw::Action::\"tool.invoke\", resource);",
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let out = run(arw(
+    std::fs::write(policies.path().join("p.cedar"), policy).unwrap_or_else(|e| panic!("{e}"));
+    run(arw(
         state.path(),
         &["call", "probe", "--input", r#"{"op":"print","message":"hello-from-guest"}"#, "--log", "info"],
     )
     .arg("--components")
-    .arg(components.path())
+    .arg(components)
     .arg("--allow-unsigned")
     .arg("--policies")
-    .arg(policies.path()));
+    .arg(policies.path()))
+}
+
+const OPERATOR_INVOKES: &str =
+    "permit(principal in Arw::Role::\"operator\", action == Arw::Action::\"tool.invoke\", resource);";
+
+#[test]
+fn guest_stdout_goes_to_the_log_tagged_with_the_component_when_granted() {
+    let components = probe_dir("[[capabilities]]\naction = \"log.write\"\nresource = \"std*\"\n");
+    let grant = "permit(principal == Arw::Component::\"test:probe\", action == Arw::Action::\"log.write\", resource) \
+                 when { resource.name == \"stdout\" || resource.name == \"stderr\" };";
+    let out = print_through(components.path(), &format!("{OPERATOR_INVOKES}\n{grant}"));
     assert_eq!(json_out(&out), serde_json::json!({"ok": null}));
     let stderr = text(&out.stderr);
     let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("hello-from-guest")).collect();
     assert_eq!(lines.len(), 2, "one stdout and one stderr line expected:\n{stderr}");
-    for line in lines {
+    for line in &lines {
         assert!(line.contains("test:probe"), "{line}");
     }
+    let tagged = |stream: &str| {
+        lines.iter().any(|l| l.contains(&format!("stream={stream}")) || l.contains(&format!("stream=\"{stream}\"")))
+    };
+    assert!(tagged("stdout") && tagged("stderr"), "{lines:?}");
     assert!(!text(&out.stdout).contains("hello-from-guest"), "guest output must not reach the host's stdout");
+}
+
+#[test]
+fn guest_stdout_without_a_grant_never_reaches_the_log() {
+    // Requested but not permitted, then permitted but not requested: the
+    // call succeeds (writing is not an error for the guest), the lines are
+    // dropped and the refusal is audited.
+    let requested = probe_dir("[[capabilities]]\naction = \"log.write\"\nresource = \"*\"\n");
+    let unrequested = probe_dir("");
+    let everything = "permit(principal, action == Arw::Action::\"log.write\", resource);";
+    for (components, policy) in [
+        (requested.path(), OPERATOR_INVOKES.to_string()),
+        (unrequested.path(), format!("{OPERATOR_INVOKES}\n{everything}")),
+    ] {
+        let out = print_through(components, &policy);
+        assert_eq!(json_out(&out), serde_json::json!({"ok": null}));
+        let stderr = text(&out.stderr);
+        assert!(!stderr.lines().any(|l| l.contains("hello-from-guest") && !l.contains("arw::audit")), "{stderr}");
+        assert!(stderr.contains("action=log.write resource=stdout"), "the refusal is audited:\n{stderr}");
+    }
 }
 
 #[test]

@@ -149,6 +149,22 @@ pub fn regular_file_exists(path: &Path) -> Result<bool, ReadError> {
     }
 }
 
+/// A crash-test hook: when the environment variable `ARW_FAULT_POINT`
+/// names this step (`<step>`, or `<step>:<subject>` for one file), the
+/// process aborts right here, as `kill -9` would. Tests use it to prove that
+/// a crash between any two steps of a write leaves state consistent. Unset
+/// (always, outside tests), it costs one cached check.
+pub fn fault_point(step: &str, subject: &str) {
+    static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let Some(point) = POINT.get_or_init(|| std::env::var("ARW_FAULT_POINT").ok()) else { return };
+    let matches =
+        point == step || point.strip_prefix(step).and_then(|rest| rest.strip_prefix(':')).is_some_and(|s| s == subject);
+    if matches {
+        eprintln!("fault injected at {step}:{subject} (ARW_FAULT_POINT)");
+        std::process::abort();
+    }
+}
+
 /// Write `bytes` to `path` so that a crash at any moment leaves either the
 /// old file or the complete new one: write a temporary file in the same
 /// directory, fsync it, rename it over `path`, fsync the directory.
@@ -162,14 +178,17 @@ pub fn write_atomic_with_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> s
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let (temp_path, mut temp) = tempfile_in(dir, name, mode)?;
+    fault_point("write-atomic:created", name);
     let written = temp.write_all(bytes).and_then(|()| temp.sync_all());
     if let Err(e) = written {
         let _ = std::fs::remove_file(&temp_path);
         return Err(e);
     }
+    fault_point("write-atomic:written", name);
     std::fs::rename(&temp_path, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&temp_path);
     })?;
+    fault_point("write-atomic:renamed", name);
     sync_dir(dir)
 }
 

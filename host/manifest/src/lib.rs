@@ -31,6 +31,12 @@ use std::str::FromStr;
 use arw_policy::Action;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// Bus topic prefixes only the host publishes under (its transitions,
+/// policy reloads, refusals and the event stream's notices). No component
+/// may publish there and no manifest may ask to. A unit that adds host
+/// events adds its prefix here.
+pub const RESERVED_TOPIC_PREFIXES: &[&str] = &["component.", "policy.", "audit.", "bus."];
+
 /// The fully qualified export each world requires of a component.
 pub mod exports {
     /// Exported by components of the `tool` world.
@@ -257,6 +263,16 @@ impl Manifest {
                 return fail(format!(
                     "`{}` is an action of callers from outside (HTTP, MCP, the CLI), not of components",
                     request.action
+                ));
+            }
+            if request.action == Action::BusPublish
+                && let Some(prefix) = RESERVED_TOPIC_PREFIXES
+                    .iter()
+                    .find(|p| request.resource.starts_with(*p) || request.resource == p[..p.len() - 1])
+            {
+                return fail(format!(
+                    "`bus.publish` on `{}`: topics under `{prefix}` are reserved for the host's own events",
+                    request.resource
                 ));
             }
             if request.action == Action::BusSubscribe && !self.worlds.contains(&World::Subscriber) {

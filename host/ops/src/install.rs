@@ -75,6 +75,7 @@ pub fn commit(config: &HostConfig, stores: &Stores, candidate: Candidate) -> Res
         .map_err(|e| precompile(e.to_string()))?
         .load_or_compile(&engine, &candidate.verified.digest, &candidate.package.wasm)
         .map_err(|e| precompile(format!("{e:#}")))?;
+    arw_fs::fault_point("install:precompiled", id.as_str());
     Ok(stores.installed.record(id, version, &candidate.verified.digest, &candidate.verified.publisher)?)
 }
 

@@ -31,6 +31,8 @@ pub enum PolicyError {
     Schema { message: String },
     #[error("cannot read policies from `{path}`: {error}")]
     Io { path: String, error: std::io::Error },
+    #[error("cannot read a policy file: {0}")]
+    Read(#[from] arw_fs::ReadError),
     #[error("{}", render_list(.0))]
     Invalid(Vec<PolicyDiagnostic>),
 }

@@ -35,13 +35,18 @@ impl PolicySource {
         paths
             .into_iter()
             .map(|path| {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|error| PolicyError::Io { path: path.display().to_string(), error })?;
+                // A policy directory is the operator's: a symlinked file is
+                // followed, but it must lead to a regular file of sane size.
+                let text = String::from_utf8(arw_fs::read_user_file(&path, MAX_POLICY_FILE_BYTES)?)
+                    .map_err(|_| arw_fs::ReadError::NotUtf8 { path: path.clone() })?;
                 Ok(PolicySource::new(path.display().to_string(), text))
             })
             .collect()
     }
 }
+
+/// The largest policy file read.
+pub const MAX_POLICY_FILE_BYTES: u64 = 4 << 20;
 
 /// A validated set of policies, with where each one came from.
 #[derive(Debug, Clone)]

@@ -93,8 +93,10 @@ impl DirectorySource {
 
     fn package(&self, manifest_path: &Path) -> Result<ComponentPackage, LoadError> {
         let origin = manifest_path.display().to_string();
-        let io = |error| LoadError::Io { origin: origin.clone(), error };
-        let text = std::fs::read_to_string(manifest_path).map_err(io)?;
+        let text = arw_fs::read_user_file(manifest_path, 1 << 20)
+            .map_err(|e| LoadError::Manifest { origin: origin.clone(), message: e.to_string() })?;
+        let text = String::from_utf8(text)
+            .map_err(|_| LoadError::Manifest { origin: origin.clone(), message: "not UTF-8 text".into() })?;
         let manifest =
             Manifest::parse(&text).map_err(|e| LoadError::Manifest { origin: origin.clone(), message: e.message })?;
         let wasm_path = match &manifest.component {
@@ -111,15 +113,14 @@ impl DirectorySource {
             None => manifest_path.with_extension("wasm"),
         };
         let wasm_origin = wasm_path.display().to_string();
-        let size =
-            std::fs::metadata(&wasm_path).map_err(|error| LoadError::Io { origin: wasm_origin.clone(), error })?.len();
-        if size > self.max_component_bytes {
-            return Err(LoadError::Limits {
-                origin: wasm_origin,
-                message: format!("component is {size} bytes, over the limit of {} bytes", self.max_component_bytes),
-            });
-        }
-        let wasm = std::fs::read(&wasm_path).map_err(|error| LoadError::Io { origin: wasm_origin.clone(), error })?;
+        let wasm = arw_fs::read_user_file(&wasm_path, self.max_component_bytes).map_err(|e| match e {
+            arw_fs::ReadError::Io { error, .. } => LoadError::Io { origin: wasm_origin.clone(), error },
+            arw_fs::ReadError::NotFound { .. } => LoadError::Io {
+                origin: wasm_origin.clone(),
+                error: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            },
+            other => LoadError::Limits { origin: wasm_origin.clone(), message: other.to_string() },
+        })?;
         Ok(ComponentPackage { manifest, wasm: Cow::Owned(wasm), origin: wasm_origin, publisher: None })
     }
 }

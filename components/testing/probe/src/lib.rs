@@ -8,11 +8,16 @@
 //! `{"op": "kv.list", "namespace": "...", "prefix": "..."}`,
 //! `{"op": "bus.publish", "topic": "...", "message": <json>}`,
 //! `{"op": "config.get", "key": "..."}`, `{"op": "log", "message": "..."}`,
-//! `{"op": "print", "message": "..."}` (writes to stdout and stderr),
+//! `{"op": "print", "message": "...", "times": n}` (writes `n` lines, default
+//! 1, to stdout and as many to stderr),
+//! `{"op": "sleep", "ms": n}` (waits in the host, on a `wasi:clocks` pollable),
+//! `{"op": "fail", "code": "..."}` (returns a tool error with that code),
 //! `{"op": "echo", "value": <json>}` (no capability at all),
 //! `{"op": "http.get", "url": "http://host:port/path"}` (`wasi:http`;
 //! answers `{"status": 200, "body": "..."}`).
 //! The tool is called `probe`, or the value of its `tool-name` config key.
+//! With a `describe-delay-ms` config key, `describe` (the health check)
+//! first waits that long in the host.
 //! `config.get` of a key whose value is `"trap"` traps.
 //! Output `{"ok": <result>}`; a capability error becomes a tool error whose
 //! code is the error's case (`denied`, `invalid`, `too-large`, `unavailable`).
@@ -41,7 +46,15 @@ enum Op {
     #[serde(rename = "log")]
     Log { message: String },
     #[serde(rename = "print")]
-    Print { message: String },
+    Print {
+        message: String,
+        #[serde(default = "one")]
+        times: u32,
+    },
+    #[serde(rename = "sleep")]
+    Sleep { ms: u64 },
+    #[serde(rename = "fail")]
+    Fail { code: String },
     #[serde(rename = "echo")]
     Echo { value: Value },
     #[serde(rename = "http.get")]
@@ -108,12 +121,24 @@ fn capability_error(e: CapabilityError) -> ToolError {
     ToolError { code: code.into(), message }
 }
 
+fn one() -> u32 {
+    1
+}
+
+/// Wait `ms` in the host (the guest is parked on a pollable, not running).
+fn sleep(ms: u64) {
+    wasip2::clocks::monotonic_clock::subscribe_duration(ms.saturating_mul(1_000_000)).block();
+}
+
 struct Probe;
 
 impl Guest for Probe {
     fn describe() -> Descriptor {
         // Several probes can be loaded side by side when each is configured
         // with its own `tool-name` (and granted `config.read` on it).
+        if let Some(ms) = config::get("describe-delay-ms").ok().flatten().and_then(|v| v.parse().ok()) {
+            sleep(ms);
+        }
         let name = config::get("tool-name").ok().flatten().unwrap_or_else(|| "probe".into());
         Descriptor {
             name,
@@ -157,11 +182,18 @@ impl Guest for Probe {
                     .map_err(capability_error)?;
                 Value::Null
             }
-            Op::Print { message } => {
-                println!("{message}");
-                eprintln!("{message}");
+            Op::Print { message, times } => {
+                for _ in 0..times {
+                    println!("{message}");
+                    eprintln!("{message}");
+                }
                 Value::Null
             }
+            Op::Sleep { ms } => {
+                sleep(ms);
+                Value::Null
+            }
+            Op::Fail { code } => return Err(ToolError { code, message: "failed on request".into() }),
             Op::Echo { value } => value,
             Op::HttpGet { url } => http_get(&url)?,
         };

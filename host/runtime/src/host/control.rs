@@ -321,3 +321,82 @@ impl Host {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::HostConfig;
+    use crate::source::ComponentSource;
+
+    struct Packages(Vec<ComponentPackage>);
+
+    impl ComponentSource for Packages {
+        fn describe(&self) -> String {
+            "test".into()
+        }
+        fn packages(&self) -> Vec<Result<ComponentPackage, LoadError>> {
+            self.0.iter().cloned().map(Ok).collect()
+        }
+    }
+
+    fn probe(version: &str) -> ComponentPackage {
+        let text = format!("id = \"test:probe\"\nversion = \"{version}\"\nworlds = [\"tool\"]\n");
+        ComponentPackage {
+            manifest: crate::Manifest::parse(&text).unwrap_or_else(|e| panic!("{e}")),
+            wasm: Cow::Borrowed(arw_artifacts::PROBE.bytes),
+            origin: "test".into(),
+            publisher: Some("test".into()),
+        }
+    }
+
+    /// Hardening #10: an auto-rollback decided for a faulting version
+    /// never lands on a newer one. v2 faults, the operator activates the
+    /// fix v3 before the rollback runs: the rollback for v2 is a no-op.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_pending_rollback_never_replaces_a_newer_fix() {
+        let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let config = HostConfig { state_dir: Some(state.path().to_path_buf()), ..HostConfig::default() };
+        let (host, refused) = Host::start(config, PolicySet::empty(), &Packages(vec![probe("1.0.0")]))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(refused.is_empty(), "{refused:?}");
+        host.activate(probe("2.0.0")).await.unwrap_or_else(|e| panic!("{e}"));
+        let broken = host.active_component("test:probe").unwrap_or_else(|| panic!("no probe"));
+        let slot = host.slot("test:probe").unwrap_or_else(|| panic!("no slot"));
+        host.activate(probe("3.0.0")).await.unwrap_or_else(|e| panic!("{e}"));
+        // The rollback that v2's faults asked for arrives now.
+        host.auto_rollback(&slot, &broken).await;
+        assert_eq!(host.active_version("test:probe").map(|v| v.0).as_deref(), Some("3.0.0"));
+        // It still works for the version that is active and faulting.
+        let fix = host.active_component("test:probe").unwrap_or_else(|| panic!("no probe"));
+        host.auto_rollback(&slot, &fix).await;
+        assert_eq!(host.active_version("test:probe").map(|v| v.0).as_deref(), Some("2.0.0"));
+        host.shutdown(Duration::from_secs(1)).await;
+    }
+
+    /// Hardening #10: a drain's retire and a rollback's restore are one
+    /// decision under the slot's lock: a version restored after its drain
+    /// retired it is serving again, not retired.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_restored_version_is_never_left_retired() {
+        let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let config = HostConfig { state_dir: Some(state.path().to_path_buf()), ..HostConfig::default() };
+        let (host, _) = Host::start(config, PolicySet::empty(), &Packages(vec![probe("1.0.0")]))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let v1 = host.active_component("test:probe").unwrap_or_else(|| panic!("no probe"));
+        let slot = host.slot("test:probe").unwrap_or_else(|| panic!("no slot"));
+        let _call = v1.enter(); // a call in flight on v1
+        host.activate(probe("2.0.0")).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(slot.end_drain(&v1), supervisor::DrainEnd::Retired { interrupted: 1 });
+        assert!(v1.retired.load(std::sync::atomic::Ordering::Acquire));
+        let v2 = host.active_component("test:probe").unwrap_or_else(|| panic!("no probe"));
+        host.auto_rollback(&slot, &v2).await;
+        assert!(Arc::ptr_eq(&host.active_component("test:probe").unwrap_or_else(|| panic!("no probe")), &v1));
+        assert!(!v1.retired.load(std::sync::atomic::Ordering::Acquire), "restored and serving, not retired");
+        assert_eq!(slot.end_drain(&v1), supervisor::DrainEnd::ActiveAgain);
+        host.shutdown(Duration::from_secs(1)).await;
+    }
+}

@@ -200,6 +200,12 @@ impl Host {
         self.runtime.chokepoint.authorizer()
     }
 
+    /// Report every refusal counted in an open coalescing window now,
+    /// instead of when the window closes (see [`crate::authz::audit`]).
+    pub fn flush_audit(&self) {
+        self.runtime.chokepoint.audit().flush(true);
+    }
+
     /// Is the host stopping (no new calls taken)?
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
@@ -238,6 +244,10 @@ impl Host {
             tracing::warn!("subscribers did not finish their queued events within the grace period");
             aborts.iter().for_each(tokio::task::AbortHandle::abort);
         }
+        // What guests wrote to stdout and stderr reaches the log.
+        let output = self.runtime.capabilities.guest_output.clone();
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(100));
+        let _ = tokio::task::spawn_blocking(move || output.flush(remaining)).await;
         self.runtime.chokepoint.audit().flush(true);
         left
     }

@@ -27,9 +27,8 @@ pub const MAX_TOPIC_BYTES: usize = 255;
 /// Topic prefixes only the host publishes under: its transitions
 /// (`component.`), policy reloads (`policy.`), refusals (`audit.`) and the
 /// event stream's own notices (`bus.`). No component may publish there (and
-/// no manifest may ask to), so an event under them is the host's word. A
-/// unit that adds host events adds its prefix here.
-pub const RESERVED_PREFIXES: &[&str] = &["component.", "policy.", "audit.", "bus."];
+/// no manifest may ask to), so an event under them is the host's word.
+pub use crate::manifest::RESERVED_TOPIC_PREFIXES as RESERVED_PREFIXES;
 
 /// The reserved prefix `topic` falls under, if any.
 pub fn reserved_prefix(topic: &str) -> Option<&'static str> {

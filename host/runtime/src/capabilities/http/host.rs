@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpHooks};
 
-use super::OutgoingHttpConfig;
+use super::{OutgoingHttpConfig, address};
 use crate::authz::Grants;
 use crate::capabilities::ComponentCapabilities;
 
@@ -39,6 +39,54 @@ pub(crate) struct ArwHttpHooks {
     config: OutgoingHttpConfig,
 }
 
+/// Resolve `host` (unless it is an address already) and pick the first
+/// address this component may reach: a public one, or a special one its
+/// grants name literally (see [`super::address`]). The request is then sent
+/// to exactly that address.
+async fn resolve_and_check(
+    grants: &Arc<Grants>,
+    host: &str,
+    port: u16,
+    timeout: std::time::Duration,
+) -> Result<std::net::SocketAddr, HttpError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addresses: Vec<std::net::SocketAddr> = match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
+        Err(_) => match tokio::time::timeout(timeout, tokio::net::lookup_host((bare, port))).await {
+            Ok(Ok(found)) => found.collect(),
+            Ok(Err(_)) => return Err(HttpError::DnsError { rcode: None, info_code: None }),
+            Err(_) => return Err(HttpError::DnsTimeout),
+        },
+    };
+    let mut refusals = Vec::new();
+    for address in &addresses {
+        let ip = address.ip();
+        let Some(range) = address::special_range(ip) else { return Ok(*address) };
+        let literal = address::literal_authority(ip, port);
+        if !address::literally_requested(grants.requested(), ip, port) {
+            refusals.push(format!(
+                "`{host}` resolves to {literal}, {range}, which only a manifest request naming `{literal}` (or `{}:*`) literally may reach",
+                address::literal_authority(ip, port).rsplit_once(':').map_or("", |(h, _)| h)
+            ));
+            continue;
+        }
+        match grants.check(Action::HttpRequest, &literal).await {
+            Ok(()) => return Ok(*address),
+            Err(denied) => refusals.push(denied.to_string()),
+        }
+    }
+    let reason = if refusals.is_empty() { format!("`{host}` resolved to no address") } else { refusals.join("; ") };
+    let denied = crate::authz::Denied {
+        principal: grants.principal().principal().cedar_uid(),
+        action: Action::HttpRequest,
+        resource: crate::authz::shown(&format!("{host}:{port}"), crate::authz::SHOWN_RESOURCE_CHARS),
+        reason,
+    };
+    tracing::warn!("outgoing HTTP request refused: {denied}");
+    grants.chokepoint().audit().denied(&denied);
+    Err(HttpError::HttpRequestDenied)
+}
+
 /// The smaller of the guest's timeout and the host's cap.
 fn capped(asked: Option<std::time::Duration>, cap: std::time::Duration) -> Option<std::time::Duration> {
     Some(asked.map_or(cap, |asked| asked.min(cap)))
@@ -66,6 +114,9 @@ impl WasiHttpHooks for ArwHttpHooks {
             let Some(authority) = super::authority(request.uri()) else {
                 return Err(HttpError::HttpRequestUriInvalid);
             };
+            let (Some(host), port) = (request.uri().host().map(str::to_string), super::port(request.uri())) else {
+                return Err(HttpError::HttpRequestUriInvalid);
+            };
             // This future runs on a tokio task, not on the guest's stack.
             if let Err(denied) = grants.check(Action::HttpRequest, &authority).await {
                 tracing::warn!(component = %component, %authority, "outgoing HTTP request refused: {denied}");
@@ -77,8 +128,9 @@ impl WasiHttpHooks for ArwHttpHooks {
                 first_byte_timeout: capped(options.and_then(|o| o.first_byte_timeout), cap),
                 between_bytes_timeout: capped(options.and_then(|o| o.between_bytes_timeout), cap),
             };
-            tracing::debug!(component = %component, %authority, method = %request.method(), "outgoing HTTP request");
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let address = resolve_and_check(&grants, &host, port, options.connect_timeout.unwrap_or(cap)).await?;
+            tracing::debug!(component = %component, %authority, %address, method = %request.method(), "outgoing HTTP request");
+            let (response, io) = super::send::send_to(address, &host, request, options).await?;
             let limit = config.max_response_bytes;
             let response = response.map(|body| {
                 http_body_util::Limited::new(body, limit)

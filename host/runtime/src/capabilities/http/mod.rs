@@ -11,12 +11,19 @@
 //!   passes it as a stream error, not as the `HTTP-response-body-size`
 //!   code);
 //! - the component's deadline covers the wait: a call blocked on a slow
-//!   response ends at `limits.timeout-ms` like any other.
+//!   response ends at `limits.timeout-ms` like any other;
+//! - the host resolves the name itself and connects to the address it
+//!   checked: loopback, private, link-local and other special addresses are
+//!   reachable only through a grant that names the address literally, so a
+//!   wildcard grant or a name that resolves there (DNS rebinding) cannot
+//!   reach the host's own ports or its local network ([`address`]).
 //!
 //! A refused request fails with the `HTTP-request-denied` error code; the
 //! reason is in the host log and the `audit.denied` event.
 
+pub mod address;
 mod host;
+mod send;
 
 pub use host::HttpInstance;
 
@@ -51,8 +58,12 @@ impl OutgoingHttpConfig {
 /// scheme's default port written out. `None` when the URI has no host.
 pub fn authority(uri: &http::Uri) -> Option<String> {
     let host = uri.host()?;
-    let port = uri.port_u16().unwrap_or(if uri.scheme() == Some(&http::uri::Scheme::HTTPS) { 443 } else { 80 });
-    Some(format!("{}:{port}", host.to_ascii_lowercase()))
+    Some(format!("{}:{}", host.to_ascii_lowercase(), port(uri)))
+}
+
+/// The request's port, the scheme's default when none is written.
+pub fn port(uri: &http::Uri) -> u16 {
+    uri.port_u16().unwrap_or(if uri.scheme() == Some(&http::uri::Scheme::HTTPS) { 443 } else { 80 })
 }
 
 #[cfg(test)]

@@ -85,17 +85,21 @@ struct Counters {
     overflowed: AtomicU64,
 }
 
-struct Line {
-    grants: Arc<Grants>,
-    component: Arc<str>,
-    stream: &'static str,
-    text: String,
+enum Queued {
+    Line {
+        grants: Arc<Grants>,
+        component: Arc<str>,
+        stream: &'static str,
+        text: String,
+    },
+    /// Answered once every line queued before it is handled.
+    Flush(std::sync::mpsc::Sender<()>),
 }
 
 /// The host-wide end of guest output: the queue to the log thread.
 #[derive(Clone)]
 pub struct GuestOutputSink {
-    queue: SyncSender<Line>,
+    queue: SyncSender<Queued>,
     counters: Arc<Counters>,
     config: LogConfig,
 }
@@ -109,17 +113,24 @@ impl std::fmt::Debug for GuestOutputSink {
 impl GuestOutputSink {
     /// Start the log thread. It ends when the last sink is dropped.
     pub fn start(config: LogConfig) -> std::io::Result<Self> {
-        let (queue, lines) = std::sync::mpsc::sync_channel::<Line>(config.guest_queue_lines);
+        let (queue, lines) = std::sync::mpsc::sync_channel::<Queued>(config.guest_queue_lines);
         let counters = Arc::new(Counters::default());
         let thread_counters = counters.clone();
         std::thread::Builder::new().name("arw-guest-output".into()).spawn(move || {
-            for line in lines {
+            for queued in lines {
+                let (grants, component, stream, text) = match queued {
+                    Queued::Line { grants, component, stream, text } => (grants, component, stream, text),
+                    Queued::Flush(done) => {
+                        let _ = done.send(());
+                        continue;
+                    }
+                };
                 // A plain thread: Cedar may evaluate here (never on a
                 // guest's fiber stack), and a slow log writer waits here.
-                match line.grants.check_now(Action::LogWrite, line.stream) {
+                match grants.check_now(Action::LogWrite, stream) {
                     Ok(()) => {
                         thread_counters.logged.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(target: "arw::guest", component = &*line.component, stream = line.stream, "{}", line.text);
+                        tracing::info!(target: "arw::guest", component = &*component, stream, "{text}");
                     }
                     Err(_) => {
                         thread_counters.denied.fetch_add(1, Ordering::Relaxed);
@@ -139,12 +150,31 @@ impl GuestOutputSink {
         }
     }
 
+    /// Wait (at most `timeout`) until every line queued so far is handled.
+    /// Blocking: call it from a blocking thread.
+    pub fn flush(&self, timeout: std::time::Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (done, finished) = std::sync::mpsc::channel();
+        let mut marker = Queued::Flush(done);
+        loop {
+            match self.queue.try_send(marker) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    marker = back;
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(_) => return false,
+            }
+        }
+        finished.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_ok()
+    }
+
     /// The rate limit of one component version.
     pub fn budget(&self) -> Arc<LineBudget> {
         Arc::new(LineBudget::new(self.config.guest_lines_per_second, self.config.guest_burst_lines))
     }
 
-    fn send(&self, budget: &LineBudget, line: Line) {
+    fn send(&self, budget: &LineBudget, line: Queued) {
         if !budget.take() {
             self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
             return;
@@ -223,7 +253,7 @@ impl LineSplitter {
         let output = &self.output;
         output.sink.send(
             &output.budget,
-            Line {
+            Queued::Line {
                 grants: output.grants.clone(),
                 component: output.component.clone(),
                 stream: output.stream,

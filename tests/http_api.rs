@@ -365,3 +365,113 @@ async fn a_token_configured_as_its_sha256_authenticates_and_the_hash_itself_does
     assert_eq!(server.get("/admin/status", Some(&hash)).await.status(), 401);
     server.stop().await;
 }
+
+/// Hardening #15: connections, event streams and MCP sessions are bounded
+/// (`http.max-connections`, `http.max-event-streams`,
+/// `http.max-mcp-sessions`); past each bound the answer is a 503 problem
+/// with `Retry-After`, and what is open keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_streams_and_sessions_are_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let http = HttpConfig { max_event_streams: 2, max_mcp_sessions: 1, max_connections: 6, ..http_config() };
+    let server = TestServer::start(&[DEFAULT_POLICIES], http).await;
+
+    // Event streams: two open, the third refused.
+    let first = server.get("/events?prefix=demo", Some(ADMIN_TOKEN)).await;
+    let second = server.get("/events?prefix=demo", Some(ADMIN_TOKEN)).await;
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    let third = server.get("/events?prefix=demo", Some(ADMIN_TOKEN)).await;
+    assert_eq!(third.status(), 503);
+    assert!(third.headers().contains_key("retry-after"));
+    assert_eq!(problem(third).await["code"], "too-many-streams");
+    drop(first);
+    // A closed stream frees its place (the server notices when it next writes).
+    let mut reopened = None;
+    for _ in 0..200 {
+        let r = server.get("/events?prefix=demo", Some(ADMIN_TOKEN)).await;
+        if r.status() == 200 {
+            reopened = Some(r);
+            break;
+        }
+        server.host.bus().publish("test", "demo.tick", arw_host::capabilities::bus::Payload::Json("1".into())).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(reopened.is_some(), "a stream's place is released when it closes");
+    drop(reopened);
+    drop(second);
+
+    // MCP sessions: the first initialize opens one, the second is refused.
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let mcp = |body: serde_json::Value| {
+        server
+            .client
+            .post(server.url("/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .bearer_auth(ADMIN_TOKEN)
+            .body(body.to_string())
+            .send()
+    };
+    let opened = mcp(initialize.clone()).await.unwrap();
+    assert_eq!(opened.status(), 200, "{:?}", opened.text().await);
+    let refused = mcp(initialize).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(problem(refused).await["code"], "too-many-sessions");
+    drop(opened);
+
+    // Connections: hold six idle ones; the seventh is told 503 and closed.
+    let address = server.base.trim_start_matches("http://").to_string();
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        held.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    let mut extra = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n").await;
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), extra.read_to_string(&mut answer)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too-many-connections"), "{answer}");
+    drop(held);
+    let mut ok = false;
+    for _ in 0..200 {
+        if server.client.get(server.url("/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(ok, "closed connections free their places");
+    server.stop().await;
+}
+
+/// Hardening #15: a tool's own error codes are namespaced (`tool:<code>`,
+/// so no tool can answer with the host's `denied`) and the label set they
+/// feed is bounded: past 16 distinct codes per tool, `tool:other`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_error_codes_are_namespaced_and_their_label_set_bounded() {
+    let probe = arw_tests::probe_manifest("test:probe", &[], &[]);
+    let components = arw_tests::Components::new().with(&probe, arw_tests::artifacts::PROBE.bytes);
+    let server = TestServer::start_components(components, &[DEFAULT_POLICIES], http_config(), |_| {}).await;
+    let denied = server.post("/tools/probe/invoke", Some(ADMIN_TOKEN), r#"{"op":"fail","code":"denied"}"#).await;
+    assert_eq!(denied.status(), 422);
+    let body = problem(denied).await;
+    assert_eq!((body["code"].as_str(), body["type"].as_str()), (Some("tool:denied"), Some("urn:arw:problem:tool:denied")));
+    for i in 0..40 {
+        let r = server.post("/tools/probe/invoke", Some(ADMIN_TOKEN), &format!(r#"{{"op":"fail","code":"code-{i}"}}"#)).await;
+        assert_eq!(r.status(), 422);
+    }
+    let hostile = server.post("/tools/probe/invoke", Some(ADMIN_TOKEN), r#"{"op":"fail","code":"Not A Code!\n"}"#).await;
+    assert_eq!(problem(hostile).await["code"], "tool:invalid-code");
+
+    let text = server.get("/metrics", None).await.text().await.unwrap();
+    let codes: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter(|l| l.starts_with("arw_component_call_errors_total{"))
+        .filter_map(|l| l.split("code=\"").nth(1).and_then(|rest| rest.split('"').next()).map(str::to_string))
+        .collect();
+    assert!(codes.len() <= 17, "16 codes and `tool:other` at most: {codes:?}");
+    assert!(codes.contains("tool:other"), "{codes:?}");
+    assert!(codes.iter().all(|c| c.starts_with("tool:")), "{codes:?}");
+    server.stop().await;
+}

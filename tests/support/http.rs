@@ -58,10 +58,20 @@ impl TestServer {
         http: HttpConfig,
         adjust: impl FnOnce(&mut arw_host::HostConfig),
     ) -> TestServer {
+        Self::start_components(Components::first_party(), policy_texts, http, adjust).await
+    }
+
+    /// `components` under `policy_texts`, served with `http`.
+    pub async fn start_components(
+        components: Components,
+        policy_texts: &[&str],
+        http: HttpConfig,
+        adjust: impl FnOnce(&mut arw_host::HostConfig),
+    ) -> TestServer {
         let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let mut host_config = config(state.path());
         adjust(&mut host_config);
-        let (host, refused) = Host::start(host_config, policies(policy_texts), &Components::first_party())
+        let (host, refused) = Host::start(host_config, policies(policy_texts), &components)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(refused.is_empty(), "{refused:?}");

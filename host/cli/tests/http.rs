@@ -92,3 +92,38 @@ fn a_public_bind_without_a_token_stops_arw_up_with_the_fix() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("ARW_HTTP__ADMIN_TOKEN"), "{stderr}");
 }
+
+/// SIGTERM while a call is in flight: the call finishes (200, its answer)
+/// before the process exits, and it exits 0.
+#[test]
+fn sigterm_drains_a_call_in_flight() {
+    let home = Home::new(
+        "permit(principal in Arw::Role::\"admin\", action == Arw::Action::\"tool.invoke\", resource);\n\
+         permit(principal, action == Arw::Action::\"config.read\", resource) when { principal.publisher == \"acme\" };\n",
+    );
+    home.setup_acme();
+    let slow = "[limits]\ntimeout-ms = 10000\n[[capabilities]]\naction = \"config.read\"\nresource = \"tool-name\"\n\
+                [config]\ntool-name = \"echo\"\n";
+    assert!(home.publish("1.0.0", slow).status.success());
+    home.ok(&["install", "acme:echo", "--yes"]);
+    let mut up = home.up(&[("ARW_HTTP__ADMIN_TOKEN", TOKEN)]);
+    let base = up.base.clone();
+    let call = std::thread::spawn(move || {
+        reqwest::blocking::Client::new()
+            .post(format!("{base}/tools/echo/invoke"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(r#"{"op":"sleep","ms":1500}"#)
+            .send()
+            .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
+    });
+    home.wait_for("the call in flight", |s| {
+        s["components"].as_array().is_some_and(|c| c.iter().any(|c| c["id"] == "acme:echo" && c["in-flight"] == 1))
+    });
+    let pid = up.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let (status, body) = call.join().unwrap().unwrap();
+    assert_eq!((status, body.as_str()), (200, r#"{"ok":null}"#), "the call in flight finished");
+    let exit = up.child.wait().unwrap();
+    assert!(exit.success(), "{exit}");
+}

@@ -104,3 +104,55 @@ fn a_running_host_follows_installs_rollbacks_uninstalls_and_policy_edits() {
     let code = up.0.wait().unwrap();
     assert!(code.success(), "{code}");
 }
+
+/// Hardening #17, as a user ran into it: with `arw up` running, uninstall
+/// the component serving `text-stats` and at once install another serving
+/// the same tool name. The new one becomes active (removals are applied
+/// first); a component refused for a conflict shows in `arw status` until
+/// what blocked it goes, then activates. And an idle host does not rewrite
+/// its status file (hardening #15).
+#[test]
+fn the_watcher_applies_removals_first_and_retries_refused_components() {
+    let home = Home::new(
+        "permit(principal in Arw::Role::\"operator\", action == Arw::Action::\"tool.invoke\", resource);\n\
+         permit(principal, action == Arw::Action::\"config.read\", resource) when { principal.publisher == \"acme\" };\n",
+    );
+    home.setup_acme();
+    let stats = "[[capabilities]]\naction = \"config.read\"\nresource = \"tool-name\"\n[config]\ntool-name = \"text-stats\"\n";
+    assert!(home.publish("1.0.0", stats).status.success());
+    let _up = home.up(&[]);
+    home.wait_for("text-stats served", |s| active(s, "arw:text-stats").is_some());
+
+    // Installed while text-stats holds the name: refused, and visible.
+    home.ok(&["install", "acme:echo", "--yes"]);
+    let status = home.wait_for("the refusal", |s| {
+        s["refused"].as_array().is_some_and(|r| r.iter().any(|r| r["component"] == "acme:echo"))
+    });
+    let refusal = status["refused"].as_array().unwrap().iter().find(|r| r["component"] == "acme:echo").unwrap().clone();
+    assert_eq!(refusal["stage"], "conflict", "{refusal}");
+    assert!(refusal["reason"].as_str().unwrap().contains("already provided by `arw:text-stats`"), "{refusal}");
+    let shown = home.cmd(&["status"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("REFUSED acme:echo"), "{shown:?}");
+
+    // The blocker goes: the refused one is retried and activates.
+    home.ok(&["uninstall", "arw:text-stats"]);
+    home.wait_for("acme:echo active", |s| active(s, "acme:echo").as_deref() == Some("1.0.0"));
+    let status = home.status();
+    assert!(status["refused"].as_array().is_some_and(Vec::is_empty), "{status:#}");
+
+    // Uninstall and reinstall in one breath, the other way round.
+    home.ok(&["uninstall", "acme:echo"]);
+    home.ok(&["install", "arw:text-stats", "--yes"]);
+    home.wait_for("arw:text-stats active again", |s| active(s, "arw:text-stats").is_some() && active(s, "acme:echo").is_none());
+
+    // Once idle (the removed version's drain reported), the status file is
+    // not rewritten, though it is checked twice a second.
+    let status_file = home.root.join("state/status.json");
+    let modified = || std::fs::metadata(&status_file).unwrap().modified().unwrap();
+    let idle_window = (0..10).any(|_| {
+        let before = modified();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        modified() == before
+    });
+    assert!(idle_window, "the status file was rewritten in every 1.5 s window, though nothing changed");
+}

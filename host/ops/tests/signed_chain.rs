@@ -302,3 +302,46 @@ fn an_interrupted_publish_leaves_no_version_and_can_be_redone() {
     assert!(dir.join("0.1.0-rc.1.manifest.json").exists(), "another version's files are untouched");
     let _ = other;
 }
+
+/// A component that merely calls itself `arw:...` but is signed by another
+/// trusted key gets none of the first-party grants (the default policies
+/// grant to `principal.publisher == "arw"`, the signer's trust-store name,
+/// not to the id). And a countersignature by `arw` afterwards never
+/// changes the publisher recorded at install.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_arw_id_signed_by_another_key_gets_no_first_party_grants() {
+    let env = env();
+    let arw = env.key("arw", true);
+    let mallory = env.key("mallory", true);
+    env.publish(KV_COUNTER, arw_artifacts::KV_COUNTER.bytes, "mallory", &mallory);
+    env.install("arw:kv-counter").unwrap();
+    let entry = env.installed.load().unwrap().components["arw:kv-counter"].clone();
+    assert_eq!(entry.publisher, "mallory");
+
+    let (host, refused) = env.host(DEFAULT_POLICIES).await;
+    assert!(refused.is_empty(), "{refused:?}");
+    let operator = host.caller(Principal::local_operator());
+    match host.call(&operator, "kv-counter", r#"{"name":"x"}"#).await {
+        Err(arw_host::CallError::Tool { code, message, .. }) => {
+            assert_eq!(code, "denied");
+            assert!(message.contains("kv.read") || message.contains("kv.write"), "{message}");
+        }
+        other => panic!("the impostor must not get arw's kv grant, got {other:?}"),
+    }
+    let publisher = host.components().into_iter().find(|c| c.id == "arw:kv-counter").and_then(|c| c.publisher);
+    assert_eq!(publisher.as_deref(), Some("mallory"));
+    host.shutdown(Duration::from_secs(1)).await;
+
+    // `arw` countersigns the impostor's version later: the recorded
+    // publisher stays `mallory`, so the grants stay withheld.
+    env.registry.countersign(&"arw:kv-counter".parse().unwrap(), &Version::new(0, 1, 0), "arw", &arw).unwrap();
+    let verified = env.verify("arw:kv-counter", "0.1.0").unwrap();
+    assert_eq!(verified.signatures.len(), 2);
+    let (host, refused) = env.host(DEFAULT_POLICIES).await;
+    assert!(refused.is_empty(), "{refused:?}");
+    let publisher = host.components().into_iter().find(|c| c.id == "arw:kv-counter").and_then(|c| c.publisher);
+    assert_eq!(publisher.as_deref(), Some("mallory"), "a countersignature does not change the publisher");
+    let operator = host.caller(Principal::local_operator());
+    assert!(host.call(&operator, "kv-counter", r#"{"name":"x"}"#).await.is_err(), "still no first-party grant");
+    host.shutdown(Duration::from_secs(1)).await;
+}

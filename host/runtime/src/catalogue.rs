@@ -83,15 +83,22 @@ pub fn host_events() -> Vec<EventKind> {
         },
         EventKind {
             topic: AUDIT_DENIED_TOPIC,
-            summary: "Cedar refused a capability call, a tool call or an admin action.",
+            summary: "Cedar (or the manifest, or a host limit) refused a capability call, a tool call or an admin \
+                      action. Refusals of one principal and action within 1 s after the first are reported together, \
+                      in one event with their `count`.",
             payload: json!({
                 "type": "object",
-                "required": ["principal", "action", "resource", "reason"],
+                "required": ["principal", "action", "resource", "reason", "count"],
                 "properties": {
                     "principal": {"type": "string", "description": "Cedar uid, e.g. `Arw::Component::\"arw:x\"`."},
                     "action": {"type": "string"},
-                    "resource": {"type": "string"},
+                    "resource": {"type": "string", "description": "The resource name, cut to 128 characters."},
                     "reason": {"type": "string"},
+                    "count": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "How many refusals this event reports (the last one's resource and reason).",
+                    },
                 },
             }),
         },

@@ -45,6 +45,19 @@ pub struct InstalledIndex {
     pub components: BTreeMap<String, InstalledEntry>,
 }
 
+impl InstalledIndex {
+    /// Parse and check the bytes of an `installed.json`. An entry whose id
+    /// or version is malformed is refused when it is loaded (alone), not
+    /// here, so one bad entry does not stop the others.
+    pub fn parse(bytes: &[u8]) -> Result<InstalledIndex, String> {
+        let index: InstalledIndex = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if index.format != INDEX_FORMAT {
+            return Err(format!("unknown format `{}`", index.format.chars().take(64).collect::<String>()));
+        }
+        Ok(index)
+    }
+}
+
 impl Default for InstalledIndex {
     fn default() -> Self {
         InstalledIndex { format: INDEX_FORMAT.into(), bootstrapped: false, components: BTreeMap::new() }
@@ -73,15 +86,8 @@ impl InstalledSet {
             Err(e) if e.is_not_found() => return Ok(InstalledIndex::default()),
             Err(e) => return Err(e.into()),
         };
-        let index: InstalledIndex = serde_json::from_slice(&bytes)
-            .map_err(|e| RegistryError::CorruptIndex { path: self.path.clone(), reason: e.to_string() })?;
-        if index.format != INDEX_FORMAT {
-            return Err(RegistryError::CorruptIndex {
-                path: self.path.clone(),
-                reason: format!("unknown format `{}`", index.format),
-            });
-        }
-        Ok(index)
+        InstalledIndex::parse(&bytes)
+            .map_err(|reason| RegistryError::CorruptIndex { path: self.path.clone(), reason })
     }
 
     /// Read, change and atomically rewrite the index under the lock.

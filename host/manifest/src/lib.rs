@@ -31,6 +31,44 @@ use std::str::FromStr;
 use arw_policy::Action;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// Longest bus topic, in bytes.
+pub const MAX_TOPIC_BYTES: usize = 255;
+
+/// Why a topic is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid topic `{topic}`: {reason}")]
+pub struct InvalidTopic {
+    /// The topic, cut to 64 characters.
+    pub topic: String,
+    pub reason: &'static str,
+}
+
+/// Check that `topic` is dot.case: segments of `[a-z0-9_-]` starting with a
+/// letter or digit, separated by single dots, at most 255 bytes.
+pub fn validate_topic(topic: &str) -> Result<(), InvalidTopic> {
+    let fail = |reason| Err(InvalidTopic { topic: topic.chars().take(64).collect(), reason });
+    if topic.is_empty() {
+        return fail("it is empty");
+    }
+    if topic.len() > MAX_TOPIC_BYTES {
+        return fail("it is longer than 255 bytes");
+    }
+    for segment in topic.split('.') {
+        let mut bytes = segment.bytes();
+        match bytes.next() {
+            None => return fail("it has an empty segment (`..`, or a leading or trailing dot)"),
+            Some(b) if !(b.is_ascii_lowercase() || b.is_ascii_digit()) => {
+                return fail("each segment must start with a-z or 0-9");
+            }
+            Some(_) => {}
+        }
+        if !bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
+            return fail("segments may only contain a-z, 0-9, `_` and `-`");
+        }
+    }
+    Ok(())
+}
+
 /// Bus topic prefixes only the host publishes under (its transitions,
 /// policy reloads, refusals and the event stream's notices). No component
 /// may publish there and no manifest may ask to. A unit that adds host

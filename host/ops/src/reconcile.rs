@@ -56,11 +56,18 @@ pub async fn reconcile(host: &Host, source: &InstalledSource) -> Reconciled {
             host.clear_refusal(&refusal.component);
         }
     }
-    let mut pending: BTreeMap<&String, &InstalledEntry> = index
-        .components
-        .iter()
-        .filter(|(id, entry)| host.active_version(id).is_none_or(|(v, d)| v != entry.version || d != entry.digest))
-        .collect();
+    let is_active = |id: &str, entry: &InstalledEntry| {
+        host.active_version(id).is_some_and(|(v, d)| v == entry.version && d == entry.digest)
+    };
+    // What runs is what is installed: an older refusal of it (a newer
+    // version that was refused, then rolled back from) no longer applies.
+    for (id, entry) in &index.components {
+        if is_active(id, entry) {
+            host.clear_refusal(id);
+        }
+    }
+    let mut pending: BTreeMap<&String, &InstalledEntry> =
+        index.components.iter().filter(|(id, entry)| !is_active(id, entry)).collect();
     loop {
         let mut progress = false;
         let mut failures = Vec::new();

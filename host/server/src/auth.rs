@@ -102,19 +102,12 @@ impl Callers {
     /// is refused rather than treated as anonymous: a typo must not
     /// silently downgrade a client.
     pub fn resolve(&self, headers: &HeaderMap) -> Result<Arc<Identity>, Problem> {
-        let presented = match (headers.get(http::header::AUTHORIZATION), headers.get(ADMIN_HEADER)) {
-            (None, None) => return Ok(self.anonymous.clone()),
-            (Some(value), _) => {
-                let value = value.to_str().unwrap_or_default();
-                match value.split_once(' ') {
-                    Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim().to_string(),
-                    _ => {
-                        return Err(unauthorized("the Authorization header must be `Bearer <token>`"));
-                    }
-                }
-            }
-            (None, Some(value)) => value.to_str().unwrap_or_default().trim().to_string(),
-        };
+        let presented = arw_wire::presented_token(
+            headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()),
+            headers.get(ADMIN_HEADER).map(|v| v.as_bytes()),
+        )
+        .map_err(Problem::from_wire)?;
+        let Some(presented) = presented else { return Ok(self.anonymous.clone()) };
         let presented = digest(&presented);
         // Compare with every configured digest, no early exit.
         let mut found = None;

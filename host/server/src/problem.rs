@@ -79,6 +79,17 @@ impl Problem {
         Problem::new(StatusCode::BAD_REQUEST, code, detail)
     }
 
+    /// The problem for a request `arw-wire` refused.
+    pub fn from_wire(error: arw_wire::WireError) -> Self {
+        let status = match error.refusal {
+            arw_wire::Refusal::BadRequest => StatusCode::BAD_REQUEST,
+            arw_wire::Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
+            arw_wire::Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            arw_wire::Refusal::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        };
+        Problem::new(status, error.code, error.detail)
+    }
+
     /// The problem for a failed tool call.
     pub fn from_call(error: &CallError) -> Self {
         let status = match error {

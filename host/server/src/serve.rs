@@ -100,7 +100,7 @@ fn overloaded_response() -> Vec<u8> {
         "status": 503,
         "code": "too-many-connections",
         "detail": "this host has as many connections open as it allows (http.max-connections); retry later",
-        "retry-after": 1,
+        "retry_after": 1,
     })
     .to_string();
     format!(

@@ -55,6 +55,11 @@ pub enum AotError {
          (fix it with `chmod go-w {path}` and, if needed, `chown`)"
     )]
     UnsafeDirectory { path: PathBuf, problem: String },
+    #[error(
+        "{path} is {problem}; it authenticates the AOT cache's native code, so only the host's user may \
+         read it (fix it with `chmod 600 {path}` and, if needed, `chown`)"
+    )]
+    UnsafeSecret { path: PathBuf, problem: String },
     #[error("{path}: {message}")]
     Secret { path: PathBuf, message: String },
     #[error("{path}: {error}")]
@@ -220,7 +225,13 @@ fn create_private_dir(dir: &Path) -> Result<(), AotError> {
 /// writable (`dir`) or readable (a secret file) by group or others.
 fn check_private(path: &Path, dir: bool) -> Result<(), AotError> {
     let meta = std::fs::symlink_metadata(path).map_err(|error| AotError::Io { path: path.into(), error })?;
-    let unsafe_path = |problem: String| AotError::UnsafeDirectory { path: path.into(), problem };
+    let unsafe_path = |problem: String| {
+        if dir {
+            AotError::UnsafeDirectory { path: path.into(), problem }
+        } else {
+            AotError::UnsafeSecret { path: path.into(), problem }
+        }
+    };
     if meta.file_type().is_symlink() {
         return Err(unsafe_path("a symbolic link".into()));
     }
@@ -247,8 +258,7 @@ fn load_or_create_secret(path: &Path) -> Result<[u8; SECRET_BYTES], AotError> {
     let fail = |message: String| AotError::Secret { path: path.into(), message };
     match arw_fs::read_bounded(path, 1024) {
         Ok(bytes) => {
-            check_private(path, false)
-                .map_err(|e| fail(format!("{e}; it authenticates native code, so keep it private")))?;
+            check_private(path, false)?;
             let text = String::from_utf8(bytes).map_err(|_| fail("not hex text".into()))?;
             let decoded = hex::decode(text.trim()).map_err(|_| fail("not hex text".into()))?;
             decoded.try_into().map_err(|_| fail(format!("not {SECRET_BYTES} bytes; delete it to make a new one")))

@@ -16,7 +16,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arw_host::capabilities::bus::{Event as BusEvent, Payload, ReplayFrom, validate_topic};
+use arw_host::capabilities::bus::{Event as BusEvent, Payload, ReplayFrom};
 use arw_policy::Action;
 use axum::extract::{Extension, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -50,38 +50,6 @@ pub struct EventData {
     pub payload_hex: Option<String>,
 }
 
-struct Query {
-    replay: Option<usize>,
-    prefixes: Vec<String>,
-}
-
-fn parse_query(uri: &Uri) -> Result<Query, Problem> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(uri.query().unwrap_or_default())
-        .map_err(|e| Problem::bad_request("invalid-query", format!("cannot read the query string: {e}")))?;
-    let mut query = Query { replay: None, prefixes: Vec::new() };
-    for (key, value) in pairs {
-        match key.as_str() {
-            "replay" => {
-                let n = value.parse::<usize>().map_err(|_| {
-                    Problem::bad_request("invalid-query", format!("`replay` must be a whole number, not `{value}`"))
-                })?;
-                query.replay = Some(n);
-            }
-            "prefix" => {
-                validate_topic(&value).map_err(|e| Problem::bad_request("invalid-query", format!("`prefix`: {e}")))?;
-                query.prefixes.push(value);
-            }
-            other => {
-                return Err(Problem::bad_request(
-                    "invalid-query",
-                    format!("unknown query parameter `{other}` (known: replay, prefix)"),
-                ));
-            }
-        }
-    }
-    Ok(query)
-}
-
 /// Live bus events.
 #[utoipa::path(get, path = "/events", tag = "events",
     params(
@@ -102,18 +70,13 @@ pub async fn stream(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let query = match parse_query(&uri) {
+    let query = match arw_wire::events_query(uri.query().unwrap_or_default()) {
         Ok(query) => query,
-        Err(problem) => return problem.into_response(),
+        Err(error) => return Problem::from_wire(error).into_response(),
     };
-    let last_id = match headers.get("last-event-id").map(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()))
-    {
-        None => None,
-        Some(Some(id)) => Some(id),
-        Some(None) => {
-            return Problem::bad_request("invalid-header", "`Last-Event-ID` must be an event id (a whole number)")
-                .into_response();
-        }
+    let last_id = match headers.get("last-event-id").map(|v| arw_wire::last_event_id(v.as_bytes())).transpose() {
+        Ok(id) => id,
+        Err(error) => return Problem::from_wire(error).into_response(),
     };
     let from = match (last_id, query.replay) {
         (Some(id), _) => ReplayFrom::After(id),

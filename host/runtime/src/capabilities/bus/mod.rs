@@ -21,8 +21,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::config::BusConfig;
 
-/// Longest topic, in bytes.
-pub const MAX_TOPIC_BYTES: usize = 255;
+pub use crate::manifest::MAX_TOPIC_BYTES;
 
 /// Topic prefixes only the host publishes under: its transitions
 /// (`component.`), policy reloads (`policy.`), refusals (`audit.`) and the
@@ -85,30 +84,10 @@ pub enum BusError {
     Reserved { topic: String, prefix: &'static str },
 }
 
-/// Check that `topic` is dot.case: segments of `[a-z0-9_-]` starting with a
-/// letter or digit, separated by single dots.
+/// Check that `topic` is dot.case (see [`crate::manifest::validate_topic`]).
 pub fn validate_topic(topic: &str) -> Result<(), BusError> {
-    let fail = |reason| Err(BusError::InvalidTopic { topic: topic.chars().take(64).collect(), reason });
-    if topic.is_empty() {
-        return fail("it is empty");
-    }
-    if topic.len() > MAX_TOPIC_BYTES {
-        return fail("it is longer than 255 bytes");
-    }
-    for segment in topic.split('.') {
-        let mut bytes = segment.bytes();
-        match bytes.next() {
-            None => return fail("it has an empty segment (`..`, or a leading or trailing dot)"),
-            Some(b) if !(b.is_ascii_lowercase() || b.is_ascii_digit()) => {
-                return fail("each segment must start with a-z or 0-9");
-            }
-            Some(_) => {}
-        }
-        if !bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
-            return fail("segments may only contain a-z, 0-9, `_` and `-`");
-        }
-    }
-    Ok(())
+    crate::manifest::validate_topic(topic)
+        .map_err(|e| BusError::InvalidTopic { topic: e.topic, reason: e.reason })
 }
 
 /// Bus counters since start.

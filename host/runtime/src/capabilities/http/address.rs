@@ -34,7 +34,7 @@ pub fn special_range(ip: IpAddr) -> Option<&'static str> {
 }
 
 fn special_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     if ip.is_loopback() {
         Some("a loopback address")
     } else if ip.is_private() {
@@ -49,7 +49,7 @@ fn special_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("a multicast or reserved address")
     } else if a == 100 && (64..128).contains(&b) {
         Some("a carrier-grade NAT address")
-    } else if ip.is_documentation() || (a == 198 && (b == 18 || b == 19)) || (a == 192 && b == 0) {
+    } else if ip.is_documentation() || (a == 198 && (b == 18 || b == 19)) || (a == 192 && b == 0 && c == 0) {
         Some("a documentation, benchmarking or IETF address")
     } else {
         None

@@ -456,12 +456,18 @@ async fn tool_error_codes_are_namespaced_and_their_label_set_bounded() {
     let denied = server.post("/tools/probe/invoke", Some(ADMIN_TOKEN), r#"{"op":"fail","code":"denied"}"#).await;
     assert_eq!(denied.status(), 422);
     let body = problem(denied).await;
-    assert_eq!((body["code"].as_str(), body["type"].as_str()), (Some("tool:denied"), Some("urn:arw:problem:tool:denied")));
+    assert_eq!(
+        (body["code"].as_str(), body["type"].as_str()),
+        (Some("tool:denied"), Some("urn:arw:problem:tool:denied"))
+    );
     for i in 0..40 {
-        let r = server.post("/tools/probe/invoke", Some(ADMIN_TOKEN), &format!(r#"{{"op":"fail","code":"code-{i}"}}"#)).await;
+        let r = server
+            .post("/tools/probe/invoke", Some(ADMIN_TOKEN), &format!(r#"{{"op":"fail","code":"code-{i}"}}"#))
+            .await;
         assert_eq!(r.status(), 422);
     }
-    let hostile = server.post("/tools/probe/invoke", Some(ADMIN_TOKEN), r#"{"op":"fail","code":"Not A Code!\n"}"#).await;
+    let hostile =
+        server.post("/tools/probe/invoke", Some(ADMIN_TOKEN), r#"{"op":"fail","code":"Not A Code!\n"}"#).await;
     assert_eq!(problem(hostile).await["code"], "tool:invalid-code");
 
     let text = server.get("/metrics", None).await.text().await.unwrap();

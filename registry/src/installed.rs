@@ -86,8 +86,7 @@ impl InstalledSet {
             Err(e) if e.is_not_found() => return Ok(InstalledIndex::default()),
             Err(e) => return Err(e.into()),
         };
-        InstalledIndex::parse(&bytes)
-            .map_err(|reason| RegistryError::CorruptIndex { path: self.path.clone(), reason })
+        InstalledIndex::parse(&bytes).map_err(|reason| RegistryError::CorruptIndex { path: self.path.clone(), reason })
     }
 
     /// Read, change and atomically rewrite the index under the lock.

@@ -71,9 +71,8 @@ impl TestServer {
         let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let mut host_config = config(state.path());
         adjust(&mut host_config);
-        let (host, refused) = Host::start(host_config, policies(policy_texts), &components)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (host, refused) =
+            Host::start(host_config, policies(policy_texts), &components).await.unwrap_or_else(|e| panic!("{e}"));
         assert!(refused.is_empty(), "{refused:?}");
         let host = Arc::new(host);
         let server = arw_server::start(host.clone(), http, None).await.unwrap_or_else(|e| panic!("{e}"));

@@ -118,7 +118,8 @@ fn the_watcher_applies_removals_first_and_retries_refused_components() {
          permit(principal, action == Arw::Action::\"config.read\", resource) when { principal.publisher == \"acme\" };\n",
     );
     home.setup_acme();
-    let stats = "[[capabilities]]\naction = \"config.read\"\nresource = \"tool-name\"\n[config]\ntool-name = \"text-stats\"\n";
+    let stats =
+        "[[capabilities]]\naction = \"config.read\"\nresource = \"tool-name\"\n[config]\ntool-name = \"text-stats\"\n";
     assert!(home.publish("1.0.0", stats).status.success());
     let _up = home.up(&[]);
     home.wait_for("text-stats served", |s| active(s, "arw:text-stats").is_some());
@@ -143,7 +144,9 @@ fn the_watcher_applies_removals_first_and_retries_refused_components() {
     // Uninstall and reinstall in one breath, the other way round.
     home.ok(&["uninstall", "acme:echo"]);
     home.ok(&["install", "arw:text-stats", "--yes"]);
-    home.wait_for("arw:text-stats active again", |s| active(s, "arw:text-stats").is_some() && active(s, "acme:echo").is_none());
+    home.wait_for("arw:text-stats active again", |s| {
+        active(s, "arw:text-stats").is_some() && active(s, "acme:echo").is_none()
+    });
 
     // Once idle (the removed version's drain reported), the status file is
     // not rewritten, though it is checked twice a second.

@@ -342,6 +342,7 @@ mod tests {
         assert_eq!(a.counters().get(Action::ToolInvoke), (2, 1));
     }
 
+    /// Hardening #7: an allow that carries evaluation errors is a deny.
     #[test]
     fn an_evaluation_error_in_a_forbid_denies() {
         // Passes strict validation; overflows at evaluation. Cedar skips a

@@ -15,7 +15,8 @@ pub async fn json_text(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     let declared = headers.get(header::CONTENT_LENGTH).map(|v| v.as_bytes());
     // Refuse what the head already shows cannot pass, before reading.
     arw_wire::check_json_head(content_type, declared, limit).map_err(Problem::from_wire)?;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| Problem::from_wire(arw_wire::body_too_large(limit)))?;
+    let bytes =
+        axum::body::to_bytes(body, limit).await.map_err(|_| Problem::from_wire(arw_wire::body_too_large(limit)))?;
     arw_wire::json_text(content_type, declared, &bytes, limit).map_err(Problem::from_wire)
 }
 

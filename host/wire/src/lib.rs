@@ -48,7 +48,11 @@ pub fn presented_token(authorization: Option<&[u8]>, admin_header: Option<&[u8]>
             let value = text(value)?;
             match value.split_once(' ') {
                 Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(Some(token.trim().to_string())),
-                _ => Err(refuse(Refusal::Unauthorized, "unauthorized", "the Authorization header must be `Bearer <token>`")),
+                _ => Err(refuse(
+                    Refusal::Unauthorized,
+                    "unauthorized",
+                    "the Authorization header must be `Bearer <token>`",
+                )),
             }
         }
         (None, Some(value)) => text(value).map(Some),
@@ -65,7 +69,12 @@ pub fn is_json(content_type: Option<&[u8]>) -> bool {
 /// A request body as UTF-8 JSON text, checked to parse. `declared` is the
 /// `Content-Length`, refused before reading when over `limit`; `body` is
 /// what was read (at most `limit` bytes, or it is refused too).
-pub fn json_text(content_type: Option<&[u8]>, declared: Option<&[u8]>, body: &[u8], limit: usize) -> Result<String, WireError> {
+pub fn json_text(
+    content_type: Option<&[u8]>,
+    declared: Option<&[u8]>,
+    body: &[u8],
+    limit: usize,
+) -> Result<String, WireError> {
     check_json_head(content_type, declared, limit)?;
     if body.len() > limit {
         return Err(body_too_large(limit));
@@ -96,7 +105,11 @@ pub fn check_json_head(content_type: Option<&[u8]>, declared: Option<&[u8]>, lim
 
 /// The refusal of a body over `limit` bytes.
 pub fn body_too_large(limit: usize) -> WireError {
-    refuse(Refusal::TooLarge, "body-too-large", format!("the request body is over the limit of {limit} bytes (http.body-limit-bytes)"))
+    refuse(
+        Refusal::TooLarge,
+        "body-too-large",
+        format!("the request body is over the limit of {limit} bytes (http.body-limit-bytes)"),
+    )
 }
 
 /// A `Content-Length` value, if it is a number.
@@ -137,7 +150,10 @@ pub fn events_query(query: &str) -> Result<EventsQuery, WireError> {
         match key.as_str() {
             "replay" => {
                 let n = value.parse::<usize>().map_err(|_| {
-                    bad(format!("`replay` must be a whole number, not `{}`", value.chars().take(32).collect::<String>()))
+                    bad(format!(
+                        "`replay` must be a whole number, not `{}`",
+                        value.chars().take(32).collect::<String>()
+                    ))
                 })?;
                 parsed.replay = Some(n);
             }

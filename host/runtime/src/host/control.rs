@@ -124,7 +124,6 @@ impl Host {
         stage: &'static str,
         reason: &str,
     ) {
-        tracing::warn!(component = id, version = to, stage, "activation refused: {reason}");
         self.record_refusal(id, Some(to.to_string()), stage, reason.to_string());
         let why = format!("{stage}: {reason}");
         let record = Transition::new(events::ACTIVATION_FAILED, from, Some(to.to_string()), Some(why));

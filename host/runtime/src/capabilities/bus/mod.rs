@@ -86,8 +86,7 @@ pub enum BusError {
 
 /// Check that `topic` is dot.case (see [`crate::manifest::validate_topic`]).
 pub fn validate_topic(topic: &str) -> Result<(), BusError> {
-    crate::manifest::validate_topic(topic)
-        .map_err(|e| BusError::InvalidTopic { topic: e.topic, reason: e.reason })
+    crate::manifest::validate_topic(topic).map_err(|e| BusError::InvalidTopic { topic: e.topic, reason: e.reason })
 }
 
 /// Bus counters since start.

@@ -113,7 +113,7 @@ fn sigterm_drains_a_call_in_flight() {
             .post(format!("{base}/tools/echo/invoke"))
             .bearer_auth(TOKEN)
             .header("content-type", "application/json")
-            .body(r#"{"op":"sleep","ms":1500}"#)
+            .body(r#"{"op":"sleep","ms":3000}"#)
             .send()
             .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
     });

@@ -92,7 +92,7 @@ pub(crate) async fn start(
 }
 
 /// What a connection past `http.max-connections` is told before it is
-/// closed (written straight to the socket: no task is spent on it).
+/// closed.
 fn overloaded_response() -> Vec<u8> {
     let body = serde_json::json!({
         "type": "urn:arw:problem:too-many-connections",
@@ -109,6 +109,27 @@ fn overloaded_response() -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+/// Answer a connection past `http.max-connections` with a 503 and close
+/// it. What the client already sent is read and discarded first (for at
+/// most 250 ms), so closing does not reset the connection and lose the
+/// answer; the task lives no longer than that.
+async fn refuse_connection(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(Duration::from_millis(250), async {
+        let _ = stream.write_all(&overloaded_response()).await;
+        let _ = stream.shutdown().await;
+        let mut sink = [0u8; 4096];
+        let mut read = 0;
+        while read < 64 << 10 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
 }
 
 async fn accept_loop(
@@ -135,8 +156,8 @@ async fn accept_loop(
             },
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            let _ = stream.try_write(&overloaded_response());
             tracing::warn!(%remote, "connection refused: http.max-connections are open");
+            tokio::spawn(refuse_connection(stream));
             continue;
         };
         let router = router.clone();

@@ -29,20 +29,35 @@ pub(crate) struct DecisionCache {
     inner: RwLock<Inner>,
 }
 
-/// The decisions for one resource name, one per set of the resource's
-/// other attributes (almost always exactly one).
-type ByAttributes = Vec<(Option<Box<str>>, Decision)>;
+/// The decisions of one action: for resources known by name alone (every
+/// capability a component uses: one lookup), and for tools, per providing
+/// component (a tool name is shared by its providers over time).
+#[derive(Debug, Default)]
+struct ByAction {
+    named: HashMap<Box<str>, Decision>,
+    provided: HashMap<Box<str>, HashMap<Box<str>, Decision>>,
+}
+
+impl ByAction {
+    fn len(&self) -> usize {
+        self.named.len() + self.provided.values().map(HashMap::len).sum::<usize>()
+    }
+
+    fn clear(&mut self) {
+        self.named.clear();
+        self.provided.clear();
+    }
+}
 
 #[derive(Debug)]
 struct Inner {
     generation: u64,
-    entries: usize,
-    by_action: [HashMap<Box<str>, ByAttributes>; Action::ALL.len()],
+    by_action: [ByAction; Action::ALL.len()],
 }
 
 impl DecisionCache {
     pub(crate) fn new(generation: u64) -> Self {
-        DecisionCache { inner: RwLock::new(Inner { generation, entries: 0, by_action: Default::default() }) }
+        DecisionCache { inner: RwLock::new(Inner { generation, by_action: Default::default() }) }
     }
 
     pub(crate) fn get(&self, generation: u64, action: Action, resource: Resource<'_>) -> Option<Decision> {
@@ -50,8 +65,11 @@ impl DecisionCache {
         if inner.generation != generation {
             return None;
         }
-        let candidates = inner.by_action.get(action.index())?.get(resource.name)?;
-        candidates.iter().find(|(component, _)| component.as_deref() == resource.component).map(|(_, d)| d.clone())
+        let by_action = inner.by_action.get(action.index())?;
+        match resource.component {
+            None => by_action.named.get(resource.name).cloned(),
+            Some(component) => by_action.provided.get(resource.name)?.get(component).cloned(),
+        }
     }
 
     pub(crate) fn put(&self, generation: u64, action: Action, resource: Resource<'_>, decision: Decision) {
@@ -62,26 +80,18 @@ impl DecisionCache {
                 return;
             }
             inner.generation = generation;
-            inner.entries = 0;
-            inner.by_action.iter_mut().for_each(HashMap::clear);
+            inner.by_action.iter_mut().for_each(ByAction::clear);
         }
-        let Inner { entries, by_action, .. } = &mut *inner;
-        let Some(map) = by_action.get_mut(action.index()) else { return };
-        if map.len() >= MAX_ENTRIES_PER_ACTION {
-            *entries = entries.saturating_sub(map.values().map(Vec::len).sum());
-            map.clear();
+        let Some(by_action) = inner.by_action.get_mut(action.index()) else { return };
+        if by_action.len() >= MAX_ENTRIES_PER_ACTION {
+            by_action.clear();
         }
-        let candidates = map.entry(resource.name.into()).or_default();
-        match candidates.iter_mut().find(|(component, _)| component.as_deref() == resource.component) {
-            Some(entry) => entry.1 = decision,
+        match resource.component {
             None => {
-                // Bounded too: a name shared by many providers over time.
-                if candidates.len() >= 8 {
-                    candidates.remove(0);
-                } else {
-                    *entries += 1;
-                }
-                candidates.push((resource.component.map(Into::into), decision));
+                by_action.named.insert(resource.name.into(), decision);
+            }
+            Some(component) => {
+                by_action.provided.entry(resource.name.into()).or_default().insert(component.into(), decision);
             }
         }
     }
@@ -89,7 +99,7 @@ impl DecisionCache {
     /// Cached decisions (for tests of the bound).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.inner.read().entries
+        self.inner.read().by_action.iter().map(ByAction::len).sum()
     }
 }
 

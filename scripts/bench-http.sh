@@ -26,7 +26,8 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 [ -x "$TOOLS/bin/wasmtime" ] || { step "installing wasmtime-cli 48"; cargo install wasmtime-cli@48.0.8 --locked --root "$TOOLS"; }
 
 step "building the wasmtime serve baseline (benches/http/hello) and arw (release)"
-(cd benches/http/hello && cargo build --quiet --release --target wasm32-wasip2)
+# Its own target dir, whatever CARGO_TARGET_DIR says: HELLO names the path.
+(cd benches/http/hello && CARGO_TARGET_DIR=target cargo build --quiet --release --target wasm32-wasip2)
 HELLO="benches/http/hello/target/wasm32-wasip2/release/hello_text_stats.wasm"
 cargo build --quiet --release -p arw
 ARW="${CARGO_TARGET_DIR:-target}/release/arw"

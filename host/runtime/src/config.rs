@@ -57,11 +57,31 @@ pub struct EngineConfig {
     pub epoch_tick_ms: u64,
     /// Maximum wasm stack per call, in KiB.
     pub max_wasm_stack_kib: usize,
+    /// How much of a freed instance's linear memory is zeroed in place and
+    /// kept mapped for the next instance, in KiB (the rest is returned to
+    /// the kernel). Costs up to this much resident memory per pool slot
+    /// used; 0 returns everything at once (the least memory, the most
+    /// system calls).
+    pub memory_keep_resident_kib: usize,
+    /// The same for tables, in KiB.
+    pub table_keep_resident_kib: usize,
+    /// How many freed slots are returned to the kernel in one batch (1: each
+    /// at once). A slot waiting in a batch is reused only after its batch is
+    /// flushed, which happens whenever the pool runs short.
+    pub decommit_batch: usize,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { max_instances: 64, max_memory_mib: 64, epoch_tick_ms: 5, max_wasm_stack_kib: 512 }
+        EngineConfig {
+            max_instances: 64,
+            max_memory_mib: 64,
+            epoch_tick_ms: 5,
+            max_wasm_stack_kib: 512,
+            memory_keep_resident_kib: 2048,
+            table_keep_resident_kib: 64,
+            decommit_batch: 16,
+        }
     }
 }
 

@@ -26,6 +26,13 @@ pub fn build(config: &EngineConfig) -> Result<Engine, HostError> {
         .checked_mul(1 << 20)
         .ok_or_else(|| HostError::Engine(format!("engine.max-memory-mib = {} is too large", config.max_memory_mib)))?;
 
+    if config.memory_keep_resident_kib as u64 > config.max_memory_mib.saturating_mul(1024) {
+        return Err(HostError::Engine(format!(
+            "engine.memory-keep-resident-kib = {} is more than engine.max-memory-mib ({} MiB); lower it",
+            config.memory_keep_resident_kib, config.max_memory_mib
+        )));
+    }
+
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(config.max_instances)
         .total_core_instances(config.max_instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
@@ -35,7 +42,14 @@ pub fn build(config: &EngineConfig) -> Result<Engine, HostError> {
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
         .max_memories_per_component(MEMORIES_PER_COMPONENT)
         .max_tables_per_component(TABLES_PER_COMPONENT)
-        .max_memory_size(usize::try_from(max_memory).unwrap_or(usize::MAX));
+        .max_memory_size(usize::try_from(max_memory).unwrap_or(usize::MAX))
+        // Reset a freed slot's first pages with memset and keep them
+        // mapped, and return the rest to the kernel in batches: each
+        // `madvise` is a TLB shootdown on every core, which was most of an
+        // HTTP request's cost (docs/PERFORMANCE.md, "Instance reuse").
+        .linear_memory_keep_resident(kib(config.memory_keep_resident_kib))
+        .table_keep_resident(kib(config.table_keep_resident_kib))
+        .decommit_batch_size(config.decommit_batch.max(1));
 
     let mut wasm = Config::new();
     wasm.wasm_component_model(true)
@@ -49,6 +63,10 @@ pub fn build(config: &EngineConfig) -> Result<Engine, HostError> {
         .memory_reservation_for_growth(0)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&wasm).map_err(|e| HostError::Engine(format!("{e:#}")))
+}
+
+fn kib(n: usize) -> usize {
+    n.saturating_mul(1024)
 }
 
 /// Increment the engine's epoch every `tick` on a background thread, for as

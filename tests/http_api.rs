@@ -481,3 +481,33 @@ async fn tool_error_codes_are_namespaced_and_their_label_set_bounded() {
     assert!(codes.iter().all(|c| c.starts_with("tool:")), "{codes:?}");
     server.stop().await;
 }
+
+/// Issue 11 #5: Cedar's `context` carries the route's gating key, the
+/// client's address and the node; a policy on them decides over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_see_the_gating_key_the_client_address_and_the_node() {
+    let from_loopback_on_an_edge_node = r#"
+        @id("loopback-text-stats")
+        permit (principal in Arw::Role::"anonymous", action == Arw::Action::"tool.invoke", resource == Arw::Tool::"text-stats")
+        when { context has client_address && context.client_address.isLoopback()
+               && context has gating_key && context.gating_key == "tools:invoke"
+               && context.node_role == "edge" && context.node_tags.contains("lab") };
+        @id("admin-status-from-the-lan-only")
+        permit (principal in Arw::Role::"admin", action == Arw::Action::"admin.status", resource)
+        when { context has client_address && context.client_address.isInRange(ip("10.0.0.0/8")) };
+    "#;
+    let edge = |config: &mut arw_host::HostConfig| {
+        config.node = arw_host::config::NodeConfig { id: "n1".into(), role: "edge".into(), tags: vec!["lab".into()] };
+    };
+    let server = TestServer::start_with(&[from_loopback_on_an_edge_node], http_config(), edge).await;
+    assert_eq!(server.post("/tools/text-stats/invoke", None, r#"{"text":"a b"}"#).await.status(), 200);
+    // The client is 127.0.0.1, not in 10.0.0.0/8.
+    assert_eq!(server.get("/admin/status", Some(ADMIN_TOKEN)).await.status(), 403);
+    server.stop().await;
+
+    // The same policy on a node of another role: nothing is permitted.
+    let gateway = |config: &mut arw_host::HostConfig| config.node.role = "gateway".into();
+    let server = TestServer::start_with(&[from_loopback_on_an_edge_node], http_config(), gateway).await;
+    assert_eq!(server.post("/tools/text-stats/invoke", None, r#"{"text":"a b"}"#).await.status(), 403);
+    server.stop().await;
+}

@@ -39,8 +39,18 @@ pub fn default_state_dir() -> Option<PathBuf> {
 /// `ARW_*` variables belong to someone else and are ignored.
 const ENV_KEYS: &[&str] =
     &["state_dir", "policies_dir", "components_dir", "allow_unsigned", "registry_dir", "keys_dir", "trust_dir"];
-const ENV_SECTIONS: &[&str] =
-    &["engine__", "kv__", "bus__", "swap__", "http__", "outgoing_http__", "log__", "limits__", "components__"];
+const ENV_SECTIONS: &[&str] = &[
+    "engine__",
+    "kv__",
+    "bus__",
+    "swap__",
+    "http__",
+    "outgoing_http__",
+    "log__",
+    "limits__",
+    "node__",
+    "components__",
+];
 
 /// The environment layer: `ARW_SECTION__KEY_NAME` → `section.key-name`.
 fn env_layer() -> Env {

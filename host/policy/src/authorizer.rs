@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
-use cedar_policy::{Context, Entities, Entity, EntityUid, Request};
+use cedar_policy::{Entities, Entity, EntityUid, Request};
 
 use crate::cache::DecisionCache;
+use crate::context::{Clock, FixedContext, Node, RequestContext, SystemClock};
 use crate::model::{Action, Principal, Resource, ResourceKind, resource_entity, resource_uid};
 use crate::policy_set::PolicySet;
 
@@ -88,6 +89,10 @@ pub struct Authorizer {
     /// The schema's action entities, so `action in Arw::Action::"admin"`
     /// sees the action groups.
     action_entities: Vec<Entity>,
+    /// The node's part of every request's context.
+    fixed: FixedContext,
+    /// Where `context.now` comes from.
+    clock: Arc<dyn Clock>,
 }
 
 impl Authorizer {
@@ -100,7 +105,22 @@ impl Authorizer {
             generation: AtomicU64::new(1),
             cedar: cedar_policy::Authorizer::new(),
             counters: DecisionCounters::default(),
+            fixed: FixedContext::new(&Node::default()),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// This host as policies see it (`context.node_id`, `node_role`,
+    /// `node_tags`); fixed for the authorizer's life.
+    pub fn with_node(mut self, node: &Node) -> Self {
+        self.fixed = FixedContext::new(node);
+        self
+    }
+
+    /// Take `context.now` from `clock` (tests inject one).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn schema(&self) -> &cedar_policy::Schema {
@@ -151,16 +171,36 @@ impl Authorizer {
         self.decide_resource(who, Action::ToolInvoke, Resource::tool(tool, component))
     }
 
-    /// May `who` do `action` on `resource`? Cached per principal, keyed by
-    /// everything Cedar is shown (see [`Resource`]).
+    /// May `who` do `action` on `resource`, with no request context (no
+    /// HTTP route, no client, no chain)? See [`Authorizer::decide_in`].
     pub fn decide_resource(&self, who: &PrincipalHandle, action: Action, resource: Resource<'_>) -> Decision {
-        let generation = self.generation.load(Ordering::Acquire);
-        let decision = match who.cache.get(generation, action, resource) {
-            Some(hit) => hit,
-            None => {
-                let decision = self.evaluate(who, action, resource);
-                who.cache.put(generation, action, resource, decision.clone());
-                decision
+        self.decide_in(who, action, resource, &RequestContext::default())
+    }
+
+    /// May `who` do `action` on `resource` in `context`? Cached per
+    /// principal, keyed by everything Cedar is shown of the resource (see
+    /// [`Resource`]), unless a policy that can apply to `action` reads a
+    /// per-request input of the context (the time, the route, the client,
+    /// the chain): then it is evaluated every time.
+    pub fn decide_in(
+        &self,
+        who: &PrincipalHandle,
+        action: Action,
+        resource: Resource<'_>,
+        context: &RequestContext<'_>,
+    ) -> Decision {
+        let policies = self.policies.load();
+        let decision = if policies.reads.per_request(action) {
+            self.evaluate(&policies, who, action, resource, context)
+        } else {
+            let generation = self.generation.load(Ordering::Acquire);
+            match who.cache.get(generation, action, resource) {
+                Some(hit) => hit,
+                None => {
+                    let decision = self.evaluate(&policies, who, action, resource, context);
+                    who.cache.put(generation, action, resource, decision.clone());
+                    decision
+                }
             }
         };
         self.counters.record(action, decision.allowed);
@@ -168,10 +208,14 @@ impl Authorizer {
     }
 
     /// The cached decision, if there is one under the current policies;
-    /// never evaluates. Lets callers that run where Cedar must not (on a
-    /// guest's fiber stack, where Cedar's stack-depth check misfires) take
-    /// the fast path inline and evaluate elsewhere on a miss.
+    /// never evaluates (and so never answers for an action whose policies
+    /// read per-request context). Lets callers that run where Cedar must
+    /// not (on a guest's fiber stack, where Cedar's stack-depth check
+    /// misfires) take the fast path inline and evaluate elsewhere on a miss.
     pub fn cached(&self, who: &PrincipalHandle, action: Action, resource: Resource<'_>) -> Option<Decision> {
+        if self.policies.load().reads.per_request(action) {
+            return None;
+        }
         let generation = self.generation.load(Ordering::Acquire);
         let hit = who.cache.get(generation, action, resource)?;
         self.counters.record(action, hit.allowed);
@@ -180,13 +224,20 @@ impl Authorizer {
 
     /// Evaluate without the cache (for benchmarks and diagnostics).
     pub fn decide_uncached(&self, who: &PrincipalHandle, action: Action, resource: &str) -> Decision {
-        self.evaluate(who, action, Resource::named(resource))
+        self.evaluate(&self.policies.load(), who, action, Resource::named(resource), &RequestContext::default())
     }
 
-    /// Ask Cedar. Every failure on the way (a malformed request, entities
-    /// that cannot be built, an evaluation error in any policy) is a
-    /// denial, never an allow.
-    fn evaluate(&self, who: &PrincipalHandle, action: Action, resource: Resource<'_>) -> Decision {
+    /// Ask Cedar. Every failure on the way (a malformed request or context,
+    /// entities that cannot be built, an evaluation error in any policy) is
+    /// a denial, never an allow.
+    fn evaluate(
+        &self,
+        policies: &PolicySet,
+        who: &PrincipalHandle,
+        action: Action,
+        resource: Resource<'_>,
+        context: &RequestContext<'_>,
+    ) -> Decision {
         let kind = action.resource_kind();
         let principal_entities = match &who.entities {
             Ok(entities) => entities,
@@ -196,12 +247,18 @@ impl Authorizer {
             Ok(entity) => entity,
             Err(e) => return deny(format!("malformed resource: {e}")),
         };
+        let context = match self.fixed.with(context, self.clock.now()) {
+            Ok(context) => context,
+            Err(e) => return deny(format!("malformed context: {e}")),
+        };
+        // Checked against the schema, so a context that does not match
+        // `Arw::RequestContext` is refused here rather than evaluated.
         let request = match Request::new(
             who.uid.clone(),
             action.uid(),
             resource_uid(kind, resource.name),
-            Context::empty(),
-            None,
+            context,
+            Some(&self.schema),
         ) {
             Ok(r) => r,
             Err(e) => return deny(format!("malformed request: {e}")),
@@ -215,7 +272,6 @@ impl Authorizer {
             Ok(e) => e,
             Err(e) => return deny(format!("malformed entities: {e}")),
         };
-        let policies = self.policies.load();
         let response = self.cedar.is_authorized(&request, &policies.set, &entities);
         let diagnostics = response.diagnostics();
         let deciders: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
@@ -270,7 +326,14 @@ mod tests {
         for action in Action::ALL {
             let d = a.decide(&who, action, "anything");
             assert!(!d.allowed(), "{action} allowed with no policies");
-            assert_eq!(d.reason(), "no policy permits it");
+            // A component is no principal of the callers' actions: the
+            // request itself is refused against the schema.
+            let expected = if action.for_components() || action == Action::ToolInvoke {
+                "no policy permits it"
+            } else {
+                "malformed request"
+            };
+            assert!(d.reason().starts_with(expected), "{action}: {}", d.reason());
         }
     }
 
@@ -370,5 +433,104 @@ mod tests {
         a.replace_policies(PolicySet::empty());
         assert!(!a.decide(&who, Action::KvRead, "ns").allowed(), "revocation must apply at once");
         assert_eq!(a.counters().get(Action::KvRead), (2, 1));
+    }
+
+    /// A clock the test moves.
+    #[derive(Debug)]
+    struct TestClock(parking_lot::Mutex<std::time::SystemTime>);
+
+    impl Clock for TestClock {
+        fn now(&self) -> std::time::SystemTime {
+            *self.0.lock()
+        }
+    }
+
+    fn at(rfc3339: &str) -> std::time::SystemTime {
+        let t = chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap_or_else(|e| panic!("{e}"));
+        std::time::SystemTime::from(t)
+    }
+
+    /// Issue 11 #5: a time-window policy flips at its boundary for the same
+    /// caller handle (a cached decision would keep the old answer).
+    #[test]
+    fn a_time_window_flips_at_its_boundary() {
+        let clock = Arc::new(TestClock(parking_lot::Mutex::new(at("2026-12-24T11:59:59.999Z"))));
+        let a = authorizer(
+            r#"@id("until-noon") permit(principal, action == Arw::Action::"tool.invoke", resource)
+               when { context.now < datetime("2026-12-24T12:00:00Z") };"#,
+        )
+        .with_clock(clock.clone());
+        let anonymous = a.principal(Principal::caller("anonymous", ["anonymous"]));
+        let d = a.decide_tool(&anonymous, "text-stats", "arw:text-stats");
+        assert!(d.allowed(), "{}", d.reason());
+        assert!(a.decide_tool(&anonymous, "text-stats", "arw:text-stats").allowed());
+        *clock.0.lock() = at("2026-12-24T12:00:00Z");
+        let d = a.decide_tool(&anonymous, "text-stats", "arw:text-stats");
+        assert!(!d.allowed(), "the window closed at noon: {}", d.reason());
+        assert_eq!(anonymous.cache.len(), 0, "decisions that read the time are never cached");
+        assert_eq!(a.counters().get(Action::ToolInvoke), (2, 1));
+    }
+
+    #[test]
+    fn the_client_address_and_gating_key_are_seen_and_never_cached() {
+        let a = authorizer(
+            r#"permit(principal, action == Arw::Action::"tool.invoke", resource)
+               when { context has client_address && context.client_address.isInRange(ip("10.0.0.0/8"))
+                      && context has gating_key && context.gating_key == "tools:invoke" };"#,
+        );
+        let anonymous = a.principal(Principal::caller("anonymous", ["anonymous"]));
+        let tool = Resource::tool("text-stats", "arw:text-stats");
+        let from = |address: &str, key| RequestContext {
+            client_address: Some(address.parse().unwrap_or_else(|e| panic!("{e}"))),
+            gating_key: Some(key),
+            chain: &[],
+        };
+        assert!(a.decide_in(&anonymous, Action::ToolInvoke, tool, &from("10.1.2.3", "tools:invoke")).allowed());
+        assert!(!a.decide_in(&anonymous, Action::ToolInvoke, tool, &from("192.168.1.1", "tools:invoke")).allowed());
+        assert!(!a.decide_in(&anonymous, Action::ToolInvoke, tool, &from("10.1.2.3", "mcp:tools-call")).allowed());
+        assert!(!a.decide_in(&anonymous, Action::ToolInvoke, tool, &RequestContext::default()).allowed());
+        assert!(a.cached(&anonymous, Action::ToolInvoke, tool).is_none());
+    }
+
+    #[test]
+    fn the_node_and_the_chain_are_seen() {
+        let a = authorizer(
+            r#"permit(principal, action == Arw::Action::"kv.read", resource)
+               when { context.node_role == "edge" && context.node_tags.contains("lab") && context.node_id == "n1" };
+               forbid(principal, action == Arw::Action::"kv.read", resource) when { context.depth > 1 || context.chain.contains("evil:x") };"#,
+        )
+        .with_node(&Node { id: "n1".into(), role: "edge".into(), tags: vec!["lab".into()] });
+        let who = a.principal(component("arw:a"));
+        let chain: Vec<Arc<str>> = vec!["evil:x".into()];
+        let via = RequestContext { chain: &chain, ..RequestContext::default() };
+        assert!(a.decide(&who, Action::KvRead, "ns").allowed());
+        assert!(!a.decide_in(&who, Action::KvRead, Resource::named("ns"), &via).allowed());
+        let other = authorizer(
+            r#"permit(principal, action == Arw::Action::"kv.read", resource) when { context.node_role == "edge" };"#,
+        );
+        assert!(!other.decide(&other.principal(component("arw:a")), Action::KvRead, "ns").allowed());
+    }
+
+    #[test]
+    fn only_actions_whose_policies_read_request_context_skip_the_cache() {
+        let a = authorizer(
+            r#"permit(principal, action == Arw::Action::"kv.read", resource);
+               permit(principal, action in [Arw::Action::"kv.write"], resource) when { context.now > datetime("2000-01-01") };
+               permit(principal in Arw::Role::"admin", action in Arw::Action::"admin", resource) when { context has client_address };
+               permit(principal, action == Arw::Action::"log.write", resource) when { context.node_role == "" };"#,
+        );
+        let who = a.principal(component("arw:a"));
+        assert!(a.decide(&who, Action::KvRead, "ns").allowed());
+        assert!(a.cached(&who, Action::KvRead, Resource::named("ns")).is_some(), "no context read: cached");
+        assert!(a.decide(&who, Action::LogWrite, "info").allowed());
+        assert!(a.cached(&who, Action::LogWrite, Resource::named("info")).is_some(), "the node is fixed: cached");
+        assert!(a.decide(&who, Action::KvWrite, "ns").allowed());
+        assert!(a.cached(&who, Action::KvWrite, Resource::named("ns")).is_none(), "reads the time");
+        assert_eq!(a.policies().context_reads(Action::KvWrite), ["now"]);
+        assert_eq!(a.policies().context_reads(Action::AdminStatus), ["client_address"]);
+        assert!(a.policies().context_reads(Action::KvRead).is_empty());
+        let admin = a.principal(Principal::caller("ci", ["admin"]));
+        assert!(!a.decide(&admin, Action::AdminStatus, "admin:status").allowed());
+        assert!(a.cached(&admin, Action::AdminStatus, Resource::named("admin:status")).is_none(), "group member");
     }
 }

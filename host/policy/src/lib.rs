@@ -28,12 +28,14 @@
 
 mod authorizer;
 mod cache;
+mod context;
 mod error;
 mod model;
 mod policy_set;
 pub mod schema;
 
 pub use authorizer::{Authorizer, Decision, DecisionCounters, PrincipalHandle};
+pub use context::{Clock, Node, RequestContext, SystemClock};
 pub use error::{PolicyDiagnostic, PolicyError};
 pub use model::{Action, Principal, Resource, ResourceKind};
 pub use policy_set::{PolicySet, PolicySource};

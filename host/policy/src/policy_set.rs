@@ -54,12 +54,15 @@ pub struct PolicySet {
     pub(crate) set: cedar_policy::PolicySet,
     /// (policy id, file, policy text as Cedar prints it), in load order.
     origins: Vec<(String, String, String)>,
+    /// Which actions' policies read per-request context (and so are never
+    /// cached).
+    pub(crate) reads: crate::context::ContextReads,
 }
 
 impl PolicySet {
     /// A set with no policies: every request is denied.
     pub fn empty() -> Self {
-        PolicySet { set: cedar_policy::PolicySet::new(), origins: Vec::new() }
+        PolicySet { set: cedar_policy::PolicySet::new(), origins: Vec::new(), reads: Default::default() }
     }
 
     /// Parse every source and validate the whole set against `schema` in
@@ -141,7 +144,11 @@ impl PolicySet {
             }
         }
 
-        if diagnostics.is_empty() { Ok(PolicySet { set, origins }) } else { Err(PolicyError::Invalid(diagnostics)) }
+        if !diagnostics.is_empty() {
+            return Err(PolicyError::Invalid(diagnostics));
+        }
+        let reads = context_reads(schema, &set);
+        Ok(PolicySet { set, origins, reads })
     }
 
     /// Load and validate every `*.cedar` file of `dir`.
@@ -155,6 +162,13 @@ impl PolicySet {
 
     pub fn is_empty(&self) -> bool {
         self.origins.is_empty()
+    }
+
+    /// The per-request context attributes (`now`, `client_address`, ...)
+    /// that policies which can apply to `action` read. Non-empty means
+    /// decisions about `action` are evaluated every time, never cached.
+    pub fn context_reads(&self, action: crate::Action) -> Vec<&'static str> {
+        self.reads.attributes(action)
     }
 
     /// The ids of the policies, `file#id`, in load order.
@@ -188,6 +202,23 @@ impl PolicySet {
             .collect();
         (added, removed, changed)
     }
+}
+
+/// What `set` reads of the per-request context, per action of `schema`.
+fn context_reads(schema: &cedar_policy::Schema, set: &cedar_policy::PolicySet) -> crate::context::ContextReads {
+    let actions: Vec<String> = schema.actions().map(|a| a.id().unescaped().to_string()).collect();
+    let entities = schema.action_entities().ok();
+    let members = |group: &str| -> Vec<String> {
+        let Some(entities) = &entities else { return Vec::new() };
+        let group = schema.actions().find(|a| a.id().unescaped() == group);
+        let Some(group) = group else { return Vec::new() };
+        entities
+            .iter()
+            .filter(|e| e.uid() != *group && entities.is_ancestor_of(group, &e.uid()))
+            .map(|e| e.uid().id().unescaped().to_string())
+            .collect()
+    };
+    crate::context::ContextReads::of(set, &actions, members)
 }
 
 fn short_name(name: &str) -> &str {
@@ -259,6 +290,20 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
         let set = PolicySet::from_dir(&schema(), &dir).unwrap_or_else(|e| panic!("{e}"));
         assert!(!set.is_empty());
+    }
+
+    /// The examples in docs/policy.md's "Context" section validate.
+    #[test]
+    fn the_documented_context_policies_validate() {
+        let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/policy.md"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let section = doc.split("\n## Context\n").nth(1).unwrap_or_else(|| panic!("no Context section"));
+        let block = section.split("```cedar\n").nth(1).and_then(|b| b.split("```").next());
+        let block = block.unwrap_or_else(|| panic!("no cedar block in the Context section"));
+        let set = PolicySet::from_sources(&schema(), [PolicySource::new("policy.md", block)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(set.len(), 3);
+        assert_eq!(set.context_reads(crate::Action::ToolInvoke), ["now", "client_address"]);
     }
 
     #[test]

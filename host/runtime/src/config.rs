@@ -38,6 +38,7 @@ pub struct HostConfig {
     pub outgoing_http: crate::capabilities::http::OutgoingHttpConfig,
     pub log: crate::capabilities::log::LogConfig,
     pub limits: LimitsConfig,
+    pub node: NodeConfig,
     /// Per-component overrides, keyed by component id (`arw:announce`).
     pub components: BTreeMap<String, ComponentOverrides>,
 }
@@ -133,6 +134,45 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig { max_timeout_ms: 60_000, max_concurrency: 32 }
+    }
+}
+
+/// `[node]`: this host as policies (`context.node_id`, `node_role`,
+/// `node_tags`) and, later, the cluster see it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeConfig {
+    /// A name for this host, unique in its cluster.
+    pub id: String,
+    /// Its role ("edge", "gateway", ...).
+    pub role: String,
+    /// Free-form tags ("lab", "gpu", ...): at most [`NodeConfig::MAX_TAGS`].
+    pub tags: Vec<String>,
+}
+
+impl NodeConfig {
+    pub const MAX_TAGS: usize = 64;
+    pub const MAX_BYTES: usize = 128;
+
+    /// Refuse sizes a policy's context should never carry.
+    pub fn check(&self) -> Result<(), String> {
+        if self.tags.len() > Self::MAX_TAGS {
+            return Err(format!("node.tags has {} tags; at most {} are allowed", self.tags.len(), Self::MAX_TAGS));
+        }
+        for (what, value) in [("node.id", &self.id), ("node.role", &self.role)]
+            .into_iter()
+            .chain(self.tags.iter().map(|t| ("a node.tags entry", t)))
+        {
+            if value.len() > Self::MAX_BYTES {
+                return Err(format!("{what} is {} bytes; at most {} are allowed", value.len(), Self::MAX_BYTES));
+            }
+        }
+        Ok(())
+    }
+
+    /// The node as Cedar's context shows it.
+    pub fn to_policy_node(&self) -> arw_policy::Node {
+        arw_policy::Node { id: self.id.clone(), role: self.role.clone(), tags: self.tags.clone() }
     }
 }
 
@@ -254,4 +294,18 @@ impl std::fmt::Debug for Secret {
 pub struct ComponentOverrides {
     /// Merged over the manifest's `[config]`; these win.
     pub config: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NodeConfig;
+
+    #[test]
+    fn node_sizes_are_bounded_with_the_limit_named() {
+        assert!(NodeConfig { id: "n1".into(), role: "edge".into(), tags: vec!["lab".into()] }.check().is_ok());
+        let many = NodeConfig { tags: vec!["t".into(); NodeConfig::MAX_TAGS + 1], ..NodeConfig::default() };
+        assert!(many.check().unwrap_err().contains("at most 64"));
+        let long = NodeConfig { role: "r".repeat(NodeConfig::MAX_BYTES + 1), ..NodeConfig::default() };
+        assert!(long.check().unwrap_err().contains("node.role"));
+    }
 }

@@ -179,14 +179,18 @@ impl ServerHandler for ArwMcp {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let identity = context
-            .extensions
-            .get::<http::request::Parts>()
+        let parts = context.extensions.get::<http::request::Parts>();
+        let identity = parts
             .and_then(|parts| parts.extensions.get::<Identity>())
             .cloned()
             .ok_or_else(|| ErrorData::internal_error("the request carries no caller", None))?;
+        let origin = crate::routes::tools::Origin {
+            gating_key: crate::gating::MCP.key,
+            client: parts.and_then(|parts| crate::middleware::client_address(&parts.extensions)),
+        };
         let input = serde_json::Value::Object(request.arguments.unwrap_or_default()).to_string();
-        let result = match crate::routes::tools::call_tool(&self.state, &identity, &request.name, &input).await {
+        let result = match crate::routes::tools::call_tool(&self.state, &identity, &request.name, &input, origin).await
+        {
             Ok(output) if output.is_object() => CallToolResult::structured(output),
             Ok(output) => CallToolResult::success(vec![ContentBlock::text(output.to_string())]),
             Err(error) => CallToolResult::error(vec![ContentBlock::text(format!("{}: {error}", error.code()))]),

@@ -31,7 +31,7 @@ pub async fn run(command: SpecCommand) -> anyhow::Result<ExitCode> {
         (&dir, "openapi.json", arw_server::spec::openapi::json()),
         (&dir, "asyncapi.yaml", arw_server::spec::asyncapi::yaml()),
         (&dir, "mcp-tools.json", format!("{}\n", serde_json::to_string_pretty(&mcp_tools)?)),
-        (&dir, "arw.cedarschema", arw_policy::schema::TEXT.to_string()),
+        (&dir, "arw.cedarschema", arw_host::capabilities::schema()?.1),
         (&docs, "gating-keys.md", arw_server::gating::markdown()),
     ];
     for (dir, name, text) in files {

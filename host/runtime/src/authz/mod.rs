@@ -22,7 +22,7 @@ pub mod audit;
 
 use std::sync::Arc;
 
-use arw_policy::{Action, Authorizer, PrincipalHandle, Resource};
+use arw_policy::{Action, Authorizer, PrincipalHandle, RequestContext, Resource};
 
 pub use audit::{AUDIT_DENIED_TOPIC, Audit, AuditStats};
 
@@ -90,7 +90,20 @@ impl Chokepoint {
         action: Action,
         resource: Resource<'_>,
     ) -> Result<(), Denied> {
-        let verdict = self.verdict(who, requested, action, resource, Evaluate::Always);
+        self.authorize_in(who, requested, action, resource, &RequestContext::default())
+    }
+
+    /// [`Chokepoint::authorize`] with what the request brings to Cedar's
+    /// `context` (its HTTP route's gating key, the client, the chain).
+    pub fn authorize_in(
+        &self,
+        who: &PrincipalHandle,
+        requested: Option<&[CapabilityRequest]>,
+        action: Action,
+        resource: Resource<'_>,
+        context: &RequestContext<'_>,
+    ) -> Result<(), Denied> {
+        let verdict = self.verdict(who, requested, action, resource, Evaluate::Always(context));
         self.conclude(who, action, resource.name, verdict.unwrap_or_else(|| Err("not evaluated".into())))
     }
 
@@ -138,8 +151,12 @@ impl Chokepoint {
         requested: Option<&[CapabilityRequest]>,
         action: Action,
         resource: &str,
+        context: &RequestContext<'_>,
     ) -> bool {
-        matches!(self.verdict(who, requested, action, Resource::named(resource), Evaluate::Always), Some(Ok(())))
+        matches!(
+            self.verdict(who, requested, action, Resource::named(resource), Evaluate::Always(context)),
+            Some(Ok(()))
+        )
     }
 
     /// The verdict: `Err(reason)` for a refusal. `None` only with
@@ -150,7 +167,7 @@ impl Chokepoint {
         requested: Option<&[CapabilityRequest]>,
         action: Action,
         resource: Resource<'_>,
-        mode: Evaluate,
+        mode: Evaluate<'_>,
     ) -> Option<Result<(), String>> {
         if resource.name.len() > MAX_RESOURCE_BYTES {
             return Some(Err(format!(
@@ -165,15 +182,15 @@ impl Chokepoint {
         }
         let decision = match mode {
             Evaluate::CachedOnly => self.authorizer.cached(who, action, resource)?,
-            Evaluate::Always => self.authorizer.decide_resource(who, action, resource),
+            Evaluate::Always(context) => self.authorizer.decide_in(who, action, resource, context),
         };
         Some(if decision.allowed() { Ok(()) } else { Err(decision.reason().to_string()) })
     }
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Evaluate {
-    Always,
+enum Evaluate<'a> {
+    Always(&'a RequestContext<'a>),
     CachedOnly,
 }
 
@@ -227,7 +244,7 @@ impl Grants {
     /// Would `check` allow it? Silent: no audit event. Evaluates inline:
     /// never call it from a host function (see the module docs).
     pub fn allows(&self, action: Action, resource: &str) -> bool {
-        self.chokepoint.allows(&self.principal, Some(&self.requested), action, resource)
+        self.chokepoint.allows(&self.principal, Some(&self.requested), action, resource, &RequestContext::default())
     }
 
     pub fn principal(&self) -> &PrincipalHandle {

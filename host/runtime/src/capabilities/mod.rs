@@ -34,6 +34,19 @@ pub mod config;
 pub mod http;
 pub mod kv;
 pub mod log;
+pub mod unit;
+
+pub use unit::Unit;
+
+/// Every capability of the host, one line each.
+pub const UNITS: &[Unit] = &[bus::UNIT, kv::UNIT, log::UNIT, config::UNIT, http::UNIT];
+
+/// The host's Cedar schema, assembled from the core and every unit's
+/// fragment, and its text (`spec/arw.cedarschema`, `arw spec export`).
+pub fn schema() -> Result<(cedar_policy::Schema, String), arw_policy::PolicyError> {
+    let fragments: Vec<_> = UNITS.iter().map(Unit::fragment).collect();
+    arw_policy::schema::assemble(&fragments)
+}
 
 /// Host-wide capability state, shared by every component.
 #[derive(Debug, Clone)]
@@ -106,5 +119,70 @@ pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()>
 impl From<Denied> for CapabilityError {
     fn from(d: Denied) -> Self {
         CapabilityError::Denied(d.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use arw_policy::Action;
+
+    use super::UNITS;
+
+    fn repo_file(path: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// The committed spec is the assembly of the fragments (`arw spec
+    /// export` regenerates it), and the host's schema is what policies are
+    /// checked against everywhere else.
+    #[test]
+    fn the_spec_is_the_assembled_schema() {
+        let (_, text) = super::schema().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(text, arw_policy::schema::TEXT, "spec/arw.cedarschema is stale: run `arw spec export spec`");
+    }
+
+    /// Each unit is complete: its fragment declares exactly its actions,
+    /// each action is documented, its config section is documented, and
+    /// every action a component can be granted belongs to exactly one unit.
+    #[test]
+    fn every_capability_unit_is_complete() {
+        let policy_doc = repo_file("docs/policy.md");
+        let config_doc = repo_file("docs/configuration.md");
+        let mut owned = Vec::new();
+        for unit in UNITS {
+            // A fragment needs nothing but the core: capabilities are
+            // independent of each other.
+            if let Err(e) = arw_policy::schema::assemble(&[unit.fragment()]) {
+                panic!("the `{}` fragment with the core alone: {e}", unit.name);
+            }
+            let declared: BTreeSet<String> = unit
+                .schema
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("action \""))
+                .filter_map(|l| l.split('"').next())
+                .map(str::to_string)
+                .collect();
+            let listed: BTreeSet<String> = unit.actions.iter().map(|a| a.as_str().to_string()).collect();
+            assert_eq!(declared, listed, "`{}`: the fragment's actions and the unit's differ", unit.name);
+            for action in unit.actions {
+                assert!(policy_doc.contains(&format!("`{action}`")), "`{action}` is not in docs/policy.md");
+                owned.push(*action);
+            }
+            if let Some(section) = unit.config_section {
+                assert!(
+                    config_doc.contains(&format!("### `[{section}]`")),
+                    "`[{section}]` is not in docs/configuration.md"
+                );
+            }
+            assert!(!unit.wit.is_empty(), "`{}` names no WIT interface", unit.name);
+        }
+        let (schema, _) = super::schema().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(schema.actions().count(), Action::ALL.len() + 1, "the schema has actions the host does not know");
+        for action in Action::ALL.into_iter().filter(|a| a.for_components() && *a != Action::ToolInvoke) {
+            assert_eq!(owned.iter().filter(|a| **a == action).count(), 1, "`{action}` must belong to exactly one unit");
+        }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::Ordering;
 
-use arw_policy::{Action, Principal, PrincipalHandle, Resource};
+use arw_policy::{Action, Principal, PrincipalHandle, RequestContext, Resource};
 
 use super::Host;
 use crate::authz::Denied;
@@ -25,14 +25,22 @@ impl Host {
 
     /// May `caller` do `action` on `resource`? A refusal is audited (an
     /// `audit.denied` event), like every other refusal.
-    pub fn authorize(&self, caller: &Caller, action: Action, resource: &str) -> Result<(), Denied> {
-        self.runtime.chokepoint.authorize(&caller.0, None, action, Resource::named(resource))
+    /// `context` is what the request brings to Cedar (its route's gating
+    /// key, the client's address).
+    pub fn authorize(
+        &self,
+        caller: &Caller,
+        action: Action,
+        resource: &str,
+        context: &RequestContext<'_>,
+    ) -> Result<(), Denied> {
+        self.runtime.chokepoint.authorize_in(&caller.0, None, action, Resource::named(resource), context)
     }
 
     /// The same question without the audit event, for filters where "no"
     /// is routine (which events an event-stream client sees).
-    pub fn permits(&self, caller: &Caller, action: Action, resource: &str) -> bool {
-        self.runtime.chokepoint.allows(&caller.0, None, action, resource)
+    pub fn permits(&self, caller: &Caller, action: Action, resource: &str, context: &RequestContext<'_>) -> bool {
+        self.runtime.chokepoint.allows(&caller.0, None, action, resource, context)
     }
 
     /// The component that provides tool `tool`, if any.
@@ -43,6 +51,18 @@ impl Host {
     /// Call tool `tool` with JSON `input`. Runs on a fresh instance of the
     /// active version, under its deadline, memory cap and concurrency limit.
     pub async fn call(&self, caller: &Caller, tool: &str, input: &str) -> Result<serde_json::Value, CallError> {
+        self.call_in(caller, tool, input, &RequestContext::default()).await
+    }
+
+    /// [`Host::call`] with what the request brings to Cedar's `context`
+    /// for `tool.invoke` (the HTTP route's gating key, the client).
+    pub async fn call_in(
+        &self,
+        caller: &Caller,
+        tool: &str,
+        input: &str,
+        context: &RequestContext<'_>,
+    ) -> Result<serde_json::Value, CallError> {
         // Counted first, then the flag checked (both SeqCst): either this
         // call sees the host stopping, or `stop` sees it in flight and
         // waits for it. Never a call that starts after `stop` counted zero.
@@ -59,7 +79,7 @@ impl Host {
         };
         drop(routes);
         let component = slot.active();
-        let result = self.runtime.invoke(&caller.0, &component, input).await;
+        let result = self.runtime.invoke(&caller.0, &component, input, context).await;
         let swap = &self.runtime.config.swap;
         if swap.auto_rollback {
             let fault = matches!(&result, Err(e) if e.is_fault());

@@ -124,13 +124,16 @@ impl Host {
             ));
         }
         config.log.check().map_err(HostError::Config)?;
+        config.node.check().map_err(HostError::Config)?;
         let pool = InstancePool::new(config.engine.max_instances)?;
         let engine = engine::build(&config.engine)?;
         engine::start_ticker(&engine, Duration::from_millis(config.engine.epoch_tick_ms));
         let linker = crate::runtime::linker(&engine).map_err(|e| HostError::Engine(format!("{e:#}")))?;
         let bus = Arc::new(Bus::new(config.bus.clone()));
         let kv = Arc::new(KvStore::open(&state_dir, config.kv.clone())?);
-        let authorizer = Arc::new(Authorizer::new(arw_policy::schema::embedded()?, policies));
+        let authorizer = Arc::new(
+            Authorizer::new(crate::capabilities::schema()?.0, policies).with_node(&config.node.to_policy_node()),
+        );
         let chokepoint = Arc::new(Chokepoint::new(authorizer, &bus));
         let guest_output = GuestOutputSink::start(config.log)
             .map_err(|e| HostError::Engine(format!("cannot start the guest-output thread: {e}")))?;

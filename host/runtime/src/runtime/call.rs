@@ -19,12 +19,19 @@ impl Runtime {
         caller: &PrincipalHandle,
         component: &LoadedComponent,
         input: &str,
+        context: &arw_policy::RequestContext<'_>,
     ) -> Result<serde_json::Value, CallError> {
         let Some((pre, descriptor)) = component.tool.as_ref() else {
             return Err(CallError::UnknownTool { name: component.id().into(), available: String::new() });
         };
         let tool = descriptor.name.as_str();
-        self.chokepoint.authorize(caller, None, Action::ToolInvoke, Resource::tool(tool, component.id()))?;
+        self.chokepoint.authorize_in(
+            caller,
+            None,
+            Action::ToolInvoke,
+            Resource::tool(tool, component.id()),
+            context,
+        )?;
         let value: serde_json::Value =
             serde_json::from_str(input).map_err(|e| CallError::InvalidInput(e.to_string()))?;
         let violations = component.schema_violations(&value);

@@ -39,15 +39,21 @@ pub async fn guard(
     let Some(key) = gating::KEYS.iter().find(|k| k.path == path) else {
         return Problem::not_found(format!("no admin operation at {path}")).into_response();
     };
-    if let Err(problem) = authorize(&state, &identity, key) {
+    if let Err(problem) = authorize(&state, &identity, key, client_address(request.extensions())) {
         return problem.into_response();
     }
     next.run(request).await
 }
 
-fn authorize(state: &SharedState, identity: &Identity, key: &GatingKey) -> Result<(), Problem> {
+fn authorize(
+    state: &SharedState,
+    identity: &Identity,
+    key: &GatingKey,
+    client: Option<std::net::IpAddr>,
+) -> Result<(), Problem> {
     let Some(action) = key.action else { return Ok(()) };
-    state.host.authorize(&identity.caller, action, key.key).map_err(|denied| {
+    let context = arw_policy::RequestContext { gating_key: Some(key.key), client_address: client, chain: &[] };
+    state.host.authorize(&identity.caller, action, key.key, &context).map_err(|denied| {
         if identity.anonymous {
             Problem::new(
                 StatusCode::UNAUTHORIZED,

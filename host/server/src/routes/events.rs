@@ -67,6 +67,7 @@ pub struct EventData {
 pub async fn stream(
     State(state): State<SharedState>,
     Extension(identity): Extension<Identity>,
+    client: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
@@ -98,6 +99,7 @@ pub async fn stream(
     let observation = state.host.bus().observe_from(from);
     let cursor = Cursor {
         _permit: permit,
+        client: client.map(|c| c.0.0.ip()),
         state: state.clone(),
         identity,
         prefixes: query.prefixes,
@@ -112,6 +114,8 @@ pub async fn stream(
 struct Cursor {
     /// Released when the stream ends.
     _permit: tokio::sync::OwnedSemaphorePermit,
+    /// The client's address, for Cedar's `context.client_address`.
+    client: Option<std::net::IpAddr>,
     state: SharedState,
     identity: Identity,
     prefixes: Vec<String>,
@@ -128,7 +132,12 @@ impl Cursor {
                 topic == p
                     || (topic.len() > p.len() && topic.starts_with(p.as_str()) && topic.as_bytes()[p.len()] == b'.')
             });
-        in_prefix && self.state.host.permits(&self.identity.caller, Action::EventsSubscribe, topic)
+        let context = arw_policy::RequestContext {
+            gating_key: Some(crate::gating::EVENTS_SUBSCRIBE.key),
+            client_address: self.client,
+            chain: &[],
+        };
+        in_prefix && self.state.host.permits(&self.identity.caller, Action::EventsSubscribe, topic, &context)
     }
 
     fn render(&self, event: &BusEvent) -> Event {

@@ -51,6 +51,7 @@ pub async fn invoke(
     State(state): State<SharedState>,
     Extension(identity): Extension<Identity>,
     Path(name): Path<String>,
+    client: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -58,10 +59,19 @@ pub async fn invoke(
         Ok(text) => text,
         Err(problem) => return problem.into_response(),
     };
-    match call_tool(&state, &identity, &name, &input).await {
+    let origin = Origin { gating_key: crate::gating::TOOLS_INVOKE.key, client: client.map(|c| c.0.0.ip()) };
+    match call_tool(&state, &identity, &name, &input, origin).await {
         Ok(output) => Json(output).into_response(),
         Err(error) => Problem::from_call(&error).into_response(),
     }
+}
+
+/// Where a tool call came from, for Cedar's `context`.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    /// The gating key of the route (`tools:invoke`, `mcp:session`).
+    pub gating_key: &'static str,
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// One tool call, counted in the metrics: shared by HTTP and MCP.
@@ -70,9 +80,12 @@ pub async fn call_tool(
     identity: &crate::auth::Identity,
     name: &str,
     input: &str,
+    origin: Origin,
 ) -> Result<serde_json::Value, arw_host::CallError> {
     let started = Instant::now();
-    let result = state.host.call(&identity.caller, name, input).await;
+    let context =
+        arw_policy::RequestContext { gating_key: Some(origin.gating_key), client_address: origin.client, chain: &[] };
+    let result = state.host.call_in(&identity.caller, name, input, &context).await;
     if let Some(component) = state.host.tool_owner(name) {
         let code = result.as_ref().err().map(|e| e.code().into_owned());
         state.metrics.record_call(&component, name, code.as_deref(), started.elapsed());

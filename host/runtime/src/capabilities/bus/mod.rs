@@ -7,6 +7,17 @@
 //! the SSE stream) get a broadcast copy of every event, and the last
 //! `bus.replay` events are kept so an observer can start from the past.
 
+/// This capability, described (see [`crate::capabilities::unit`]).
+pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
+    name: "bus",
+    wit: &["arw:host/bus", "arw:host/types"],
+    // `events.subscribe` is the callers' view of the same topics (the
+    // HTTP event stream), decided by the server.
+    actions: &[arw_policy::Action::BusPublish, arw_policy::Action::BusSubscribe, arw_policy::Action::EventsSubscribe],
+    schema: include_str!("schema.cedarschema"),
+    config_section: Some("bus"),
+};
+
 mod host;
 
 pub use host::BusInstance;

@@ -2,6 +2,15 @@
 //! the host's `[components."<id>".config]` merged over it. Authorized per
 //! key as `config.read` on `Arw::ConfigKey::"<key>"`.
 
+/// This capability, described (see [`crate::capabilities::unit`]).
+pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
+    name: "config",
+    wit: &["arw:host/config"],
+    actions: &[arw_policy::Action::ConfigRead],
+    schema: include_str!("schema.cedarschema"),
+    config_section: None,
+};
+
 mod host;
 
 pub use host::ConfigInstance;

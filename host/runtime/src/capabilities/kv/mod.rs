@@ -6,6 +6,15 @@
 //! never crosses into another namespace. Which namespaces a component may
 //! read or write is Cedar's call (`kv.read`, `kv.write`).
 
+/// This capability, described (see [`crate::capabilities::unit`]).
+pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
+    name: "kv",
+    wit: &["arw:host/kv"],
+    actions: &[arw_policy::Action::KvRead, arw_policy::Action::KvWrite],
+    schema: include_str!("schema.cedarschema"),
+    config_section: Some("kv"),
+};
+
 mod host;
 
 pub use host::KvInstance;

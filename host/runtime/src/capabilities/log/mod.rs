@@ -3,6 +3,15 @@
 //! `log.write` on `Arw::LogLevel::"<level>"`; a guest's stdout and stderr
 //! are the levels `stdout` and `stderr` ([`guest_output`]).
 
+/// This capability, described (see [`crate::capabilities::unit`]).
+pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
+    name: "log",
+    wit: &["arw:host/log", "wasi:cli/stdout", "wasi:cli/stderr"],
+    actions: &[arw_policy::Action::LogWrite],
+    schema: include_str!("schema.cedarschema"),
+    config_section: Some("log"),
+};
+
 pub mod guest_output;
 mod host;
 

@@ -1,0 +1,251 @@
+//! The `context` record of every Cedar request (`Arw::RequestContext` in
+//! the schema) and what the policy set reads of it.
+//!
+//! Two kinds of input go into it:
+//! - fixed for the life of the host: the node's id, role and tags (from
+//!   `[node]` in the configuration);
+//! - different per request: the time (`now`, from the [`Clock`]), the HTTP
+//!   route's gating key, the client's address and the chain of components
+//!   the request came through.
+//!
+//! The decision cache is correct with context by construction: a decision
+//! is cached only for an action whose policies read none of the
+//! per-request inputs ([`ContextReads`]); for the others every request is
+//! evaluated. The fixed inputs never change while an [`crate::Authorizer`]
+//! lives, so they cannot make a cached decision stale.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use cedar_policy::{Context, RestrictedExpression};
+
+use crate::Action;
+
+/// Where `context.now` comes from. Injected in tests to cross a
+/// time-window boundary on demand.
+pub trait Clock: Send + Sync + fmt::Debug {
+    fn now(&self) -> SystemTime;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// This host as policies see it: `context.node_id`, `context.node_role`,
+/// `context.node_tags`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Node {
+    pub id: String,
+    pub role: String,
+    pub tags: Vec<String>,
+}
+
+/// What one request adds to the context. Everything is optional: a
+/// capability call inside a component has no HTTP route and no client.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestContext<'a> {
+    /// The gating key of the HTTP route the request came in on
+    /// (`tools:invoke`), `context.gating_key`.
+    pub gating_key: Option<&'a str>,
+    /// The client's IP address, `context.client_address` (an `ipaddr`).
+    pub client_address: Option<IpAddr>,
+    /// The components the request came through before its principal,
+    /// outermost first: `context.chain` (a set) and `context.depth`.
+    pub chain: &'a [Arc<str>],
+}
+
+/// The context attributes that differ per request.
+pub(crate) const PER_REQUEST: [&str; 5] = ["now", "gating_key", "client_address", "chain", "depth"];
+
+/// Which actions' policies read a per-request context attribute.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ContextReads {
+    /// Action id → the per-request attributes its policies read.
+    by_action: HashMap<String, Vec<&'static str>>,
+    /// A policy reads the context in a way not understood attribute by
+    /// attribute, for every action: nothing is cached.
+    everything: bool,
+    /// The answer per [`Action`], indexed like [`Action::ALL`], so the
+    /// cached path pays one array read.
+    per_action: [bool; Action::ALL.len()],
+}
+
+impl ContextReads {
+    /// Does any policy that can apply to `action` read a per-request input?
+    pub(crate) fn per_request(&self, action: Action) -> bool {
+        self.per_action.get(action.index()).copied().unwrap_or(true)
+    }
+
+    /// The per-request attributes read for `action` (for diagnostics).
+    pub(crate) fn attributes(&self, action: Action) -> Vec<&'static str> {
+        if self.everything {
+            return PER_REQUEST.to_vec();
+        }
+        self.by_action.get(action.as_str()).cloned().unwrap_or_default()
+    }
+
+    /// What the policies in `set` read, per action. `actions_in(group)`
+    /// lists the actions in an action group.
+    pub(crate) fn of(
+        set: &cedar_policy::PolicySet,
+        all_actions: &[String],
+        members: impl Fn(&str) -> Vec<String>,
+    ) -> Self {
+        let mut reads = ContextReads::default();
+        for policy in set.policies() {
+            let Ok(json) = policy.to_json() else {
+                // Cannot look inside: assume the worst.
+                reads.everything = true;
+                continue;
+            };
+            let mut attrs = Vec::new();
+            let mut opaque = false;
+            if let Some(conditions) = json.get("conditions") {
+                visit(conditions, &mut attrs, &mut opaque);
+            }
+            if opaque {
+                reads.everything = true;
+                continue;
+            }
+            let attrs: Vec<&'static str> = PER_REQUEST.into_iter().filter(|a| attrs.iter().any(|b| b == a)).collect();
+            if attrs.is_empty() {
+                continue;
+            }
+            let Some(actions) = scoped_actions(json.get("action"), all_actions, &members) else {
+                reads.everything = true;
+                continue;
+            };
+            for action in actions {
+                let entry = reads.by_action.entry(action).or_default();
+                for attr in &attrs {
+                    if !entry.contains(attr) {
+                        entry.push(attr);
+                    }
+                }
+            }
+        }
+        for action in Action::ALL {
+            if let Some(slot) = reads.per_action.get_mut(action.index()) {
+                *slot = reads.everything || reads.by_action.contains_key(action.as_str());
+            }
+        }
+        reads
+    }
+}
+
+/// Collect `context.<attr>` and `context has <attr>` in a policy's JSON
+/// form; any other use of `context` (as a whole) makes it `opaque`.
+fn visit(value: &serde_json::Value, attrs: &mut Vec<String>, opaque: &mut bool) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for key in [".", "has"] {
+                if let Some(access) = map.get(key)
+                    && access.get("left").is_some_and(is_context_var)
+                {
+                    if let Some(attr) = access.get("attr").and_then(serde_json::Value::as_str) {
+                        attrs.push(attr.to_string());
+                    } else {
+                        *opaque = true;
+                    }
+                    return;
+                }
+            }
+            if is_context_var(value) {
+                *opaque = true;
+                return;
+            }
+            map.values().for_each(|v| visit(v, attrs, opaque));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| visit(v, attrs, opaque)),
+        _ => {}
+    }
+}
+
+fn is_context_var(value: &serde_json::Value) -> bool {
+    value.get("Var").and_then(serde_json::Value::as_str) == Some("context")
+}
+
+/// The action ids a policy's action scope covers; `None` when the scope
+/// is not understood.
+fn scoped_actions(
+    scope: Option<&serde_json::Value>,
+    all_actions: &[String],
+    members: &impl Fn(&str) -> Vec<String>,
+) -> Option<Vec<String>> {
+    let scope = scope?;
+    let id = |e: &serde_json::Value| e.get("id").and_then(serde_json::Value::as_str).map(str::to_string);
+    let with_members = |ids: Vec<String>| -> Vec<String> {
+        let mut out = ids.clone();
+        for id in &ids {
+            out.extend(members(id));
+        }
+        out
+    };
+    match scope.get("op").and_then(serde_json::Value::as_str)? {
+        "All" => Some(all_actions.to_vec()),
+        "==" => Some(vec![id(scope.get("entity")?)?]),
+        "in" => match (scope.get("entity"), scope.get("entities")) {
+            (Some(entity), _) => Some(with_members(vec![id(entity)?])),
+            (None, Some(serde_json::Value::Array(entities))) => {
+                Some(with_members(entities.iter().map(id).collect::<Option<Vec<_>>>()?))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The fixed part of every request's context, built once per authorizer.
+#[derive(Debug, Clone)]
+pub(crate) struct FixedContext {
+    node_id: RestrictedExpression,
+    node_role: RestrictedExpression,
+    node_tags: RestrictedExpression,
+}
+
+impl FixedContext {
+    pub(crate) fn new(node: &Node) -> Self {
+        FixedContext {
+            node_id: RestrictedExpression::new_string(node.id.clone()),
+            node_role: RestrictedExpression::new_string(node.role.clone()),
+            node_tags: RestrictedExpression::new_set(node.tags.iter().cloned().map(RestrictedExpression::new_string)),
+        }
+    }
+
+    /// The whole context of one request at `now`.
+    pub(crate) fn with(&self, request: &RequestContext<'_>, now: SystemTime) -> Result<Context, String> {
+        let now = chrono::DateTime::<chrono::Utc>::from(now).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        let mut pairs = vec![
+            ("now".to_string(), RestrictedExpression::new_datetime(now)),
+            ("node_id".to_string(), self.node_id.clone()),
+            ("node_role".to_string(), self.node_role.clone()),
+            ("node_tags".to_string(), self.node_tags.clone()),
+            (
+                "chain".to_string(),
+                RestrictedExpression::new_set(
+                    request.chain.iter().map(|c| RestrictedExpression::new_string(c.to_string())),
+                ),
+            ),
+            (
+                "depth".to_string(),
+                RestrictedExpression::new_long(i64::try_from(request.chain.len()).unwrap_or(i64::MAX)),
+            ),
+        ];
+        if let Some(key) = request.gating_key {
+            pairs.push(("gating_key".to_string(), RestrictedExpression::new_string(key.to_string())));
+        }
+        if let Some(address) = request.client_address {
+            pairs.push(("client_address".to_string(), RestrictedExpression::new_ip(address.to_string())));
+        }
+        Context::from_pairs(pairs).map_err(|e| format!("cannot build the request context: {e}"))
+    }
+}

@@ -1,0 +1,34 @@
+//! What a capability declares about itself, next to its code.
+//!
+//! Every capability folder exports one [`Unit`] named `UNIT`, and
+//! [`super::UNITS`] lists them: the host assembles the Cedar schema from
+//! their fragments (and validates the whole at start), `arw spec export`
+//! writes it to `spec/arw.cedarschema`, and a test checks each unit is
+//! complete (its actions in its fragment and in `docs/policy.md`, its
+//! config section in `docs/configuration.md`, every component action owned
+//! by exactly one unit).
+
+use arw_policy::Action;
+
+/// One capability, described.
+#[derive(Debug, Clone, Copy)]
+pub struct Unit {
+    /// The folder's name, `capabilities/<name>/`.
+    pub name: &'static str,
+    /// The WIT interfaces it gives components.
+    pub wit: &'static [&'static str],
+    /// The Cedar actions it asks about (its resource types are in `schema`).
+    pub actions: &'static [Action],
+    /// Its Cedar schema fragment (`schema.cedarschema` in its folder):
+    /// its resource types and actions, in the `Arw` namespace.
+    pub schema: &'static str,
+    /// Its section of the host configuration (`[kv]`), if it has one.
+    pub config_section: Option<&'static str>,
+}
+
+impl Unit {
+    /// Its schema fragment, for [`arw_policy::schema::assemble`].
+    pub fn fragment(&self) -> arw_policy::schema::Fragment {
+        arw_policy::schema::Fragment { name: self.name, text: self.schema }
+    }
+}

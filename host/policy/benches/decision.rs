@@ -41,6 +41,28 @@ fn decisions(c: &mut Criterion) {
     group.bench_function("uncached_caller_role", |b| {
         b.iter(|| black_box(authorizer.decide_uncached(&operator, Action::ToolInvoke, black_box("text-stats"))))
     });
+    // The defaults plus a time window on `bus.publish`: every such
+    // decision reads `context.now`, so it is evaluated (never cached) and
+    // its context carries a `datetime`.
+    let schema = arw_policy::schema::embedded().unwrap_or_else(|e| panic!("{e}"));
+    let windowed = PolicySet::from_sources(
+        &schema,
+        [
+            PolicySource::new("default.cedar", include_str!("../../../policies/default.cedar")),
+            PolicySource::new(
+                "window.cedar",
+                r#"forbid(principal, action == Arw::Action::"bus.publish", resource)
+                   when { context.now >= datetime("2000-01-01T00:00:00Z") && context.now < datetime("2000-01-02T00:00:00Z") };"#,
+            ),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let windowed = Authorizer::new(schema, windowed);
+    let announce_windowed = windowed.principal(Principal::component("arw:announce", "0.1.0", "arw", "sha256:00"));
+    assert!(windowed.decide(&announce_windowed, Action::BusPublish, "demo.hello").allowed());
+    group.bench_function("time_window_every_call", |b| {
+        b.iter(|| black_box(windowed.decide(&announce_windowed, Action::BusPublish, black_box("demo.hello"))))
+    });
     group.finish();
 }
 

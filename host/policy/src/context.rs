@@ -8,6 +8,10 @@
 //!   route's gating key, the client's address and the chain of components
 //!   the request came through.
 //!
+//! Only the attributes some policy reads are built (a `datetime` costs
+//! Cedar microseconds to construct); an attribute no policy reads cannot
+//! change a decision.
+//!
 //! The decision cache is correct with context by construction: a decision
 //! is cached only for an action whose policies read none of the
 //! per-request inputs ([`ContextReads`]); for the others every request is
@@ -63,34 +67,42 @@ pub struct RequestContext<'a> {
     pub chain: &'a [Arc<str>],
 }
 
-/// The context attributes that differ per request.
-pub(crate) const PER_REQUEST: [&str; 5] = ["now", "gating_key", "client_address", "chain", "depth"];
+/// Every attribute of `Arw::RequestContext`, in bit order.
+pub(crate) const ATTRIBUTES: [&str; 8] =
+    ["now", "gating_key", "client_address", "chain", "depth", "node_id", "node_role", "node_tags"];
 
-/// Which actions' policies read a per-request context attribute.
+/// The bits of the attributes that differ per request (the first five).
+const PER_REQUEST_BITS: u8 = 0b0001_1111;
+
+fn bit(attribute: &str) -> u8 {
+    ATTRIBUTES.iter().position(|a| *a == attribute).map_or(0, |i| 1 << i)
+}
+
+/// Which context attributes the policies that can apply to each action
+/// read: the host builds only those (building a `datetime` costs Cedar
+/// microseconds), and caches only decisions that read none of the
+/// per-request ones.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ContextReads {
-    /// Action id → the per-request attributes its policies read.
-    by_action: HashMap<String, Vec<&'static str>>,
-    /// A policy reads the context in a way not understood attribute by
-    /// attribute, for every action: nothing is cached.
-    everything: bool,
-    /// The answer per [`Action`], indexed like [`Action::ALL`], so the
-    /// cached path pays one array read.
-    per_action: [bool; Action::ALL.len()],
+    /// Bits of [`ATTRIBUTES`], per [`Action`] index.
+    per_action: [u8; Action::ALL.len()],
 }
 
 impl ContextReads {
     /// Does any policy that can apply to `action` read a per-request input?
     pub(crate) fn per_request(&self, action: Action) -> bool {
-        self.per_action.get(action.index()).copied().unwrap_or(true)
+        self.read(action) & PER_REQUEST_BITS != 0
+    }
+
+    /// The attributes to build for `action`, as bits of [`ATTRIBUTES`].
+    pub(crate) fn read(&self, action: Action) -> u8 {
+        self.per_action.get(action.index()).copied().unwrap_or(u8::MAX)
     }
 
     /// The per-request attributes read for `action` (for diagnostics).
     pub(crate) fn attributes(&self, action: Action) -> Vec<&'static str> {
-        if self.everything {
-            return PER_REQUEST.to_vec();
-        }
-        self.by_action.get(action.as_str()).cloned().unwrap_or_default()
+        let read = self.read(action) & PER_REQUEST_BITS;
+        ATTRIBUTES.iter().enumerate().filter(|(i, _)| read & (1 << i) != 0).map(|(_, a)| *a).collect()
     }
 
     /// What the policies in `set` read, per action. `actions_in(group)`
@@ -100,11 +112,12 @@ impl ContextReads {
         all_actions: &[String],
         members: impl Fn(&str) -> Vec<String>,
     ) -> Self {
-        let mut reads = ContextReads::default();
+        let mut by_action: HashMap<String, u8> = HashMap::new();
+        let mut everything = false;
         for policy in set.policies() {
             let Ok(json) = policy.to_json() else {
                 // Cannot look inside: assume the worst.
-                reads.everything = true;
+                everything = true;
                 continue;
             };
             let mut attrs = Vec::new();
@@ -113,29 +126,25 @@ impl ContextReads {
                 visit(conditions, &mut attrs, &mut opaque);
             }
             if opaque {
-                reads.everything = true;
+                everything = true;
                 continue;
             }
-            let attrs: Vec<&'static str> = PER_REQUEST.into_iter().filter(|a| attrs.iter().any(|b| b == a)).collect();
-            if attrs.is_empty() {
+            let bits = attrs.iter().fold(0u8, |bits, a| bits | bit(a));
+            if bits == 0 {
                 continue;
             }
             let Some(actions) = scoped_actions(json.get("action"), all_actions, &members) else {
-                reads.everything = true;
+                everything = true;
                 continue;
             };
             for action in actions {
-                let entry = reads.by_action.entry(action).or_default();
-                for attr in &attrs {
-                    if !entry.contains(attr) {
-                        entry.push(attr);
-                    }
-                }
+                *by_action.entry(action).or_default() |= bits;
             }
         }
+        let mut reads = ContextReads::default();
         for action in Action::ALL {
             if let Some(slot) = reads.per_action.get_mut(action.index()) {
-                *slot = reads.everything || reads.by_action.contains_key(action.as_str());
+                *slot = if everything { u8::MAX } else { by_action.get(action.as_str()).copied().unwrap_or(0) };
             }
         }
         reads
@@ -221,29 +230,40 @@ impl FixedContext {
         }
     }
 
-    /// The whole context of one request at `now`.
-    pub(crate) fn with(&self, request: &RequestContext<'_>, now: SystemTime) -> Result<Context, String> {
-        let now = chrono::DateTime::<chrono::Utc>::from(now).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
-        let mut pairs = vec![
-            ("now".to_string(), RestrictedExpression::new_datetime(now)),
-            ("node_id".to_string(), self.node_id.clone()),
-            ("node_role".to_string(), self.node_role.clone()),
-            ("node_tags".to_string(), self.node_tags.clone()),
-            (
-                "chain".to_string(),
-                RestrictedExpression::new_set(
-                    request.chain.iter().map(|c| RestrictedExpression::new_string(c.to_string())),
-                ),
-            ),
-            (
-                "depth".to_string(),
-                RestrictedExpression::new_long(i64::try_from(request.chain.len()).unwrap_or(i64::MAX)),
-            ),
-        ];
-        if let Some(key) = request.gating_key {
+    /// The context of one request at `now`, with the attributes in `read`
+    /// (bits of [`ATTRIBUTES`]; what no policy reads is left out, which
+    /// no policy can tell).
+    pub(crate) fn with(&self, request: &RequestContext<'_>, now: SystemTime, read: u8) -> Result<Context, String> {
+        if read == 0 {
+            return Ok(Context::empty());
+        }
+        let wanted = |name: &str| read & bit(name) != 0;
+        let mut pairs = Vec::with_capacity(8);
+        if wanted("now") {
+            let now = chrono::DateTime::<chrono::Utc>::from(now).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+            pairs.push(("now".to_string(), RestrictedExpression::new_datetime(now)));
+        }
+        if wanted("node_id") {
+            pairs.push(("node_id".to_string(), self.node_id.clone()));
+        }
+        if wanted("node_role") {
+            pairs.push(("node_role".to_string(), self.node_role.clone()));
+        }
+        if wanted("node_tags") {
+            pairs.push(("node_tags".to_string(), self.node_tags.clone()));
+        }
+        if wanted("chain") {
+            let chain = request.chain.iter().map(|c| RestrictedExpression::new_string(c.to_string()));
+            pairs.push(("chain".to_string(), RestrictedExpression::new_set(chain)));
+        }
+        if wanted("depth") {
+            let depth = i64::try_from(request.chain.len()).unwrap_or(i64::MAX);
+            pairs.push(("depth".to_string(), RestrictedExpression::new_long(depth)));
+        }
+        if let Some(key) = request.gating_key.filter(|_| wanted("gating_key")) {
             pairs.push(("gating_key".to_string(), RestrictedExpression::new_string(key.to_string())));
         }
-        if let Some(address) = request.client_address {
+        if let Some(address) = request.client_address.filter(|_| wanted("client_address")) {
             pairs.push(("client_address".to_string(), RestrictedExpression::new_ip(address.to_string())));
         }
         Context::from_pairs(pairs).map_err(|e| format!("cannot build the request context: {e}"))

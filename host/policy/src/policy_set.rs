@@ -57,12 +57,15 @@ pub struct PolicySet {
     /// Which actions' policies read per-request context (and so are never
     /// cached).
     pub(crate) reads: crate::context::ContextReads,
+    /// The authorizer's generation while this set is in force (set when it
+    /// is installed; 0 before).
+    pub(crate) generation: u64,
 }
 
 impl PolicySet {
     /// A set with no policies: every request is denied.
     pub fn empty() -> Self {
-        PolicySet { set: cedar_policy::PolicySet::new(), origins: Vec::new(), reads: Default::default() }
+        PolicySet { set: cedar_policy::PolicySet::new(), origins: Vec::new(), reads: Default::default(), generation: 0 }
     }
 
     /// Parse every source and validate the whole set against `schema` in
@@ -148,7 +151,7 @@ impl PolicySet {
             return Err(PolicyError::Invalid(diagnostics));
         }
         let reads = context_reads(schema, &set);
-        Ok(PolicySet { set, origins, reads })
+        Ok(PolicySet { set, origins, reads, generation: 0 })
     }
 
     /// Load and validate every `*.cedar` file of `dir`.

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::capabilities::bus::BusConfig;
+pub use crate::capabilities::kv::KvConfig;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HostConfig {
@@ -83,39 +86,6 @@ impl Default for EngineConfig {
             table_keep_resident_kib: 64,
             decommit_batch: 16,
         }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct KvConfig {
-    /// Largest value a component may store, in bytes.
-    pub max_value_bytes: usize,
-    /// Largest key, in bytes.
-    pub max_key_bytes: usize,
-}
-
-impl Default for KvConfig {
-    fn default() -> Self {
-        KvConfig { max_value_bytes: 1 << 20, max_key_bytes: 1024 }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct BusConfig {
-    /// Events queued per subscriber before new ones are dropped (and counted).
-    pub subscriber_queue: usize,
-    /// Largest event payload, in bytes.
-    pub max_payload_bytes: usize,
-    /// How many recent events are kept for replay (`GET /events?replay=N`,
-    /// `Last-Event-ID`).
-    pub replay: usize,
-}
-
-impl Default for BusConfig {
-    fn default() -> Self {
-        BusConfig { subscriber_queue: 1024, max_payload_bytes: 256 << 10, replay: 1024 }
     }
 }
 

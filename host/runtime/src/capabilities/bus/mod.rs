@@ -22,6 +22,7 @@ mod host;
 
 pub use host::BusInstance;
 
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,8 +30,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{broadcast, mpsc};
-
-use crate::config::BusConfig;
 
 pub use crate::manifest::MAX_TOPIC_BYTES;
 
@@ -307,6 +306,25 @@ impl Bus {
             observed: self.counters.observed.load(Ordering::Relaxed),
             observer_lagged: self.counters.observer_lagged.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// `[bus]`: this capability's section of the host configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BusConfig {
+    /// Events queued per subscriber before new ones are dropped (and counted).
+    pub subscriber_queue: usize,
+    /// Largest event payload, in bytes.
+    pub max_payload_bytes: usize,
+    /// How many recent events are kept for replay (`GET /events?replay=N`,
+    /// `Last-Event-ID`).
+    pub replay: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig { subscriber_queue: 1024, max_payload_bytes: 256 << 10, replay: 1024 }
     }
 }
 

@@ -19,11 +19,10 @@ mod host;
 
 pub use host::KvInstance;
 
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use redb::{Database, TableDefinition};
-
-use crate::config::KvConfig;
 
 const TABLE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
 
@@ -160,6 +159,22 @@ impl KvStore {
             keys.push(key.to_string());
         }
         Ok(keys)
+    }
+}
+
+/// `[kv]`: this capability's section of the host configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KvConfig {
+    /// Largest value a component may store, in bytes.
+    pub max_value_bytes: usize,
+    /// Largest key, in bytes.
+    pub max_key_bytes: usize,
+}
+
+impl Default for KvConfig {
+    fn default() -> Self {
+        KvConfig { max_value_bytes: 1 << 20, max_key_bytes: 1024 }
     }
 }
 

@@ -8,9 +8,10 @@
 //! | [`config`] | the host's configuration (engine pool, kv and bus caps, per-component overrides) |
 //! | [`manifest`] | a component's manifest: id, version, worlds, requested capabilities, limits, config |
 //! | [`source`] | where components come from ([`source::ComponentSource`]): a directory, embedded bytes |
-//! | [`runtime`] | the wasmtime engine, linker, stores and the per-call path |
+//! | [`runtime`] | the wasmtime engine, linker, stores, loading, and what every entry into a guest shares |
+//! | [`roles`] | one unit per world a component exports: how the host drives it (`tool`, `subscriber`) |
 //! | [`authz`] | the one authorization chokepoint every capability call and tool call goes through |
-//! | [`capabilities`] | one unit per capability: `bus`, `kv`, `log`, `config` |
+//! | [`capabilities`] | one unit per capability: `bus`, `kv`, `log`, `config`, `http` |
 //! | [`supervisor`] | versions over time: atomic switch, drain, rollback, transition events |
 //! | [`host`] | [`Host`]: start, call tools, activate/remove components, reload policies, status, shut down |
 //!
@@ -23,6 +24,7 @@ pub mod catalogue;
 pub mod config;
 pub mod error;
 pub mod host;
+pub mod roles;
 pub mod runtime;
 pub mod source;
 pub mod supervisor;

@@ -17,8 +17,8 @@ use tokio::sync::broadcast;
 use super::{Host, MAX_REFUSALS, Refusal, Routes};
 use crate::error::LoadError;
 use crate::host::views::{ActivationError, PolicyReload};
+use crate::roles::subscriber;
 use crate::runtime::component::LoadedComponent;
-use crate::runtime::subscriber;
 use crate::source::ComponentPackage;
 use crate::supervisor::{self, ControlEvent, Slot, Transition, events};
 

@@ -7,18 +7,17 @@
 //!   memory limiter) and how a store is set up for one entry;
 //! - [`entry`]: one entry into a guest under one deadline;
 //! - [`component`]: loading a component: checks, compile, link, health check;
-//! - [`call`]: running one tool call or one event delivery;
-//! - [`subscriber`]: the worker that feeds bus events to a subscriber;
+//! - [`outcome`]: how an entry's failures are told apart (the roles that
+//!   drive entries are in [`crate::roles`]);
 //! - [`aot`]: the authenticated cache of compiled components.
 
 pub mod aot;
-pub mod call;
 pub mod component;
 pub mod engine;
 pub mod entry;
+pub mod outcome;
 pub mod pool;
 pub mod store;
-pub mod subscriber;
 
 use std::sync::Arc;
 

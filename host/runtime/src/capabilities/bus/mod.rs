@@ -7,6 +7,27 @@
 //! the SSE stream) get a broadcast copy of every event, and the last
 //! `bus.replay` events are kept so an observer can start from the past.
 
+mod host;
+
+pub use host::BusInstance;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
+
+pub use crate::manifest::MAX_TOPIC_BYTES;
+
+/// Topic prefixes only the host publishes under: its transitions
+/// (`component.`), policy reloads (`policy.`), refusals (`audit.`) and the
+/// event stream's own notices (`bus.`). No component may publish there (and
+/// no manifest may ask to), so an event under them is the host's word.
+pub use crate::manifest::RESERVED_TOPIC_PREFIXES as RESERVED_PREFIXES;
+
 /// This capability, described (see [`crate::capabilities::unit`]).
 pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     name: "bus",
@@ -17,27 +38,6 @@ pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     schema: include_str!("schema.cedarschema"),
     config_section: Some("bus"),
 };
-
-mod host;
-
-pub use host::BusInstance;
-
-use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use parking_lot::{Mutex, RwLock};
-use tokio::sync::{broadcast, mpsc};
-
-pub use crate::manifest::MAX_TOPIC_BYTES;
-
-/// Topic prefixes only the host publishes under: its transitions
-/// (`component.`), policy reloads (`policy.`), refusals (`audit.`) and the
-/// event stream's own notices (`bus.`). No component may publish there (and
-/// no manifest may ask to), so an event under them is the host's word.
-pub use crate::manifest::RESERVED_TOPIC_PREFIXES as RESERVED_PREFIXES;
 
 /// The reserved prefix `topic` falls under, if any.
 pub fn reserved_prefix(topic: &str) -> Option<&'static str> {

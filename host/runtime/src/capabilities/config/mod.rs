@@ -2,6 +2,12 @@
 //! the host's `[components."<id>".config]` merged over it. Authorized per
 //! key as `config.read` on `Arw::ConfigKey::"<key>"`.
 
+mod host;
+
+pub use host::ConfigInstance;
+
+use std::collections::BTreeMap;
+
 /// This capability, described (see [`crate::capabilities::unit`]).
 pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     name: "config",
@@ -10,12 +16,6 @@ pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     schema: include_str!("schema.cedarschema"),
     config_section: None,
 };
-
-mod host;
-
-pub use host::ConfigInstance;
-
-use std::collections::BTreeMap;
 
 /// Merge the host's overrides over the manifest's values.
 pub fn merge(

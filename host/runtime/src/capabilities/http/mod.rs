@@ -21,15 +21,6 @@
 //! A refused request fails with the `HTTP-request-denied` error code; the
 //! reason is in the host log and the `audit.denied` event.
 
-/// This capability, described (see [`crate::capabilities::unit`]).
-pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
-    name: "http",
-    wit: &["wasi:http/outgoing-handler", "wasi:http/types"],
-    actions: &[arw_policy::Action::HttpRequest],
-    schema: include_str!("schema.cedarschema"),
-    config_section: Some("outgoing-http"),
-};
-
 pub mod address;
 mod host;
 mod send;
@@ -39,6 +30,15 @@ pub use host::HttpInstance;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+/// This capability, described (see [`crate::capabilities::unit`]).
+pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
+    name: "http",
+    wit: &["wasi:http/outgoing-handler", "wasi:http/types"],
+    actions: &[arw_policy::Action::HttpRequest],
+    schema: include_str!("schema.cedarschema"),
+    config_section: Some("outgoing-http"),
+};
 
 /// `[outgoing-http]`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -6,6 +6,15 @@
 //! never crosses into another namespace. Which namespaces a component may
 //! read or write is Cedar's call (`kv.read`, `kv.write`).
 
+mod host;
+
+pub use host::KvInstance;
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, TableDefinition};
+use serde::{Deserialize, Serialize};
+
 /// This capability, described (see [`crate::capabilities::unit`]).
 pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     name: "kv",
@@ -14,15 +23,6 @@ pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     schema: include_str!("schema.cedarschema"),
     config_section: Some("kv"),
 };
-
-mod host;
-
-pub use host::KvInstance;
-
-use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-
-use redb::{Database, TableDefinition};
 
 const TABLE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
 

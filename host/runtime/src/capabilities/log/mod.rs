@@ -3,6 +3,12 @@
 //! `log.write` on `Arw::LogLevel::"<level>"`; a guest's stdout and stderr
 //! are the levels `stdout` and `stderr` ([`guest_output`]).
 
+pub mod guest_output;
+mod host;
+
+pub use guest_output::{GuestOutput, GuestOutputSink, GuestOutputStats, LineBudget, LogConfig};
+pub use host::LogInstance;
+
 /// This capability, described (see [`crate::capabilities::unit`]).
 pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     name: "log",
@@ -11,12 +17,6 @@ pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     schema: include_str!("schema.cedarschema"),
     config_section: Some("log"),
 };
-
-pub mod guest_output;
-mod host;
-
-pub use guest_output::{GuestOutput, GuestOutputSink, GuestOutputStats, LineBudget, LogConfig};
-pub use host::LogInstance;
 
 /// Longest message kept, in bytes; longer ones are truncated (and say so).
 pub const MAX_MESSAGE_BYTES: usize = 8 << 10;

@@ -1,4 +1,5 @@
-//! Feeding bus events to subscriber components.
+//! The `subscriber` role (`wit/subscriber.wit`, export
+//! `arw:host/event-handler`): per delivery, on a fresh instance.
 //!
 //! Each subscriber component gets one bus subscription and one worker task.
 //! The subscription's filter (run inside `publish`, possibly on a guest's
@@ -13,8 +14,22 @@ use arw_policy::Action;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::Runtime;
+use crate::bindings::tool::arw::host::bus as wit_bus;
+use crate::capabilities::bus::{Event, Payload};
+use crate::error::CallError;
+use crate::runtime::Runtime;
+use crate::runtime::component::LoadedComponent;
+use crate::runtime::entry::Entry;
+use crate::runtime::outcome::{classify, pool_busy, timeout};
 use crate::supervisor::Slot;
+
+/// This role, described (see [`crate::roles`]).
+pub const UNIT: super::Role = super::Role {
+    world: arw_manifest::World::Subscriber,
+    wit_world: "arw:host/subscriber",
+    export: arw_manifest::exports::EVENT_HANDLER,
+    lifecycle: super::Lifecycle::PerEntry,
+};
 
 /// A running subscriber: its subscription id and its worker.
 #[derive(Debug)]
@@ -65,4 +80,39 @@ pub fn spawn(runtime: Arc<Runtime>, slot: Arc<Slot>, mut shutdown: watch::Receiv
         }
     });
     SubscriberWorker { subscription, task }
+}
+
+impl Runtime {
+    /// Deliver one bus event to a subscriber component, under the same
+    /// deadline and pool budget as a tool call.
+    pub async fn deliver(&self, component: &LoadedComponent, event: &Event) -> Result<(), CallError> {
+        let Some(pre) = component.subscriber.as_ref() else {
+            return Ok(());
+        };
+        let name = component.id();
+        let entry = Entry::start(component);
+        let _running = component.enter();
+        let _instance = entry.wait(self.pool.for_call()).await.flatten().ok_or_else(|| pool_busy(self, name))?;
+        let mut store = entry.store(self, component);
+        let trap = |e: wasmtime::Error| classify(name, component, e);
+        let event = wit_bus::Event {
+            id: event.id,
+            topic: event.topic.clone(),
+            payload: match &event.payload {
+                Payload::Json(text) => wit_bus::Payload::Json(text.clone()),
+                Payload::Bytes(bytes) => wit_bus::Payload::Bytes(bytes.clone()),
+            },
+            source: event.source.to_string(),
+            time_ms: event.time_ms,
+        };
+        let run = async {
+            let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
+            instance.arw_host_event_handler().call_handle(&mut store, &event).await.map_err(trap)
+        };
+        entry.run(run).await.ok_or_else(|| timeout(name, component))??.map_err(|message| CallError::Tool {
+            tool: name.into(),
+            code: "handler-error".into(),
+            message,
+        })
+    }
 }

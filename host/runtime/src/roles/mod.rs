@@ -1,0 +1,71 @@
+//! One unit per role: a world a component exports, and how the host
+//! drives it.
+//!
+//! Each role is a module here with a `UNIT` ([`Role`]) and the code that
+//! enters the component for it; [`ROLES`] lists them, one line each. A
+//! test checks each is complete: its world is in `wit/`, exports what the
+//! unit says, and is documented in `docs/wit.md`.
+//!
+//! | role | world | export | lifecycle |
+//! |---|---|---|---|
+//! | [`tool`] | `arw:host/tool` | `arw:host/tool-handler` | per call |
+//! | [`subscriber`] | `arw:host/subscriber` | `arw:host/event-handler` | per delivery |
+
+pub mod subscriber;
+pub mod tool;
+
+use arw_manifest::World;
+
+/// How the host drives a role's instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// A fresh instance for every entry (a call, a delivery), dropped after
+    /// it: no state survives in the instance.
+    PerEntry,
+}
+
+/// One role, described.
+#[derive(Debug, Clone, Copy)]
+pub struct Role {
+    /// The manifest's name for it (`worlds = ["tool"]`).
+    pub world: World,
+    /// The WIT world, `arw:host/<name>`.
+    pub wit_world: &'static str,
+    /// The interface the component must export.
+    pub export: &'static str,
+    pub lifecycle: Lifecycle,
+}
+
+/// Every role of the host, one line each.
+pub const ROLES: &[Role] = &[tool::UNIT, subscriber::UNIT];
+
+#[cfg(test)]
+mod tests {
+    use super::ROLES;
+    use arw_manifest::World;
+
+    #[test]
+    fn every_role_unit_is_complete() {
+        let wit_doc =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/wit.md"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        for world in [World::Tool, World::Subscriber] {
+            let roles: Vec<_> = ROLES.iter().filter(|r| r.world == world).collect();
+            assert_eq!(roles.len(), 1, "`{world}` must have exactly one role unit");
+        }
+        for role in ROLES {
+            let name = role.wit_world.strip_prefix("arw:host/").unwrap_or_else(|| panic!("{}", role.wit_world));
+            let wit = crate::wit::FILES
+                .iter()
+                .find(|(file, _)| *file == format!("{name}.wit"))
+                .map(|(_, text)| *text)
+                .unwrap_or_else(|| panic!("no wit/{name}.wit"));
+            assert!(wit.contains(&format!("world {name} {{")), "wit/{name}.wit declares no world `{name}`");
+            let interface = role.export.strip_prefix("arw:host/").and_then(|e| e.split('@').next());
+            let interface = interface.unwrap_or_else(|| panic!("{}", role.export));
+            assert!(wit.contains(&format!("export {interface};")), "`{name}` does not export `{interface}`");
+            assert_eq!(role.export, role.world.required_export(), "the manifest's world and the role disagree");
+            assert!(wit_doc.contains(&format!("| `{name}` |")), "world `{name}` is not in docs/wit.md's table");
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The `tool` role (`wit/tool.wit`, export `arw:host/tool-handler`):
+//! per call, on a fresh instance. Authorize `tool.invoke`, check the input
+//! against the tool's schema, take a concurrency slot and a pool slot,
+//! instantiate, invoke under the deadline, check the output.
+
+use arw_policy::{Action, Resource};
+
+use crate::error::CallError;
+use crate::runtime::Runtime;
+use crate::runtime::component::LoadedComponent;
+use crate::runtime::entry::Entry;
+use crate::runtime::outcome::{classify, pool_busy, timeout};
+
+/// This role, described (see [`crate::roles`]).
+pub const UNIT: super::Role = super::Role {
+    world: arw_manifest::World::Tool,
+    wit_world: "arw:host/tool",
+    export: arw_manifest::exports::TOOL_HANDLER,
+    lifecycle: super::Lifecycle::PerEntry,
+};
+
+impl Runtime {
+    /// Call the tool of `component` with `input` on behalf of `caller`:
+    /// authorize, wait for a slot, instantiate, invoke, check the output.
+    pub async fn invoke(
+        &self,
+        caller: &arw_policy::PrincipalHandle,
+        component: &LoadedComponent,
+        input: &str,
+        context: &arw_policy::RequestContext<'_>,
+    ) -> Result<serde_json::Value, CallError> {
+        let Some((pre, descriptor)) = component.tool.as_ref() else {
+            return Err(CallError::UnknownTool { name: component.id().into(), available: String::new() });
+        };
+        let tool = descriptor.name.as_str();
+        self.chokepoint.authorize_in(
+            caller,
+            None,
+            Action::ToolInvoke,
+            Resource::tool(tool, component.id()),
+            context,
+        )?;
+        let value: serde_json::Value =
+            serde_json::from_str(input).map_err(|e| CallError::InvalidInput(e.to_string()))?;
+        let violations = component.schema_violations(&value);
+        if !violations.is_empty() {
+            return Err(CallError::SchemaViolation { tool: tool.into(), violations });
+        }
+
+        let entry = Entry::start(component);
+        // Counted on this version from here: a call waiting for a slot is in
+        // flight too (the drain must wait for it).
+        let _running = component.enter();
+        let concurrency = component.manifest.limits.concurrency;
+        let _slot = entry
+            .wait(component.slots.acquire())
+            .await
+            .ok_or_else(|| {
+                CallError::busy(tool, format!("all {concurrency} of its slots stayed taken until the deadline"))
+            })?
+            .map_err(|_| CallError::ShuttingDown)?;
+        let _instance = entry.wait(self.pool.for_call()).await.flatten().ok_or_else(|| pool_busy(self, tool))?;
+
+        let mut store = entry.store(self, component);
+        let trap = |e: wasmtime::Error| classify(tool, component, e);
+        let run = async {
+            let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
+            instance.arw_host_tool_handler().call_invoke(&mut store, input).await.map_err(trap)
+        };
+        let output = entry.run(run).await.ok_or_else(|| timeout(tool, component))??;
+        match output {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| CallError::InvalidOutput { tool: tool.into(), message: e.to_string() }),
+            Err(e) => Err(CallError::Tool { tool: tool.into(), code: e.code, message: e.message }),
+        }
+    }
+}

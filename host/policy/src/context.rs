@@ -105,8 +105,8 @@ impl ContextReads {
         ATTRIBUTES.iter().enumerate().filter(|(i, _)| read & (1 << i) != 0).map(|(_, a)| *a).collect()
     }
 
-    /// What the policies in `set` read, per action. `actions_in(group)`
-    /// lists the actions in an action group.
+    /// What the policies in `set` read, per action of `all_actions`;
+    /// `members(group)` lists the actions in an action group.
     pub(crate) fn of(
         set: &cedar_policy::PolicySet,
         all_actions: &[String],

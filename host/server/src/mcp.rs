@@ -184,12 +184,13 @@ impl ServerHandler for ArwMcp {
             .and_then(|parts| parts.extensions.get::<Identity>())
             .cloned()
             .ok_or_else(|| ErrorData::internal_error("the request carries no caller", None))?;
-        let origin = crate::routes::tools::Origin {
-            gating_key: crate::gating::MCP.key,
-            client: parts.and_then(|parts| crate::middleware::client_address(&parts.extensions)),
+        let origin = arw_policy::RequestContext {
+            gating_key: Some(crate::gating::MCP.key),
+            client_address: parts.and_then(|parts| crate::middleware::client_address(&parts.extensions)),
+            chain: &[],
         };
         let input = serde_json::Value::Object(request.arguments.unwrap_or_default()).to_string();
-        let result = match crate::routes::tools::call_tool(&self.state, &identity, &request.name, &input, origin).await
+        let result = match crate::routes::tools::call_tool(&self.state, &identity, &request.name, &input, &origin).await
         {
             Ok(output) if output.is_object() => CallToolResult::structured(output),
             Ok(output) => CallToolResult::success(vec![ContentBlock::text(output.to_string())]),

@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use arw_policy::RequestContext;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Extension, Path, State};
@@ -59,33 +60,28 @@ pub async fn invoke(
         Ok(text) => text,
         Err(problem) => return problem.into_response(),
     };
-    let origin = Origin { gating_key: crate::gating::TOOLS_INVOKE.key, client: client.map(|c| c.0.0.ip()) };
-    match call_tool(&state, &identity, &name, &input, origin).await {
+    let context = RequestContext {
+        gating_key: Some(crate::gating::TOOLS_INVOKE.key),
+        client_address: client.map(|c| c.0.0.ip()),
+        chain: &[],
+    };
+    match call_tool(&state, &identity, &name, &input, &context).await {
         Ok(output) => Json(output).into_response(),
         Err(error) => Problem::from_call(&error).into_response(),
     }
 }
 
-/// Where a tool call came from, for Cedar's `context`.
-#[derive(Debug, Clone, Copy)]
-pub struct Origin {
-    /// The gating key of the route (`tools:invoke`, `mcp:session`).
-    pub gating_key: &'static str,
-    pub client: Option<std::net::IpAddr>,
-}
-
 /// One tool call, counted in the metrics: shared by HTTP and MCP.
+/// `context` says where it came from (the route's gating key, the client).
 pub async fn call_tool(
     state: &AppState,
     identity: &crate::auth::Identity,
     name: &str,
     input: &str,
-    origin: Origin,
+    context: &RequestContext<'_>,
 ) -> Result<serde_json::Value, arw_host::CallError> {
     let started = Instant::now();
-    let context =
-        arw_policy::RequestContext { gating_key: Some(origin.gating_key), client_address: origin.client, chain: &[] };
-    let result = state.host.call_in(&identity.caller, name, input, &context).await;
+    let result = state.host.call_in(&identity.caller, name, input, context).await;
     if let Some(component) = state.host.tool_owner(name) {
         let code = result.as_ref().err().map(|e| e.code().into_owned());
         state.metrics.record_call(&component, name, code.as_deref(), started.elapsed());

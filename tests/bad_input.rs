@@ -69,7 +69,7 @@ async fn each_bad_component_is_refused_with_its_file_and_reason() {
     assert!(find("core.wasm").contains("core WebAssembly module, not a component"));
     let world = find("world.wasm");
     assert!(
-        world.contains("declares world `subscriber` but does not export `arw:host/event-handler@0.1.0`"),
+        world.contains("declares world `subscriber` but does not export `arw:host/event-handler@0.2.0`"),
         "{world}"
     );
     assert!(find("invalid.toml").contains("invalid manifest"));

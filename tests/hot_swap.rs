@@ -391,3 +391,41 @@ async fn a_slow_activation_does_not_hold_up_a_policy_reload() {
     assert!(!activation.is_finished(), "the reload finished first: it did not wait for the activation");
     assert_eq!(activation.await.unwrap().unwrap(), "2.0.0");
 }
+
+/// Issue 11: probation counts a subscriber's deliveries like tool calls. A
+/// new version whose deliveries run past its deadline is rolled back after
+/// `swap.rollback-after-faults` of them, by the subscriber's own worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_subscriber_faulting_in_its_deliveries_is_rolled_back() {
+    let listener = |version: &str, timeout_ms: u64| {
+        let manifest = format!(
+            "id = \"test:listener\"\nversion = \"{version}\"\nworlds = [\"subscriber\"]\n\
+             [limits]\ntimeout-ms = {timeout_ms}\n\
+             [[capabilities]]\naction = \"bus.subscribe\"\nresource = \"slow.*\"\n"
+        );
+        package(&manifest, artifacts::LISTENER.bytes)
+    };
+    let hears =
+        r#"permit(principal == Arw::Component::"test:listener", action == Arw::Action::"bus.subscribe", resource);"#;
+    let (host, _state) = host_with(vec![listener("1.0.0", 5000)], &[hears], |_| {}).await;
+    let mut control = host.control();
+    host.activate(listener("2.0.0", 50)).await.unwrap();
+    for _ in 0..3 {
+        host.bus()
+            .publish("test", "slow.x", arw_host::capabilities::bus::Payload::Json(r#"{"wait-ms": 400}"#.into()))
+            .unwrap();
+    }
+    let rolled_back = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            if let arw_host::supervisor::ControlEvent::RolledBack { from, version, .. } = control.recv().await.unwrap()
+            {
+                return (from, version);
+            }
+        }
+    })
+    .await
+    .expect("no rollback after three deliveries past the deadline");
+    assert_eq!(rolled_back, ("2.0.0".to_string(), "1.0.0".to_string()));
+    assert_eq!(host.active_version("test:listener").map(|v| v.0).as_deref(), Some("1.0.0"));
+    host.shutdown(std::time::Duration::from_secs(5)).await;
+}

@@ -5,7 +5,7 @@ use arw_manifest::World;
 use wasmparser::{Encoding, Parser, Payload};
 
 /// The names a component exports at its top level, e.g.
-/// `arw:host/tool-handler@0.1.0`. Errors say why the bytes are not a
+/// `arw:host/tool-handler@0.2.0`. Errors say why the bytes are not a
 /// component.
 pub fn component_exports(wasm: &[u8]) -> Result<Vec<String>, String> {
     if !wasm.starts_with(b"\0asm") {
@@ -40,8 +40,7 @@ pub fn component_exports(wasm: &[u8]) -> Result<Vec<String>, String> {
 pub fn check_worlds(wasm: &[u8], worlds: &[World]) -> Result<(), String> {
     let exports = component_exports(wasm)?;
     for world in worlds {
-        let required = world.required_export();
-        if !exports.iter().any(|e| e == required) {
+        if let Some(required) = world.missing_export(exports.iter().map(String::as_str)) {
             let found = if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") };
             return Err(format!(
                 "the manifest declares world `{world}` but the component does not export `{required}` (it exports: {found})"
@@ -58,11 +57,11 @@ mod tests {
     #[test]
     fn reads_real_exports() {
         let exports = component_exports(arw_artifacts::EVENT_LOG.bytes).unwrap();
-        assert!(exports.contains(&"arw:host/tool-handler@0.1.0".to_string()), "{exports:?}");
-        assert!(exports.contains(&"arw:host/event-handler@0.1.0".to_string()), "{exports:?}");
+        assert!(exports.contains(&"arw:host/tool-handler@0.2.0".to_string()), "{exports:?}");
+        assert!(exports.contains(&"arw:host/event-handler@0.2.0".to_string()), "{exports:?}");
         assert!(check_worlds(arw_artifacts::TEXT_STATS.bytes, &[World::Tool]).is_ok());
         let err = check_worlds(arw_artifacts::TEXT_STATS.bytes, &[World::Subscriber]).unwrap_err();
-        assert!(err.contains("does not export `arw:host/event-handler@0.1.0`"), "{err}");
+        assert!(err.contains("does not export `arw:host/event-handler@0.2.0`"), "{err}");
         assert!(component_exports(b"\0asm\x01\0\0\0").unwrap_err().contains("core WebAssembly module"));
         assert!(component_exports(b"nope").is_err());
         let half = &arw_artifacts::TEXT_STATS.bytes[..1000];

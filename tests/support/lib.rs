@@ -24,6 +24,7 @@ pub mod manifests {
     pub const KV_COUNTER: &str = include_str!("../../manifests/kv-counter.toml");
     pub const ANNOUNCE: &str = include_str!("../../manifests/announce.toml");
     pub const EVENT_LOG: &str = include_str!("../../manifests/event-log.toml");
+    pub const HEARTBEAT: &str = include_str!("../../manifests/heartbeat.toml");
 }
 
 /// The repository's default policies (`policies/default.cedar`).
@@ -53,6 +54,25 @@ impl Components {
             .with(manifests::KV_COUNTER, artifacts::KV_COUNTER.bytes)
             .with(manifests::ANNOUNCE, artifacts::ANNOUNCE.bytes)
             .with(manifests::EVENT_LOG, artifacts::EVENT_LOG.bytes)
+    }
+}
+
+impl Components {
+    /// The same four, built against the frozen `arw:host@0.1.0`
+    /// (`wit/compat/`): components made before 0.2.0.
+    pub fn first_party_built_for_0_1() -> Self {
+        let built = |name: &str| {
+            artifacts::BUILT_FOR_0_1
+                .iter()
+                .find(|a| a.name == name)
+                .unwrap_or_else(|| panic!("no 0.1.0 build of {name}"))
+                .bytes
+        };
+        Components::new()
+            .with(manifests::TEXT_STATS, built("text-stats"))
+            .with(manifests::KV_COUNTER, built("kv-counter"))
+            .with(manifests::ANNOUNCE, built("announce"))
+            .with(manifests::EVENT_LOG, built("event-log"))
     }
 }
 

@@ -4,7 +4,12 @@
 //! to the `topic` key of the component's config. Output `{"id": n}`, the
 //! event id the bus assigned.
 
+#[cfg(not(feature = "arw-host-0-1"))]
 wit_bindgen::generate!({ path: "../../wit", world: "arw:host/tool" });
+// The same component against the frozen `arw:host@0.1.0`: the host's
+// tests run it to show 0.1.0 components keep working (host/artifacts).
+#[cfg(feature = "arw-host-0-1")]
+wit_bindgen::generate!({ path: "../../wit/compat/arw-host-0.1.0", world: "arw:host/tool@0.1.0" });
 
 use arw::host::types::CapabilityError;
 use arw::host::{bus, config};

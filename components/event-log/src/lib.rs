@@ -6,6 +6,22 @@
 //! (whose ids started again from 1) are kept. Tool input `{"limit": n}` (default 100), output
 //! `{"events": [{"id", "topic", "source", "payload"}...]}`.
 
+#[cfg(not(feature = "arw-host-0-1"))]
+wit_bindgen::generate!({
+    inline: r#"
+        package arw:event-log;
+        world event-log {
+            include arw:host/tool@0.2.0;
+            include arw:host/subscriber@0.2.0;
+        }
+    "#,
+    path: "../../wit",
+    world: "arw:event-log/event-log",
+    generate_all,
+});
+// The same component against the frozen `arw:host@0.1.0`: the host's
+// tests run it to show 0.1.0 components keep working (host/artifacts).
+#[cfg(feature = "arw-host-0-1")]
 wit_bindgen::generate!({
     inline: r#"
         package arw:event-log;
@@ -14,7 +30,7 @@ wit_bindgen::generate!({
             include arw:host/subscriber@0.1.0;
         }
     "#,
-    path: "../../wit",
+    path: "../../wit/compat/arw-host-0.1.0",
     world: "arw:event-log/event-log",
     generate_all,
 });

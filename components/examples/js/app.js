@@ -9,8 +9,8 @@
 //
 // Build: `arw build` (runs componentize-js against ./wit, world tool).
 
-import { get as configGet } from 'arw:host/config@0.1.0';
-import { get as kvGet, set as kvSet } from 'arw:host/kv@0.1.0';
+import { get as configGet } from 'arw:host/config@0.2.0';
+import { get as kvGet, set as kvSet } from 'arw:host/kv@0.2.0';
 
 const NAME = 'slugify-js';
 const INPUT_SCHEMA = '{"type":"object","properties":{"text":{"type":"string"}},"required":["text"],"additionalProperties":false}';

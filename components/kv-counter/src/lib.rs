@@ -4,7 +4,12 @@
 //! Input `{"name": "..."}`, output `{"value": n}` (the value after the
 //! increment).
 
+#[cfg(not(feature = "arw-host-0-1"))]
 wit_bindgen::generate!({ path: "../../wit", world: "arw:host/tool" });
+// The same component against the frozen `arw:host@0.1.0`: the host's
+// tests run it to show 0.1.0 components keep working (host/artifacts).
+#[cfg(feature = "arw-host-0-1")]
+wit_bindgen::generate!({ path: "../../wit/compat/arw-host-0.1.0", world: "arw:host/tool@0.1.0" });
 
 use arw::host::kv;
 use arw::host::types::CapabilityError;

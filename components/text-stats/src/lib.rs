@@ -5,7 +5,12 @@
 //! lines are counted like `str::lines` (a trailing newline does not open a
 //! new line).
 
+#[cfg(not(feature = "arw-host-0-1"))]
 wit_bindgen::generate!({ path: "../../wit", world: "arw:host/tool" });
+// The same component against the frozen `arw:host@0.1.0`: the host's
+// tests run it to show 0.1.0 components keep working (host/artifacts).
+#[cfg(feature = "arw-host-0-1")]
+wit_bindgen::generate!({ path: "../../wit/compat/arw-host-0.1.0", world: "arw:host/tool@0.1.0" });
 
 use exports::arw::host::tool_handler::{Descriptor, Guest, ToolError};
 use serde::Deserialize;

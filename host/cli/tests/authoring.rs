@@ -210,6 +210,9 @@ fn scaffolding_and_wit_export_refuse_bad_input_and_overwrite_nothing() {
     let repo_wit = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../wit");
     for entry in std::fs::read_dir(&repo_wit).unwrap() {
         let file = entry.unwrap().path();
+        if file.extension().is_none_or(|e| e != "wit") {
+            continue; // wit/compat/: the frozen 0.1.0, not exported
+        }
         let exported = std::fs::read(wit.join(file.file_name().unwrap())).unwrap();
         assert_eq!(exported, std::fs::read(&file).unwrap(), "{}", file.display());
     }

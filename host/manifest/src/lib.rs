@@ -75,12 +75,34 @@ pub fn validate_topic(topic: &str) -> Result<(), InvalidTopic> {
 /// events adds its prefix here.
 pub const RESERVED_TOPIC_PREFIXES: &[&str] = &["component.", "policy.", "audit.", "bus."];
 
-/// The fully qualified export each world requires of a component.
+/// The fully qualified exports the worlds require of a component, at the
+/// version of `arw:host` this host's `wit/` defines, and the older versions
+/// it still runs.
 pub mod exports {
+    /// The version of `arw:host` that `wit/` defines (and `arw new` uses).
+    pub const VERSION: &str = "0.2.0";
+    /// Every version of `arw:host` the host links and calls: `0.1.0`
+    /// components run unchanged (their interfaces are a subset of 0.2.0's).
+    pub const VERSIONS: &[&str] = &["0.2.0", "0.1.0"];
     /// Exported by components of the `tool` world.
-    pub const TOOL_HANDLER: &str = "arw:host/tool-handler@0.1.0";
-    /// Exported by components of the `subscriber` world.
-    pub const EVENT_HANDLER: &str = "arw:host/event-handler@0.1.0";
+    pub const TOOL_HANDLER: &str = "arw:host/tool-handler@0.2.0";
+    /// Exported by components of the `subscriber` and `resident` worlds.
+    pub const EVENT_HANDLER: &str = "arw:host/event-handler@0.2.0";
+    /// Exported by components of the `resident` world (new in 0.2.0).
+    pub const LIFECYCLE: &str = "arw:host/lifecycle@0.2.0";
+
+    /// The `arw:host` version of `export` if it names `interface` (given
+    /// at [`VERSION`], as the constants above) at a version this host
+    /// supports. `lifecycle` exists from 0.2.0 only.
+    pub fn version_of(export: &str, interface: &str) -> Option<&'static str> {
+        let unversioned = interface.split('@').next()?;
+        let (name, version) = export.split_once('@')?;
+        if name != unversioned {
+            return None;
+        }
+        let first = if interface == LIFECYCLE { 1 } else { VERSIONS.len() };
+        VERSIONS.iter().take(first).find(|v| **v == version).copied()
+    }
 }
 
 /// A component id, `namespace:name`, both parts `[a-z0-9-]`, starting with
@@ -147,22 +169,44 @@ pub enum World {
     Tool,
     /// `arw:host/subscriber`: exports `event-handler`.
     Subscriber,
+    /// `arw:host/resident`: exports `lifecycle` and `event-handler`; one
+    /// long-lived instance (see the manifest's `[resident]`).
+    Resident,
 }
 
 impl World {
+    pub const ALL: [World; 3] = [World::Tool, World::Subscriber, World::Resident];
+
     pub fn as_str(self) -> &'static str {
         match self {
             World::Tool => "tool",
             World::Subscriber => "subscriber",
+            World::Resident => "resident",
         }
     }
 
-    /// The export a component of this world must have.
-    pub fn required_export(self) -> &'static str {
+    /// The exports a component of this world must have (named at
+    /// [`exports::VERSION`]; [`exports::version_of`] accepts older ones).
+    pub fn required_exports(self) -> &'static [&'static str] {
         match self {
-            World::Tool => exports::TOOL_HANDLER,
-            World::Subscriber => exports::EVENT_HANDLER,
+            World::Tool => &[exports::TOOL_HANDLER],
+            World::Subscriber => &[exports::EVENT_HANDLER],
+            World::Resident => &[exports::LIFECYCLE, exports::EVENT_HANDLER],
         }
+    }
+
+    /// Does a component of this world get bus events (`bus.subscribe`)?
+    pub fn receives_events(self) -> bool {
+        matches!(self, World::Subscriber | World::Resident)
+    }
+
+    /// The first required export missing from `exported` (a component's
+    /// export names), if any.
+    pub fn missing_export<'a>(self, exported: impl IntoIterator<Item = &'a str> + Clone) -> Option<&'static str> {
+        self.required_exports()
+            .iter()
+            .find(|required| !exported.clone().into_iter().any(|e| exports::version_of(e, required).is_some()))
+            .copied()
     }
 }
 
@@ -253,6 +297,21 @@ pub struct Manifest {
     pub capabilities: Vec<CapabilityRequest>,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// How the host drives a `resident` component (only with that world).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resident: Option<Resident>,
+}
+
+/// The `[resident]` section: how the host drives the one long-lived
+/// instance of a `resident` component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Resident {
+    /// The period of `lifecycle.tick`, milliseconds; none means the
+    /// component is not ticked (it only handles its mailbox). At least the
+    /// host's `resident.min-tick-ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tick_ms: Option<u64>,
 }
 
 /// Why a manifest was refused.
@@ -276,7 +335,21 @@ impl Manifest {
     pub fn check(&self) -> Result<(), ManifestError> {
         let fail = |message: String| Err(ManifestError { message });
         if self.worlds.is_empty() {
-            return fail("`worlds` is empty: list at least one of \"tool\", \"subscriber\"".into());
+            return fail("`worlds` is empty: list at least one of \"tool\", \"subscriber\", \"resident\"".into());
+        }
+        let resident = self.worlds.contains(&World::Resident);
+        if resident && self.worlds.len() > 1 {
+            return fail(
+                "world \"resident\" cannot be combined with other worlds: a resident component has one \
+                 long-lived instance, which would serve calls of every caller; make a separate tool component"
+                    .into(),
+            );
+        }
+        if self.resident.is_some() && !resident {
+            return fail("a `[resident]` section is given but `worlds` does not include \"resident\"".into());
+        }
+        if let Some(Resident { tick_ms: Some(0) }) = self.resident {
+            return fail("`resident.tick-ms` must be greater than zero (leave it out for no ticks)".into());
         }
         let Limits { memory_mib, timeout_ms, concurrency } = self.limits;
         if memory_mib == 0 || timeout_ms == 0 || concurrency == 0 {
@@ -313,8 +386,10 @@ impl Manifest {
                     request.resource
                 ));
             }
-            if request.action == Action::BusSubscribe && !self.worlds.contains(&World::Subscriber) {
-                return fail("`bus.subscribe` is requested but `worlds` does not include \"subscriber\"".into());
+            if request.action == Action::BusSubscribe && !self.worlds.iter().any(|w| w.receives_events()) {
+                return fail(
+                    "`bus.subscribe` is requested but `worlds` includes neither \"subscriber\" nor \"resident\"".into(),
+                );
             }
         }
         Ok(())

@@ -212,7 +212,7 @@ fn publish_refuses_what_is_not_a_component_of_its_world() {
         (
             arw_artifacts::TEXT_STATS.bytes,
             &TEXT_STATS.replace("[\"tool\"]", "[\"subscriber\"]"),
-            "does not export `arw:host/event-handler@0.1.0`",
+            "does not export `arw:host/event-handler@0.2.0`",
         ),
         (b"garbage", TEXT_STATS, "not a WebAssembly file"),
     ];

@@ -42,6 +42,7 @@ pub struct HostConfig {
     pub log: crate::capabilities::log::LogConfig,
     pub limits: LimitsConfig,
     pub node: NodeConfig,
+    pub resident: crate::roles::resident::ResidentConfig,
     /// Per-component overrides, keyed by component id (`arw:announce`).
     pub components: BTreeMap<String, ComponentOverrides>,
 }

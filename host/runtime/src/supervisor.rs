@@ -258,6 +258,11 @@ impl Slot {
             .collect()
     }
 
+    /// Is the active version on probation?
+    pub(crate) fn on_probation(&self) -> bool {
+        self.on_probation.load(Ordering::Acquire)
+    }
+
     /// Make `next` the active version; returns the one it replaced, which
     /// starts draining.
     pub(crate) fn switch(&self, next: Arc<LoadedComponent>, probation: bool) -> Arc<LoadedComponent> {
@@ -368,5 +373,32 @@ pub(crate) async fn drain(slot: Arc<Slot>, old: Arc<LoadedComponent>, grace: Dur
         &slot.id,
         Transition::new(events::DRAINED, Some(version.clone()), None, Some(reason.clone())),
         Some(ControlEvent::Drained { component: slot.id.clone(), version, reason }),
+    );
+}
+
+/// Announce that `slot` was rolled back from `failed` to `restored` after
+/// its faults during probation.
+pub(crate) fn announce_rollback(
+    announcer: &Announcer,
+    slot: &Arc<Slot>,
+    failed: &LoadedComponent,
+    restored: &LoadedComponent,
+    swap: &crate::config::SwapConfig,
+) {
+    let reason = format!(
+        "{} faults (traps, deadlines, memory caps or invalid output) within its first {} entries (calls, deliveries, ticks)",
+        swap.rollback_after_faults, swap.probation_calls
+    );
+    announcer.transition(
+        Some(slot),
+        &slot.id,
+        Transition::new(events::ROLLED_BACK, Some(failed.version()), Some(restored.version()), Some(reason.clone())),
+        Some(ControlEvent::RolledBack {
+            component: slot.id.clone(),
+            from: failed.version(),
+            version: restored.version(),
+            digest: restored.digest.clone(),
+            reason,
+        }),
     );
 }

@@ -3,10 +3,10 @@
 //! host links, without a checkout of ARW.
 
 /// The package id, as components import it.
-pub const PACKAGE: &str = "arw:host@0.1.0";
+pub const PACKAGE: &str = "arw:host@0.2.0";
 
 /// Every file of `wit/`, by name.
-pub const FILES: [(&str, &str); 8] = [
+pub const FILES: [(&str, &str); 10] = [
     ("types.wit", include_str!("../../../wit/types.wit")),
     ("bus.wit", include_str!("../../../wit/bus.wit")),
     ("kv.wit", include_str!("../../../wit/kv.wit")),
@@ -15,6 +15,8 @@ pub const FILES: [(&str, &str); 8] = [
     ("imports.wit", include_str!("../../../wit/imports.wit")),
     ("tool.wit", include_str!("../../../wit/tool.wit")),
     ("subscriber.wit", include_str!("../../../wit/subscriber.wit")),
+    ("lifecycle.wit", include_str!("../../../wit/lifecycle.wit")),
+    ("resident.wit", include_str!("../../../wit/resident.wit")),
 ];
 
 #[cfg(test)]

@@ -26,6 +26,8 @@ pub fn run(command: WitCommand) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     out!("wrote {PACKAGE} ({} files) to {}", FILES.len(), dir.display());
-    out!("worlds: `tool` (export tool-handler) and `subscriber` (export event-handler); see docs/wit.md");
+    out!(
+        "worlds: `tool` (export tool-handler), `subscriber` (export event-handler) and `resident` (exports lifecycle, event-handler); see docs/wit.md"
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -113,6 +113,12 @@ pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()>
     wit::log::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.log)?;
     wit::config::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.config)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    // `arw:host@0.1.0`, for components built against it.
+    use crate::bindings::v0_1::tool::arw::host as wit_v1;
+    wit_v1::bus::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.bus)?;
+    wit_v1::kv::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.kv)?;
+    wit_v1::log::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.log)?;
+    wit_v1::config::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.config)?;
     Ok(())
 }
 

@@ -14,10 +14,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arw_policy::{PolicyError, PolicySet, PolicySource};
 use tokio::sync::broadcast;
 
-use super::{Host, MAX_REFUSALS, Refusal, Routes};
+use super::{Host, MAX_REFUSALS, Refusal, RouteTable};
 use crate::error::LoadError;
 use crate::host::views::{ActivationError, PolicyReload};
-use crate::roles::subscriber;
+use crate::roles::{resident, subscriber};
 use crate::runtime::component::LoadedComponent;
 use crate::source::ComponentPackage;
 use crate::supervisor::{self, ControlEvent, Slot, Transition, events};
@@ -32,6 +32,57 @@ pub(crate) fn stage_of(error: &LoadError) -> &'static str {
         LoadError::Limits { .. } => "limits",
         LoadError::Conflict { .. } => "conflict",
         LoadError::Manifest { .. } | LoadError::Io { .. } => "verify",
+    }
+}
+
+/// How a version on probation is rolled back: by a tool call that saw its
+/// fault (under the transition lock, [`Host::auto_rollback`]), and by the
+/// workers of the other roles, which count their own entries (a subscriber
+/// delivery, a resident tick) and roll back without the lock (the resident
+/// driver must not wait for it: the control plane holds it while it waits
+/// for the driver's hand-over). `Slot::roll_back` is the atomic part.
+#[derive(Debug, Clone)]
+pub(crate) struct Rollback {
+    routes: Arc<RouteTable>,
+    announcer: crate::supervisor::Announcer,
+    swap: crate::config::SwapConfig,
+}
+
+impl Rollback {
+    pub(crate) fn new(
+        routes: Arc<RouteTable>,
+        announcer: crate::supervisor::Announcer,
+        swap: crate::config::SwapConfig,
+    ) -> Self {
+        Rollback { routes, announcer, swap }
+    }
+
+    /// Count one entry's outcome on `version` towards its probation; when
+    /// its faults reach `swap.rollback-after-faults`, roll the slot back.
+    /// Returns the restored version if it did.
+    pub(crate) fn observe(
+        &self,
+        slot: &Arc<Slot>,
+        version: &Arc<LoadedComponent>,
+        fault: bool,
+    ) -> Option<Arc<LoadedComponent>> {
+        let swap = &self.swap;
+        if !swap.auto_rollback || !slot.observe(version, fault, swap.probation_calls, swap.rollback_after_faults) {
+            return None;
+        }
+        self.roll_back(slot, version)
+    }
+
+    /// Roll `slot` back from `failed` to the version before it, if `failed`
+    /// is still the active one (a newer activation wins over a pending
+    /// rollback). Returns the restored version.
+    pub(crate) fn roll_back(&self, slot: &Arc<Slot>, failed: &Arc<LoadedComponent>) -> Option<Arc<LoadedComponent>> {
+        let (failed, restored) = slot.roll_back(failed)?;
+        self.routes.reroute();
+        supervisor::announce_rollback(&self.announcer, slot, &failed, &restored, &self.swap);
+        let grace = Duration::from_millis(self.swap.drain_grace_ms);
+        tokio::spawn(supervisor::drain(slot.clone(), failed, grace, self.announcer.clone()));
+        Some(restored)
     }
 }
 
@@ -85,8 +136,19 @@ impl Host {
         let slot = match existing {
             None => self.admit_new(loaded.clone()).map_err(|e| fail(stage_of(&e), e.to_string()))?,
             Some(slot) => {
-                let old = slot.switch(loaded.clone(), self.runtime.config.swap.auto_rollback);
-                self.reroute();
+                let probation = self.runtime.config.swap.auto_rollback;
+                let old = if slot.active().resident.is_some() || loaded.resident.is_some() {
+                    match self.hand_over(&slot, loaded.clone(), probation).await {
+                        Ok(old) => old,
+                        Err((stage, reason)) => {
+                            self.refused(Some(&slot), &id, &to, from.clone(), stage, &reason);
+                            return Err(ActivationError { id: id.clone(), version: to.clone(), stage, reason });
+                        }
+                    }
+                } else {
+                    slot.switch(loaded.clone(), probation)
+                };
+                self.routes.reroute();
                 self.ensure_worker(&slot);
                 self.spawn_drain(slot.clone(), old);
                 slot
@@ -170,10 +232,8 @@ impl Host {
         }
         self.check_tool_name(&loaded)?;
         let slot = Slot::new(loaded);
-        let mut routes = Routes::clone(&self.routes.load());
-        routes.components.insert(id, slot.clone());
-        self.routes.store(Arc::new(routes));
-        self.reroute();
+        self.routes.update(|routes| routes.components.insert(id, slot.clone()));
+        self.routes.reroute();
         self.ensure_worker(&slot);
         Ok(slot)
     }
@@ -195,28 +255,49 @@ impl Host {
         Ok(())
     }
 
-    /// Rebuild the tool table from each component's active version.
-    fn reroute(&self) {
-        let mut routes = Routes::clone(&self.routes.load());
-        routes.tools = routes
-            .components
-            .values()
-            .filter_map(|slot| slot.active().tool().map(|t| (t.name.clone(), slot.clone())))
-            .collect();
-        self.routes.store(Arc::new(routes));
-    }
-
-    /// Start the subscriber worker of `slot` if its active version
-    /// subscribes and none runs yet.
+    /// Start the worker of `slot` (a subscriber's worker, a resident
+    /// component's driver) if its active version needs one and none runs.
     fn ensure_worker(&self, slot: &Arc<Slot>) {
-        if slot.active().subscriber.is_none() {
+        let active = slot.active();
+        let mut workers = self.workers.lock();
+        if workers.contains_key(&slot.id) {
             return;
         }
-        let mut workers = self.workers.lock();
-        if !workers.contains_key(&slot.id) {
-            let worker = subscriber::spawn(self.runtime.clone(), slot.clone(), self.shutdown.subscribe());
-            workers.insert(slot.id.clone(), worker);
+        let worker = if active.resident.is_some() {
+            resident::spawn(self.runtime.clone(), slot.clone(), self.rollback.clone(), self.shutdown.subscribe())
+        } else if active.subscriber.is_some() {
+            subscriber::spawn(self.runtime.clone(), slot.clone(), self.rollback.clone(), self.shutdown.subscribe())
+        } else {
+            return;
+        };
+        workers.insert(slot.id.clone(), worker);
+    }
+
+    /// Swap a resident component: its driver snapshots the old instance,
+    /// starts `next`, restores it and switches the slot, in that order
+    /// between two entries. Returns the replaced version, or the stage and
+    /// reason of the refusal (the old version stays).
+    async fn hand_over(
+        &self,
+        slot: &Arc<Slot>,
+        next: Arc<LoadedComponent>,
+        probation: bool,
+    ) -> Result<Arc<LoadedComponent>, (&'static str, String)> {
+        let conflict = |message: &str| ("conflict", message.to_string());
+        if slot.active().resident.is_none() || next.resident.is_none() {
+            return Err(conflict(
+                "a component cannot change between the `resident` world and another in place; \
+                 uninstall it, then install the new version",
+            ));
         }
+        let commands = self.workers.lock().get(&slot.id).and_then(|w| w.commands.clone());
+        let Some(commands) = commands else {
+            return Err(("hand-over", "its resident driver is not running (the host is stopping)".into()));
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let gone = || ("hand-over", "its resident driver stopped (the host is stopping)".to_string());
+        commands.send(resident::Command::HandOver { next, probation, reply }).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?.map_err(|e| ("hand-over", e))
     }
 
     pub(super) fn slot(&self, id: &str) -> Option<Arc<Slot>> {
@@ -233,10 +314,8 @@ impl Host {
     pub async fn remove(&self, id: &str) -> bool {
         let _serial = self.transitions.lock().await;
         self.refusals.lock().remove(id);
-        let mut routes = Routes::clone(&self.routes.load());
-        let Some(slot) = routes.components.remove(id) else { return false };
-        self.routes.store(Arc::new(routes));
-        self.reroute();
+        let Some(slot) = self.routes.update(|routes| routes.components.remove(id)) else { return false };
+        self.routes.reroute();
         if let Some(worker) = self.workers.lock().remove(id) {
             self.bus().unsubscribe(worker.subscription);
         }
@@ -257,31 +336,7 @@ impl Host {
     /// rollback).
     pub(super) async fn auto_rollback(&self, slot: &Arc<Slot>, failed: &Arc<LoadedComponent>) {
         let _serial = self.transitions.lock().await;
-        let Some((failed, restored)) = slot.roll_back(failed) else { return };
-        self.reroute();
-        let swap = &self.runtime.config.swap;
-        let reason = format!(
-            "{} faults (traps, deadlines, memory caps or invalid output) within its first {} calls",
-            swap.rollback_after_faults, swap.probation_calls
-        );
-        self.announcer.transition(
-            Some(slot),
-            &slot.id,
-            Transition::new(
-                events::ROLLED_BACK,
-                Some(failed.version()),
-                Some(restored.version()),
-                Some(reason.clone()),
-            ),
-            Some(ControlEvent::RolledBack {
-                component: slot.id.clone(),
-                from: failed.version(),
-                version: restored.version(),
-                digest: restored.digest.clone(),
-                reason,
-            }),
-        );
-        self.spawn_drain(slot.clone(), failed);
+        self.rollback.roll_back(slot, failed);
     }
 
     /// Validate `sources` as a whole and, if valid, make them the policy set

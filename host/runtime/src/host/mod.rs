@@ -42,7 +42,7 @@ use crate::capabilities::kv::KvStore;
 use crate::capabilities::log::GuestOutputSink;
 use crate::config::HostConfig;
 use crate::error::{HostError, LoadError};
-use crate::roles::subscriber::SubscriberWorker;
+use crate::roles::Worker;
 use crate::runtime::aot::AotCache;
 use crate::runtime::pool::InstancePool;
 use crate::runtime::{Runtime, engine};
@@ -55,6 +55,40 @@ use crate::supervisor::{Announcer, Slot};
 struct Routes {
     components: BTreeMap<String, Arc<Slot>>,
     tools: BTreeMap<String, Arc<Slot>>,
+}
+
+/// The routing table: read lock-free by calls, replaced as a whole (copy
+/// on write) by the control plane and by workers that roll back, one
+/// writer at a time so no update is lost.
+#[derive(Debug, Default)]
+pub(crate) struct RouteTable {
+    current: ArcSwap<Routes>,
+    write: Mutex<()>,
+}
+
+impl RouteTable {
+    fn load(&self) -> arc_swap::Guard<Arc<Routes>> {
+        self.current.load()
+    }
+
+    fn update<T>(&self, change: impl FnOnce(&mut Routes) -> T) -> T {
+        let _writer = self.write.lock();
+        let mut routes = Routes::clone(&self.current.load());
+        let out = change(&mut routes);
+        self.current.store(Arc::new(routes));
+        out
+    }
+
+    /// Rebuild the tool table from each component's active version.
+    pub(crate) fn reroute(&self) {
+        self.update(|routes| {
+            routes.tools = routes
+                .components
+                .values()
+                .filter_map(|slot| slot.active().tool().map(|t| (t.name.clone(), slot.clone())))
+                .collect();
+        });
+    }
 }
 
 /// Counts calls in flight so shutdown can wait for them.
@@ -88,8 +122,10 @@ const MAX_REFUSALS: usize = 256;
 /// A running host.
 pub struct Host {
     runtime: Arc<Runtime>,
-    routes: ArcSwap<Routes>,
-    workers: Mutex<BTreeMap<String, SubscriberWorker>>,
+    routes: Arc<RouteTable>,
+    /// How a version on probation is rolled back (by calls and by workers).
+    rollback: control::Rollback,
+    workers: Mutex<BTreeMap<String, Worker>>,
     /// Serialises activations, removals, rollbacks and reloads.
     transitions: tokio::sync::Mutex<()>,
     announcer: Announcer,
@@ -157,9 +193,12 @@ impl Host {
         spawn_audit_flusher(&runtime.chokepoint);
 
         let (shutdown, _) = watch::channel(false);
+        let routes = Arc::new(RouteTable::default());
+        let rollback = control::Rollback::new(routes.clone(), announcer.clone(), runtime.config.swap.clone());
         let host = Host {
             runtime,
-            routes: ArcSwap::from_pointee(Routes::default()),
+            routes,
+            rollback,
             workers: Mutex::new(BTreeMap::new()),
             transitions: tokio::sync::Mutex::new(()),
             announcer,
@@ -257,9 +296,9 @@ impl Host {
 
     /// Refuse new calls and stop feeding subscribers; returns the workers
     /// (which now deliver only what is already queued).
-    fn stop_taking_work(&self) -> Vec<SubscriberWorker> {
+    fn stop_taking_work(&self) -> Vec<Worker> {
         self.shutting_down.store(true, Ordering::SeqCst);
-        let workers: Vec<SubscriberWorker> = std::mem::take(&mut *self.workers.lock()).into_values().collect();
+        let workers: Vec<Worker> = std::mem::take(&mut *self.workers.lock()).into_values().collect();
         for worker in &workers {
             self.bus().unsubscribe(worker.subscription);
         }

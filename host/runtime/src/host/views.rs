@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::authz::AuditStats;
 use crate::capabilities::log::GuestOutputStats;
 use crate::manifest::{Limits, World};
+use crate::roles::resident::ResidentStatus;
 use crate::runtime::aot::Compilation;
 use crate::runtime::component::{GrantDecision, ToolDescriptor};
 use crate::supervisor::{DrainingStatus, Transition};
@@ -54,6 +55,9 @@ pub struct ComponentStatus {
     pub running: usize,
     pub draining: Vec<DrainingStatus>,
     pub last_transition: Option<Transition>,
+    /// What its driver has done, for a `resident` component.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resident: Option<ResidentStatus>,
 }
 
 /// A component (or a version of one) the host refused, and why. Kept until
@@ -187,6 +191,7 @@ impl Host {
                         running: active.running(),
                         draining: slot.draining(),
                         last_transition: slot.last_transition(),
+                        resident: self.resident_status(&slot.id),
                     }
                 })
                 .collect(),
@@ -198,6 +203,11 @@ impl Host {
             pool_in_use: self.runtime.pool.calls_in_use(),
             pool_budget: self.runtime.pool.calls_budget(),
         }
+    }
+
+    /// What the driver of the resident component `id` has done.
+    pub fn resident_status(&self, id: &str) -> Option<ResidentStatus> {
+        self.workers.lock().get(id).and_then(|w| w.counters.as_ref()).map(|c| c.status())
     }
 
     /// The active version of `id`, if loaded: (version, digest).

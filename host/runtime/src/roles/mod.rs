@@ -10,7 +10,9 @@
 //! |---|---|---|---|
 //! | [`tool`] | `arw:host/tool` | `arw:host/tool-handler` | per call |
 //! | [`subscriber`] | `arw:host/subscriber` | `arw:host/event-handler` | per delivery |
+//! | [`resident`] | `arw:host/resident` | `arw:host/lifecycle`, `arw:host/event-handler` | resident |
 
+pub mod resident;
 pub mod subscriber;
 pub mod tool;
 
@@ -22,6 +24,21 @@ pub enum Lifecycle {
     /// A fresh instance for every entry (a call, a delivery), dropped after
     /// it: no state survives in the instance.
     PerEntry,
+    /// One long-lived instance per active version, entered one entry at a
+    /// time by its driver task (mailbox, ticks, hand-over at a swap).
+    Resident,
+}
+
+/// A role's task that feeds a component from the bus: a subscriber's
+/// worker or a resident component's driver.
+#[derive(Debug)]
+pub struct Worker {
+    pub subscription: u64,
+    pub task: tokio::task::JoinHandle<()>,
+    /// Where the control plane sends a resident driver its commands.
+    pub(crate) commands: Option<tokio::sync::mpsc::Sender<resident::Command>>,
+    /// What a resident driver has done.
+    pub(crate) counters: Option<std::sync::Arc<resident::Counters>>,
 }
 
 /// One role, described.
@@ -37,7 +54,7 @@ pub struct Role {
 }
 
 /// Every role of the host, one line each.
-pub const ROLES: &[Role] = &[tool::UNIT, subscriber::UNIT];
+pub const ROLES: &[Role] = &[tool::UNIT, subscriber::UNIT, resident::UNIT];
 
 #[cfg(test)]
 mod tests {
@@ -49,7 +66,7 @@ mod tests {
         let wit_doc =
             std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/wit.md"))
                 .unwrap_or_else(|e| panic!("{e}"));
-        for world in [World::Tool, World::Subscriber] {
+        for world in World::ALL {
             let roles: Vec<_> = ROLES.iter().filter(|r| r.world == world).collect();
             assert_eq!(roles.len(), 1, "`{world}` must have exactly one role unit");
         }
@@ -64,7 +81,7 @@ mod tests {
             let interface = role.export.strip_prefix("arw:host/").and_then(|e| e.split('@').next());
             let interface = interface.unwrap_or_else(|| panic!("{}", role.export));
             assert!(wit.contains(&format!("export {interface};")), "`{name}` does not export `{interface}`");
-            assert_eq!(role.export, role.world.required_export(), "the manifest's world and the role disagree");
+            assert_eq!(role.export, role.world.required_exports()[0], "the manifest's world and the role disagree");
             assert!(wit_doc.contains(&format!("| `{name}` |")), "world `{name}` is not in docs/wit.md's table");
         }
     }

@@ -12,15 +12,21 @@ use std::sync::Arc;
 
 use arw_policy::Action;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use wasmtime::Store;
+use wasmtime::component::InstancePre;
 
+use super::Worker;
+use crate::bindings::subscriber::SubscriberPre;
 use crate::bindings::tool::arw::host::bus as wit_bus;
+use crate::bindings::v0_1;
 use crate::capabilities::bus::{Event, Payload};
 use crate::error::CallError;
+use crate::host::control::Rollback;
 use crate::runtime::Runtime;
 use crate::runtime::component::LoadedComponent;
 use crate::runtime::entry::Entry;
 use crate::runtime::outcome::{classify, pool_busy, timeout};
+use crate::runtime::store::InstanceState;
 use crate::supervisor::Slot;
 
 /// This role, described (see [`crate::roles`]).
@@ -31,18 +37,16 @@ pub const UNIT: super::Role = super::Role {
     lifecycle: super::Lifecycle::PerEntry,
 };
 
-/// A running subscriber: its subscription id and its worker.
-#[derive(Debug)]
-pub struct SubscriberWorker {
-    pub subscription: u64,
-    pub task: JoinHandle<()>,
-}
-
 /// Subscribe `component` to the bus and start its worker. When `shutdown`
 /// flips to true the worker delivers what is already queued, then stops
 /// (the host bounds this by its grace period); it also stops when the
 /// subscription is removed and its queue is empty.
-pub fn spawn(runtime: Arc<Runtime>, slot: Arc<Slot>, mut shutdown: watch::Receiver<bool>) -> SubscriberWorker {
+pub(crate) fn spawn(
+    runtime: Arc<Runtime>,
+    slot: Arc<Slot>,
+    rollback: Rollback,
+    mut shutdown: watch::Receiver<bool>,
+) -> Worker {
     let bus = runtime.capabilities.bus.clone();
     // The slot, not a version: after a swap the same queue feeds the new
     // version, so no event is lost and order is kept.
@@ -70,16 +74,19 @@ pub fn spawn(runtime: Arc<Runtime>, slot: Arc<Slot>, mut shutdown: watch::Receiv
             if !component.grants().allows(Action::BusSubscribe, &event.topic) {
                 continue;
             }
-            match runtime.deliver(&component, &event).await {
+            let result = runtime.deliver(&component, &event).await;
+            match &result {
                 Ok(()) => bus.record_delivered(),
                 Err(e) => {
                     bus.record_failed();
                     tracing::warn!(component = component.id(), event = event.id, topic = %event.topic, "delivery failed: {e}");
                 }
             }
+            // A delivery counts towards the version's probation like a call.
+            rollback.observe(&slot, &component, matches!(&result, Err(e) if e.is_fault()));
         }
     });
-    SubscriberWorker { subscription, task }
+    Worker { subscription, task, commands: None, counters: None }
 }
 
 impl Runtime {
@@ -95,24 +102,78 @@ impl Runtime {
         let _instance = entry.wait(self.pool.for_call()).await.flatten().ok_or_else(|| pool_busy(self, name))?;
         let mut store = entry.store(self, component);
         let trap = |e: wasmtime::Error| classify(name, component, e);
-        let event = wit_bus::Event {
-            id: event.id,
-            topic: event.topic.clone(),
-            payload: match &event.payload {
-                Payload::Json(text) => wit_bus::Payload::Json(text.clone()),
-                Payload::Bytes(bytes) => wit_bus::Payload::Bytes(bytes.clone()),
-            },
-            source: event.source.to_string(),
-            time_ms: event.time_ms,
-        };
-        let run = async {
-            let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
-            instance.arw_host_event_handler().call_handle(&mut store, &event).await.map_err(trap)
-        };
+        let run = async { pre.handle(&mut store, event).await.map_err(trap) };
         entry.run(run).await.ok_or_else(|| timeout(name, component))??.map_err(|message| CallError::Tool {
             tool: name.into(),
             code: "handler-error".into(),
             message,
         })
+    }
+}
+
+/// A bus event as `arw:host/bus` gives it to a guest.
+pub(crate) fn wit_event(event: &Event) -> wit_bus::Event {
+    wit_bus::Event {
+        id: event.id,
+        topic: event.topic.clone(),
+        payload: match &event.payload {
+            Payload::Json(text) => wit_bus::Payload::Json(text.clone()),
+            Payload::Bytes(bytes) => wit_bus::Payload::Bytes(bytes.clone()),
+        },
+        source: event.source.to_string(),
+        time_ms: event.time_ms,
+    }
+}
+
+/// A linked subscriber, at the `arw:host` version it was built against.
+pub(crate) enum EventExport {
+    Current(SubscriberPre<InstanceState>),
+    V0_1(v0_1::subscriber::SubscriberPre<InstanceState>),
+}
+
+impl EventExport {
+    /// The event-handler export of `pre`, whose component exports `exports`.
+    pub(crate) fn new(pre: InstancePre<InstanceState>, exports: &[String]) -> wasmtime::Result<Self> {
+        if exports.iter().any(|e| e == arw_manifest::exports::EVENT_HANDLER) {
+            Ok(EventExport::Current(SubscriberPre::new(pre)?))
+        } else {
+            Ok(EventExport::V0_1(v0_1::subscriber::SubscriberPre::new(pre)?))
+        }
+    }
+
+    /// Instantiate in `store` (the health check of a subscriber).
+    pub(crate) async fn instantiate(&self, store: &mut Store<InstanceState>) -> wasmtime::Result<()> {
+        match self {
+            EventExport::Current(pre) => pre.instantiate_async(store).await.map(drop),
+            EventExport::V0_1(pre) => pre.instantiate_async(store).await.map(drop),
+        }
+    }
+
+    /// Instantiate in `store` and deliver `event`.
+    pub(crate) async fn handle(
+        &self,
+        store: &mut Store<InstanceState>,
+        event: &Event,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            EventExport::Current(pre) => {
+                let event = wit_event(event);
+                pre.instantiate_async(&mut *store).await?.arw_host_event_handler().call_handle(store, &event).await
+            }
+            EventExport::V0_1(pre) => {
+                use v0_1::tool::arw::host::bus as v1;
+                let event = v1::Event {
+                    id: event.id,
+                    topic: event.topic.clone(),
+                    payload: match &event.payload {
+                        Payload::Json(text) => v1::Payload::Json(text.clone()),
+                        Payload::Bytes(bytes) => v1::Payload::Bytes(bytes.clone()),
+                    },
+                    source: event.source.to_string(),
+                    time_ms: event.time_ms,
+                };
+                pre.instantiate_async(&mut *store).await?.arw_host_event_handler().call_handle(store, &event).await
+            }
+        }
     }
 }

@@ -4,12 +4,18 @@
 //! instantiate, invoke under the deadline, check the output.
 
 use arw_policy::{Action, Resource};
+use wasmtime::Store;
+use wasmtime::component::InstancePre;
 
+use crate::bindings::tool::ToolPre;
+use crate::bindings::tool::exports::arw::host::tool_handler::{Descriptor, ToolError};
+use crate::bindings::v0_1;
 use crate::error::CallError;
 use crate::runtime::Runtime;
 use crate::runtime::component::LoadedComponent;
 use crate::runtime::entry::Entry;
 use crate::runtime::outcome::{classify, pool_busy, timeout};
+use crate::runtime::store::InstanceState;
 
 /// This role, described (see [`crate::roles`]).
 pub const UNIT: super::Role = super::Role {
@@ -63,15 +69,66 @@ impl Runtime {
 
         let mut store = entry.store(self, component);
         let trap = |e: wasmtime::Error| classify(tool, component, e);
-        let run = async {
-            let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
-            instance.arw_host_tool_handler().call_invoke(&mut store, input).await.map_err(trap)
-        };
+        let run = async { pre.invoke(&mut store, input).await.map_err(trap) };
         let output = entry.run(run).await.ok_or_else(|| timeout(tool, component))??;
         match output {
             Ok(text) => serde_json::from_str(&text)
                 .map_err(|e| CallError::InvalidOutput { tool: tool.into(), message: e.to_string() }),
             Err(e) => Err(CallError::Tool { tool: tool.into(), code: e.code, message: e.message }),
+        }
+    }
+}
+
+/// A linked tool, at the `arw:host` version it was built against.
+pub(crate) enum ToolExport {
+    Current(ToolPre<InstanceState>),
+    V0_1(v0_1::tool::ToolPre<InstanceState>),
+}
+
+impl ToolExport {
+    /// The tool export of `pre`, whose component exports `exports`.
+    pub(crate) fn new(pre: InstancePre<InstanceState>, exports: &[String]) -> wasmtime::Result<Self> {
+        if exports.iter().any(|e| e == arw_manifest::exports::TOOL_HANDLER) {
+            Ok(ToolExport::Current(ToolPre::new(pre)?))
+        } else {
+            Ok(ToolExport::V0_1(v0_1::tool::ToolPre::new(pre)?))
+        }
+    }
+
+    /// Instantiate in `store` and call `describe`.
+    pub(crate) async fn describe(&self, store: &mut Store<InstanceState>) -> wasmtime::Result<Descriptor> {
+        match self {
+            ToolExport::Current(pre) => {
+                pre.instantiate_async(&mut *store).await?.arw_host_tool_handler().call_describe(store).await
+            }
+            ToolExport::V0_1(pre) => {
+                let d = pre.instantiate_async(&mut *store).await?.arw_host_tool_handler().call_describe(store).await?;
+                Ok(Descriptor {
+                    name: d.name,
+                    version: d.version,
+                    summary: d.summary,
+                    input_schema: d.input_schema,
+                    output_schema: d.output_schema,
+                })
+            }
+        }
+    }
+
+    /// Instantiate in `store` and call `invoke`.
+    pub(crate) async fn invoke(
+        &self,
+        store: &mut Store<InstanceState>,
+        input: &str,
+    ) -> wasmtime::Result<Result<String, ToolError>> {
+        match self {
+            ToolExport::Current(pre) => {
+                pre.instantiate_async(&mut *store).await?.arw_host_tool_handler().call_invoke(store, input).await
+            }
+            ToolExport::V0_1(pre) => {
+                let output =
+                    pre.instantiate_async(&mut *store).await?.arw_host_tool_handler().call_invoke(store, input).await?;
+                Ok(output.map_err(|e| ToolError { code: e.code, message: e.message }))
+            }
         }
     }
 }

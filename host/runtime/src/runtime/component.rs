@@ -20,11 +20,12 @@ use super::aot::Compilation;
 use super::entry::Entry;
 use super::store::{InstanceState, new_store};
 use crate::authz::Grants;
-use crate::bindings::subscriber::SubscriberPre;
-use crate::bindings::tool::ToolPre;
 use crate::capabilities::{ComponentCapabilities, config};
 use crate::error::LoadError;
 use crate::manifest::{Manifest, World};
+use crate::roles::resident::ResidentExport;
+use crate::roles::subscriber::EventExport;
+use crate::roles::tool::ToolExport;
 use crate::source::ComponentPackage;
 
 /// What a tool says about itself (its `describe` export), schemas parsed.
@@ -45,11 +46,12 @@ pub struct LoadedComponent {
     pub origin: String,
     /// `sha256:<hex>` of the component bytes.
     pub digest: String,
-    pub(crate) tool: Option<(ToolPre<InstanceState>, ToolDescriptor)>,
+    pub(crate) tool: Option<(ToolExport, ToolDescriptor)>,
     /// The tool's input schema, compiled: every call's input is checked
     /// against it before the guest runs.
     pub(crate) input_validator: Option<Arc<jsonschema::Validator>>,
-    pub(crate) subscriber: Option<SubscriberPre<InstanceState>>,
+    pub(crate) subscriber: Option<EventExport>,
+    pub(crate) resident: Option<ResidentExport>,
     pub(crate) capabilities: ComponentCapabilities,
     /// One permit per concurrent call (`limits.concurrency`).
     pub(crate) slots: Arc<Semaphore>,
@@ -180,7 +182,11 @@ impl Runtime {
             }
             tracing::warn!(%origin, "loading an UNSIGNED component (allow-unsigned is on; development only)");
         }
-        if let Err(message) = self.check_limits(&manifest.limits) {
+        if let Err(message) = self
+            .check_limits(&manifest.limits)
+            .and_then(|()| self.check_pool(&manifest.limits))
+            .and_then(|()| self.check_resident(&manifest))
+        {
             return Err(LoadError::Limits { origin, message });
         }
         if !wasm.starts_with(b"\0asm") {
@@ -205,8 +211,7 @@ impl Runtime {
         let exports: Vec<String> =
             component.component_type().exports(&self.engine).map(|(name, _)| name.to_string()).collect();
         for world in &manifest.worlds {
-            let export = world.required_export();
-            if !exports.iter().any(|e| e == export) {
+            if let Some(export) = world.missing_export(exports.iter().map(String::as_str)) {
                 return Err(LoadError::WrongWorld {
                     origin,
                     world: world.to_string(),
@@ -241,7 +246,12 @@ impl Runtime {
         };
 
         let subscriber = if manifest.worlds.contains(&World::Subscriber) {
-            Some(SubscriberPre::new(pre.clone()).map_err(link)?)
+            Some(EventExport::new(pre.clone(), &exports).map_err(link)?)
+        } else {
+            None
+        };
+        let resident = if manifest.worlds.contains(&World::Resident) {
+            Some(ResidentExport::new(pre.clone()).map_err(link)?)
         } else {
             None
         };
@@ -253,6 +263,7 @@ impl Runtime {
             tool: None,
             input_validator: None,
             subscriber,
+            resident,
             capabilities,
             publisher,
             compilation,
@@ -260,7 +271,7 @@ impl Runtime {
             in_flight: AtomicUsize::new(0),
         };
         if loaded.manifest.worlds.contains(&World::Tool) {
-            let tool_pre = ToolPre::new(pre).map_err(link)?;
+            let tool_pre = ToolExport::new(pre, &exports).map_err(link)?;
             let descriptor = self.describe(&loaded, &tool_pre).await?;
             let validator = jsonschema::validator_for(&descriptor.input_schema).map_err(|e| LoadError::Health {
                 origin: loaded.origin.clone(),
@@ -268,6 +279,18 @@ impl Runtime {
             })?;
             loaded.input_validator = Some(Arc::new(validator));
             loaded.tool = Some((tool_pre, descriptor));
+        } else if let Some(resident) = &loaded.resident {
+            // Health check of a resident component: it instantiates (its
+            // driver starts its own instance once it is active).
+            let fail = |message: String| LoadError::Health { origin: loaded.origin.clone(), message };
+            let entry = Entry::start(&loaded);
+            let _slot = self.health_slot(&loaded, &entry).await?;
+            let mut store = entry.store(self, &loaded);
+            entry
+                .run(resident.instantiate(&mut store))
+                .await
+                .ok_or_else(|| fail(deadline_message(&loaded)))?
+                .map_err(|e| fail(format!("{e:#}")))?;
         } else if let Some(subscriber) = &loaded.subscriber {
             // Health check of a subscriber-only component: it instantiates
             // (under the same deadline as any entry).
@@ -276,7 +299,7 @@ impl Runtime {
             let _slot = self.health_slot(&loaded, &entry).await?;
             let mut store = entry.store(self, &loaded);
             entry
-                .run(subscriber.instantiate_async(&mut store))
+                .run(subscriber.instantiate(&mut store))
                 .await
                 .ok_or_else(|| fail(deadline_message(&loaded)))?
                 .map_err(|e| fail(format!("{e:#}")))?;
@@ -286,19 +309,12 @@ impl Runtime {
     }
 
     /// The tool health check: instantiate, call `describe`, check the answer.
-    async fn describe(
-        &self,
-        component: &LoadedComponent,
-        pre: &ToolPre<InstanceState>,
-    ) -> Result<ToolDescriptor, LoadError> {
+    async fn describe(&self, component: &LoadedComponent, pre: &ToolExport) -> Result<ToolDescriptor, LoadError> {
         let fail = |message: String| LoadError::Health { origin: component.origin.clone(), message };
         let entry = Entry::start(component);
         let _slot = self.health_slot(component, &entry).await?;
         let mut store = entry.store(self, component);
-        let run = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance.arw_host_tool_handler().call_describe(&mut store).await
-        };
+        let run = pre.describe(&mut store);
         let d = entry
             .run(run)
             .await
@@ -352,6 +368,24 @@ impl Runtime {
                 u64::from(host.max_concurrency),
             );
         }
+        Ok(())
+    }
+
+    /// The host's bounds on a resident component's `[resident]` section.
+    fn check_resident(&self, manifest: &Manifest) -> Result<(), String> {
+        let min = self.config.resident.min_tick_ms;
+        if let Some(tick_ms) = manifest.resident.as_ref().and_then(|r| r.tick_ms)
+            && tick_ms < min
+        {
+            return Err(format!(
+                "resident.tick-ms = {tick_ms} is under the host's resident.min-tick-ms = {min}; \
+                 raise the manifest's period or lower the host's bound"
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_pool(&self, limits: &crate::manifest::Limits) -> Result<(), String> {
         let pool = self.pool.calls_budget();
         if limits.concurrency > pool {
             return Err(format!(

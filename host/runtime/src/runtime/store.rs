@@ -15,6 +15,9 @@ pub struct InstanceState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryCap,
+    /// When the current entry must end: set once for a per-entry store,
+    /// re-armed at every entry into a resident instance.
+    pub(crate) deadline: Instant,
     pub(crate) capabilities: CapabilityInstances,
 }
 
@@ -97,6 +100,7 @@ pub fn new_store(
         wasi,
         table: ResourceTable::new(),
         limiter: MemoryCap { limit: memory_limit },
+        deadline,
         capabilities: CapabilityInstances::new(host, component),
     };
     let mut store = Store::new(engine, state);
@@ -105,10 +109,10 @@ pub fn new_store(
     // never starves other calls) until the deadline, then trap; trap early
     // if the version was retired and its drain grace period ended.
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
+    store.epoch_deadline_callback(move |store| {
         if retired.load(Ordering::Acquire) {
             Err(wasmtime::Error::new(Retired))
-        } else if Instant::now() >= deadline {
+        } else if Instant::now() >= store.data().deadline {
             Err(wasmtime::Error::new(DeadlineExceeded(timeout)))
         } else {
             Ok(UpdateDeadline::Yield(1))

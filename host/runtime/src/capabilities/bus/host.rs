@@ -52,3 +52,19 @@ impl wit::Host for BusInstance {
         Ok(self.bus.publish(&self.component, &topic, payload)?)
     }
 }
+
+/// `arw:host/bus@0.1.0`: the same function (its types are 0.2.0's).
+impl crate::bindings::v0_1::tool::arw::host::bus::Host for BusInstance {
+    async fn publish(
+        &mut self,
+        topic: String,
+        payload: crate::bindings::v0_1::tool::arw::host::bus::Payload,
+    ) -> Result<u64, CapabilityError> {
+        use crate::bindings::v0_1::tool::arw::host::bus::Payload as V1;
+        let payload = match payload {
+            V1::Json(text) => wit::Payload::Json(text),
+            V1::Bytes(bytes) => wit::Payload::Bytes(bytes),
+        };
+        wit::Host::publish(self, topic, payload).await
+    }
+}

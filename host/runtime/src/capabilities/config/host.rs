@@ -28,3 +28,10 @@ impl wit::Host for ConfigInstance {
         Ok(self.values.get(&key).cloned())
     }
 }
+
+/// `arw:host/config@0.1.0`: the same function.
+impl crate::bindings::v0_1::tool::arw::host::config::Host for ConfigInstance {
+    async fn get(&mut self, key: String) -> Result<Option<String>, CapabilityError> {
+        wit::Host::get(self, key).await
+    }
+}

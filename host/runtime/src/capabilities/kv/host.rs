@@ -79,3 +79,27 @@ impl wit::Host for KvInstance {
         Ok(self.store.list_keys(&namespace, &prefix, limit)?)
     }
 }
+
+/// `arw:host/kv@0.1.0`: the same functions.
+impl crate::bindings::v0_1::tool::arw::host::kv::Host for KvInstance {
+    async fn get(&mut self, namespace: String, key: String) -> Result<Option<Vec<u8>>, CapabilityError> {
+        wit::Host::get(self, namespace, key).await
+    }
+
+    async fn set(&mut self, namespace: String, key: String, value: Vec<u8>) -> Result<(), CapabilityError> {
+        wit::Host::set(self, namespace, key, value).await
+    }
+
+    async fn delete(&mut self, namespace: String, key: String) -> Result<bool, CapabilityError> {
+        wit::Host::delete(self, namespace, key).await
+    }
+
+    async fn list_keys(
+        &mut self,
+        namespace: String,
+        prefix: String,
+        limit: u32,
+    ) -> Result<Vec<String>, CapabilityError> {
+        wit::Host::list_keys(self, namespace, prefix, limit).await
+    }
+}

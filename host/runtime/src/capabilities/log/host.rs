@@ -68,3 +68,24 @@ impl wit::Host for LogInstance {
         Ok(())
     }
 }
+
+/// `arw:host/log@0.1.0`: the same function (its types converted).
+impl crate::bindings::v0_1::tool::arw::host::log::Host for LogInstance {
+    async fn write(
+        &mut self,
+        level: crate::bindings::v0_1::tool::arw::host::log::Level,
+        message: String,
+        fields: Vec<crate::bindings::v0_1::tool::arw::host::log::Field>,
+    ) -> Result<(), CapabilityError> {
+        use crate::bindings::v0_1::tool::arw::host::log::Level as V1;
+        let level = match level {
+            V1::Trace => wit::Level::Trace,
+            V1::Debug => wit::Level::Debug,
+            V1::Info => wit::Level::Info,
+            V1::Warn => wit::Level::Warn,
+            V1::Error => wit::Level::Error,
+        };
+        let fields = fields.into_iter().map(|f| wit::Field { key: f.key, value: f.value }).collect();
+        wit::Host::write(self, level, message, fields).await
+    }
+}

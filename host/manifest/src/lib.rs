@@ -359,8 +359,16 @@ impl Manifest {
             if request.resource.is_empty() {
                 return fail(format!("capability `{}` has an empty `resource`", request.action));
             }
-            if request.action == Action::ToolInvoke {
-                return fail("components cannot request `tool.invoke` yet".into());
+            if request.action == Action::ToolInvoke
+                && !request
+                    .resource
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'*')
+            {
+                return fail(format!(
+                    "`tool.invoke` resource `{}` must be a tool name pattern of a-z, 0-9, `-` and `*` (e.g. \"text-stats\")",
+                    request.resource
+                ));
             }
             if request.action == Action::HttpRequest
                 && (request.resource.bytes().any(|b| b.is_ascii_uppercase()) || !request.resource.contains(':'))

@@ -1,7 +1,7 @@
 //! Every `bindgen!` of the host, next to each other, generated from `wit/`.
 //!
 //! The `tool` world generates the capability interfaces (`arw:host/bus`,
-//! `kv`, `log`, `config`, `types`); the other worlds reuse them via `with`,
+//! `kv`, `log`, `config`, `tools`, `types`); the other worlds reuse them via `with`,
 //! so a capability's host implementation is written once.
 //!
 //! [`v0_1`] are the bindings of `arw:host@0.1.0` (the frozen copy in
@@ -35,6 +35,7 @@ pub mod subscriber {
             "arw:host/kv": super::tool::arw::host::kv,
             "arw:host/log": super::tool::arw::host::log,
             "arw:host/config": super::tool::arw::host::config,
+            "arw:host/tools": super::tool::arw::host::tools,
         },
     });
 }
@@ -53,6 +54,7 @@ pub mod resident {
             "arw:host/kv": super::tool::arw::host::kv,
             "arw:host/log": super::tool::arw::host::log,
             "arw:host/config": super::tool::arw::host::config,
+            "arw:host/tools": super::tool::arw::host::tools,
         },
     });
 }

@@ -82,6 +82,26 @@ pub fn host_events() -> Vec<EventKind> {
             }),
         },
         EventKind {
+            topic: crate::capabilities::tools::TOOL_CALLED_TOPIC,
+            summary: "A component called another component's tool through `arw:host/tools` (refused calls too; a \
+                      refusal by the manifest or Cedar is also an `audit.denied`).",
+            payload: json!({
+                "type": "object",
+                "required": ["caller", "tool", "component", "chain", "outcome"],
+                "properties": {
+                    "caller": {"type": "string", "description": "The calling component's id."},
+                    "tool": {"type": "string"},
+                    "component": {"type": "string", "description": "The callee's id (empty for an unknown tool)."},
+                    "chain": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "The components the call came through, outermost first, the caller last.",
+                    },
+                    "outcome": {"type": "string", "description": "`ok`, or the host's stable error code."},
+                },
+            }),
+        },
+        EventKind {
             topic: AUDIT_DENIED_TOPIC,
             summary: "Cedar (or the manifest, or a host limit) refused a capability call, a tool call or an admin \
                       action. Refusals of one principal and action within 1 s after the first are reported together, \

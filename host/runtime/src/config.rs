@@ -43,6 +43,7 @@ pub struct HostConfig {
     pub limits: LimitsConfig,
     pub node: NodeConfig,
     pub resident: crate::roles::resident::ResidentConfig,
+    pub tools: crate::capabilities::tools::ToolsConfig,
     /// Per-component overrides, keyed by component id (`arw:announce`).
     pub components: BTreeMap<String, ComponentOverrides>,
 }

@@ -127,6 +127,19 @@ impl CallError {
         )
     }
 
+    /// Did the tool run (as opposed to being refused, unknown, or given
+    /// input it never saw)?
+    pub fn ran(&self) -> bool {
+        !matches!(
+            self,
+            CallError::UnknownTool { .. }
+                | CallError::Denied(_)
+                | CallError::InvalidInput(_)
+                | CallError::SchemaViolation { .. }
+                | CallError::ShuttingDown
+        )
+    }
+
     /// A stable, machine-readable code for the error's kind. A tool's own
     /// codes are namespaced, `tool:<code>` (so no tool can answer with
     /// what looks like the host's `denied`); a code that is not 1-64

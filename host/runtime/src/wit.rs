@@ -6,12 +6,13 @@
 pub const PACKAGE: &str = "arw:host@0.2.0";
 
 /// Every file of `wit/`, by name.
-pub const FILES: [(&str, &str); 10] = [
+pub const FILES: [(&str, &str); 11] = [
     ("types.wit", include_str!("../../../wit/types.wit")),
     ("bus.wit", include_str!("../../../wit/bus.wit")),
     ("kv.wit", include_str!("../../../wit/kv.wit")),
     ("log.wit", include_str!("../../../wit/log.wit")),
     ("config.wit", include_str!("../../../wit/config.wit")),
+    ("tools.wit", include_str!("../../../wit/tools.wit")),
     ("imports.wit", include_str!("../../../wit/imports.wit")),
     ("tool.wit", include_str!("../../../wit/tool.wit")),
     ("subscriber.wit", include_str!("../../../wit/subscriber.wit")),

@@ -210,7 +210,8 @@ impl Collector for HostCollector {
             None,
             MetricType::Gauge,
         )?;
-        let components = host.status().components;
+        let status = host.status();
+        let components = status.components;
         for component in &components {
             let labels = [
                 ("component", component.id.as_str()),
@@ -227,6 +228,30 @@ impl Collector for HostCollector {
             None,
             MetricType::Gauge,
         )?)?;
+
+        let mut nested = encoder.encode_descriptor(
+            "component_tool_calls",
+            "Calls of a tool by another component (arw:host/tools), by outcome",
+            None,
+            MetricType::Counter,
+        )?;
+        let calls = status.component_calls;
+        for (outcome, value) in [("ok", calls.ok), ("failed", calls.failed), ("refused", calls.refused)] {
+            ConstCounter::new(value).encode(nested.encode_family(&[("outcome", outcome)])?)?;
+        }
+
+        let mut resident_faults = encoder.encode_descriptor(
+            "resident_faults",
+            "Entries of a resident component that trapped, ran past their deadline or hit the memory cap",
+            None,
+            MetricType::Counter,
+        )?;
+        for component in &components {
+            if let Some(resident) = &component.resident {
+                ConstCounter::new(resident.faults)
+                    .encode(resident_faults.encode_family(&[("component", component.id.as_str())])?)?;
+            }
+        }
         Ok(())
     }
 }

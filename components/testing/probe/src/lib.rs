@@ -14,7 +14,11 @@
 //! `{"op": "fail", "code": "..."}` (returns a tool error with that code),
 //! `{"op": "echo", "value": <json>}` (no capability at all),
 //! `{"op": "http.get", "url": "http://host:port/path"}` (`wasi:http`;
-//! answers `{"status": 200, "body": "..."}`).
+//! answers `{"status": 200, "body": "..."}`),
+//! `{"op": "tools.invoke", "tool": "...", "input": <json>}` (another
+//! component's tool through `arw:host/tools`; answers its output, and a
+//! refusal is the tool error named after the `call-error` case, `failed`
+//! with the message `<code>: <message>`).
 //! The tool is called `probe`, or the value of its `tool-name` config key.
 //! With a `describe-delay-ms` config key, `describe` (the health check)
 //! first waits that long in the host.
@@ -25,7 +29,7 @@
 wit_bindgen::generate!({ path: "../../../wit", world: "arw:host/tool" });
 
 use arw::host::types::CapabilityError;
-use arw::host::{bus, config, kv, log};
+use arw::host::{bus, config, kv, log, tools};
 use exports::arw::host::tool_handler::{Descriptor, Guest, ToolError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -59,6 +63,19 @@ enum Op {
     Echo { value: Value },
     #[serde(rename = "http.get")]
     HttpGet { url: String },
+    #[serde(rename = "tools.invoke")]
+    ToolsInvoke { tool: String, input: Value },
+}
+
+fn call_error(e: tools::CallError) -> ToolError {
+    let (code, message) = match e {
+        tools::CallError::Denied(m) => ("denied", m),
+        tools::CallError::UnknownTool(m) => ("unknown-tool", m),
+        tools::CallError::InvalidInput(m) => ("invalid-input", m),
+        tools::CallError::TooDeep(m) => ("too-deep", m),
+        tools::CallError::Failed(f) => ("failed", format!("{}: {}", f.code, f.message)),
+    };
+    ToolError { code: code.into(), message }
 }
 
 /// A GET through `wasi:http/outgoing-handler`. A refused request is the
@@ -196,6 +213,11 @@ impl Guest for Probe {
             Op::Fail { code } => return Err(ToolError { code, message: "failed on request".into() }),
             Op::Echo { value } => value,
             Op::HttpGet { url } => http_get(&url)?,
+            Op::ToolsInvoke { tool, input } => {
+                let output = tools::invoke(&tool, &input.to_string()).map_err(call_error)?;
+                serde_json::from_str(&output)
+                    .map_err(|e| ToolError { code: "invalid-output".into(), message: e.to_string() })?
+            }
         };
         Ok(json!({ "ok": result }).to_string())
     }

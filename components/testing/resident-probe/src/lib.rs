@@ -1,20 +1,20 @@
 //! `resident-probe`: a resident component that misbehaves on request, for
-//! the host's tests of the resident lifecycle. Its `[config]` (read at
-//! every entry, so a test can change it per version) says what each export
-//! does:
+//! the host's tests of the resident lifecycle. Its `[config]` (read once
+//! per instance, so a test can change it per version) says what each
+//! export does:
 //!
 //! - `tick`: `count` (default: count and publish `probe.tick`
-//!   `{"beat", "instance"}`), `trap`, `spin` (loop forever), `grow`
-//!   (allocate until the memory cap stops it), `error`;
+//!   `{"beat", "instance"}`), `idle` (count only), `trap`, `spin` (loop
+//!   forever), `grow` (allocate until the memory cap stops it), `error`;
 //! - `snapshot`: `ok` (default: the counter as 8 bytes), `pad:<n>` (the
 //!   counter followed by `n` more bytes), `error`, `trap`;
-//! - `restore`: `ok` (default), `refuse`.
-//!
-//! Each mailbox event is published back on `probe.seen`
-//! `{"event", "beat", "instance"}`.
+//! - `restore`: `ok` (default), `refuse`;
+//! - `handle`: `publish` (default: publish each mailbox event back on
+//!   `probe.seen` `{"event", "beat", "instance"}`), `quiet` (nothing).
 
 wit_bindgen::generate!({ path: "../../../wit", world: "arw:host/resident" });
 
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 
@@ -33,8 +33,13 @@ fn with_state<T>(f: impl FnOnce(&mut u64, u64) -> T) -> T {
     f(beat, *instance)
 }
 
+/// A `[config]` value, read once per instance (a version's config does not
+/// change while its instance lives).
 fn setting(key: &str, default: &str) -> String {
-    config::get(key).ok().flatten().unwrap_or_else(|| default.into())
+    static READ: Mutex<BTreeMap<String, Option<String>>> = Mutex::new(BTreeMap::new());
+    let mut read = READ.lock().unwrap_or_else(|e| e.into_inner());
+    let value = read.entry(key.to_string()).or_insert_with(|| config::get(key).ok().flatten());
+    value.clone().unwrap_or_else(|| default.into())
 }
 
 fn publish(topic: &str, record: serde_json::Value) -> Result<(), String> {
@@ -57,6 +62,10 @@ impl exports::arw::host::lifecycle::Guest for Probe {
                 HOARD.lock().unwrap_or_else(|e| e.into_inner()).push(vec![1u8; 1 << 20]);
             },
             "error" => Err("resident-probe: told to fail in tick".into()),
+            "idle" => {
+                with_state(|beat, _| *beat += 1);
+                Ok(())
+            }
             _ => {
                 let record = with_state(|beat, instance| {
                     *beat += 1;
@@ -93,6 +102,9 @@ impl exports::arw::host::lifecycle::Guest for Probe {
 
 impl exports::arw::host::event_handler::Guest for Probe {
     fn handle(event: bus::Event) -> Result<(), String> {
+        if setting("handle", "publish") == "quiet" {
+            return Ok(());
+        }
         let record = with_state(
             |beat, instance| serde_json::json!({"event": event.id, "beat": *beat, "instance": format!("{instance:016x}")}),
         );

@@ -14,6 +14,7 @@
 //! | [`log`] | `wit/log.wit`, and the guest's stdout/stderr | `log.write` | `[log]` |
 //! | [`config`] | `wit/config.wit` | `config.read` | `[components."<id>".config]` |
 //! | [`http`] | `wasi:http/outgoing-handler` (from `wasmtime-wasi-http`) | `http.request` | `[outgoing-http]` |
+//! | [`tools`] | `wit/tools.wit` | `tool.invoke` (declared by the core: callers use it too) | `[tools]` |
 //!
 //! Every host function first calls [`crate::authz::Grants::check`]; a
 //! refusal becomes `capability-error::denied` (for `wasi:http`, the error
@@ -34,12 +35,13 @@ pub mod config;
 pub mod http;
 pub mod kv;
 pub mod log;
+pub mod tools;
 pub mod unit;
 
 pub use unit::Unit;
 
 /// Every capability of the host, one line each.
-pub const UNITS: &[Unit] = &[bus::UNIT, kv::UNIT, log::UNIT, config::UNIT, http::UNIT];
+pub const UNITS: &[Unit] = &[bus::UNIT, kv::UNIT, log::UNIT, config::UNIT, http::UNIT, tools::UNIT];
 
 /// The host's Cedar schema, assembled from the core and every unit's
 /// fragment, and its text (`spec/arw.cedarschema`, `arw spec export`).
@@ -56,6 +58,8 @@ pub struct Capabilities {
     pub outgoing_http: http::OutgoingHttpConfig,
     /// Where guests' stdout and stderr lines go.
     pub guest_output: log::GuestOutputSink,
+    /// How a component's call of another's tool reaches the host.
+    pub tools: Arc<tools::Directory>,
 }
 
 /// What a loaded component brings to each of its instances.
@@ -91,16 +95,19 @@ pub struct CapabilityInstances {
     pub log: log::LogInstance,
     pub config: config::ConfigInstance,
     pub http: http::HttpInstance,
+    pub tools: tools::ToolsInstance,
 }
 
 impl CapabilityInstances {
-    pub fn new(host: &Capabilities, component: &ComponentCapabilities) -> Self {
+    /// `chain`: the components the entry came through (for `tools`).
+    pub fn new(host: &Capabilities, component: &ComponentCapabilities, chain: crate::runtime::entry::Chain) -> Self {
         CapabilityInstances {
             bus: bus::BusInstance::new(host.bus.clone(), component),
             kv: kv::KvInstance::new(host.kv.clone(), component),
             log: log::LogInstance::new(component),
             config: config::ConfigInstance::new(component),
             http: http::HttpInstance::new(host.outgoing_http, component),
+            tools: tools::ToolsInstance::new(host.tools.clone(), component, chain),
         }
     }
 }
@@ -112,6 +119,9 @@ pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()>
     wit::kv::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.kv)?;
     wit::log::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.log)?;
     wit::config::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.config)?;
+    // `tools` needs the entry's deadline, so it is implemented on the
+    // whole instance state.
+    wit::tools::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| s)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
     // `arw:host@0.1.0`, for components built against it.
     use crate::bindings::v0_1::tool::arw::host as wit_v1;

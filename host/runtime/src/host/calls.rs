@@ -6,12 +6,16 @@
 //! slot's lock, to count its outcome.
 
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 
 use arw_policy::{Action, Principal, PrincipalHandle, RequestContext, Resource};
 
-use super::Host;
+use super::control::Rollback;
+use super::{Host, RouteTable};
 use crate::authz::Denied;
+use crate::capabilities::tools::{Answer, NestedCall, Router};
 use crate::error::CallError;
+use crate::runtime::Runtime;
 
 /// Someone calling tools, prepared for repeated authorization.
 #[derive(Debug)]
@@ -88,5 +92,46 @@ impl Host {
             }
         }
         result
+    }
+}
+
+/// Runs the calls components make of each other's tools
+/// (`arw:host/tools`): finds the tool, lets the runtime authorize and run
+/// it, and counts the outcome towards the callee's probation.
+#[derive(Debug)]
+pub(crate) struct NestedRouter {
+    /// Weak: the runtime owns the capabilities, which own this router.
+    runtime: Weak<Runtime>,
+    routes: Arc<RouteTable>,
+    rollback: Rollback,
+}
+
+impl NestedRouter {
+    pub(crate) fn new(runtime: &Arc<Runtime>, routes: &Arc<RouteTable>, rollback: &Rollback) -> Self {
+        NestedRouter { runtime: Arc::downgrade(runtime), routes: routes.clone(), rollback: rollback.clone() }
+    }
+}
+
+impl Router for NestedRouter {
+    fn call(&self, call: NestedCall) -> Answer {
+        let runtime = self.runtime.upgrade();
+        let routes = self.routes.clone();
+        let rollback = self.rollback.clone();
+        Box::pin(async move {
+            let runtime = runtime.ok_or(CallError::ShuttingDown)?;
+            let slot = routes.load().tools.get(&call.tool).cloned();
+            let Some(slot) = slot else {
+                let error =
+                    CallError::UnknownTool { name: call.tool.chars().take(64).collect(), available: String::new() };
+                let result = Err(error);
+                runtime.capabilities.tools.record(&runtime.capabilities.bus, &call, "", &result);
+                return result;
+            };
+            let component = slot.active();
+            let result = runtime.invoke_nested(&call, &component).await;
+            rollback.observe(&slot, &component, matches!(&result, Err(e) if e.is_fault()));
+            runtime.capabilities.tools.record(&runtime.capabilities.bus, &call, component.id(), &result);
+            result
+        })
     }
 }

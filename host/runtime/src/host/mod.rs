@@ -184,7 +184,13 @@ impl Host {
         let runtime = Arc::new(Runtime {
             engine,
             linker,
-            capabilities: Capabilities { bus, kv, outgoing_http: config.outgoing_http, guest_output },
+            capabilities: Capabilities {
+                bus,
+                kv,
+                outgoing_http: config.outgoing_http,
+                guest_output,
+                tools: Arc::new(crate::capabilities::tools::Directory::new(config.tools)),
+            },
             chokepoint,
             config,
             aot,
@@ -195,6 +201,7 @@ impl Host {
         let (shutdown, _) = watch::channel(false);
         let routes = Arc::new(RouteTable::default());
         let rollback = control::Rollback::new(routes.clone(), announcer.clone(), runtime.config.swap.clone());
+        runtime.capabilities.tools.route_with(Arc::new(calls::NestedRouter::new(&runtime, &routes, &rollback)));
         let host = Host {
             runtime,
             routes,

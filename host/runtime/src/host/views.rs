@@ -89,6 +89,8 @@ pub struct HostStatus {
     /// Instance-pool slots held by calls and deliveries now, of `pool-budget`.
     pub pool_in_use: u32,
     pub pool_budget: u32,
+    /// Calls between components (`arw:host/tools`) by outcome.
+    pub component_calls: crate::capabilities::tools::ComponentCalls,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -202,6 +204,7 @@ impl Host {
             guest_output: self.runtime.capabilities.guest_output.stats(),
             pool_in_use: self.runtime.pool.calls_in_use(),
             pool_budget: self.runtime.pool.calls_budget(),
+            component_calls: self.runtime.capabilities.tools.calls(),
         }
     }
 

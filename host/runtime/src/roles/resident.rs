@@ -242,7 +242,7 @@ async fn start(runtime: &Runtime, version: &Arc<LoadedComponent>) -> Result<Live
         .ok()
         .flatten()
         .ok_or("no instance-pool slot came free before the deadline (engine.max-instances)")?;
-    let mut store = version.store(runtime, deadline.into_std());
+    let mut store = version.store(runtime, deadline.into_std(), Default::default());
     let instance = tokio::time::timeout_at(deadline + DEADLINE_MARGIN, export.instantiate(&mut store))
         .await
         .map_err(|_| "instantiating did not finish within its deadline".to_string())?

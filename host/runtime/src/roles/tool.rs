@@ -10,6 +10,7 @@ use wasmtime::component::InstancePre;
 use crate::bindings::tool::ToolPre;
 use crate::bindings::tool::exports::arw::host::tool_handler::{Descriptor, ToolError};
 use crate::bindings::v0_1;
+use crate::capabilities::tools::NestedCall;
 use crate::error::CallError;
 use crate::runtime::Runtime;
 use crate::runtime::component::LoadedComponent;
@@ -35,10 +36,7 @@ impl Runtime {
         input: &str,
         context: &arw_policy::RequestContext<'_>,
     ) -> Result<serde_json::Value, CallError> {
-        let Some((pre, descriptor)) = component.tool.as_ref() else {
-            return Err(CallError::UnknownTool { name: component.id().into(), available: String::new() });
-        };
-        let tool = descriptor.name.as_str();
+        let tool = tool_name(component)?;
         self.chokepoint.authorize_in(
             caller,
             None,
@@ -46,6 +44,42 @@ impl Runtime {
             Resource::tool(tool, component.id()),
             context,
         )?;
+        self.run_tool(component, input, Entry::start(component)).await
+    }
+
+    /// A component's call of the tool of `component` (`arw:host/tools`):
+    /// the calling component's manifest and Cedar decide, with the chain
+    /// in the context; the callee's deadline is capped by the caller's.
+    pub(crate) async fn invoke_nested(
+        &self,
+        call: &NestedCall,
+        component: &LoadedComponent,
+    ) -> Result<serde_json::Value, CallError> {
+        let tool = tool_name(component)?;
+        let context = arw_policy::RequestContext { chain: &call.chain, ..Default::default() };
+        self.chokepoint.authorize_in(
+            call.caller.principal(),
+            Some(call.caller.requested()),
+            Action::ToolInvoke,
+            Resource::tool(tool, component.id()),
+            &context,
+        )?;
+        let entry = Entry::nested(component, tokio::time::Instant::from_std(call.deadline), call.chain.clone());
+        self.run_tool(component, &call.input, entry).await
+    }
+
+    /// An authorized call: check the input against the tool's schema, wait
+    /// for a slot, instantiate, invoke, check the output.
+    async fn run_tool(
+        &self,
+        component: &LoadedComponent,
+        input: &str,
+        entry: Entry,
+    ) -> Result<serde_json::Value, CallError> {
+        let Some((pre, descriptor)) = component.tool.as_ref() else {
+            return Err(CallError::UnknownTool { name: component.id().into(), available: String::new() });
+        };
+        let tool = descriptor.name.as_str();
         let value: serde_json::Value =
             serde_json::from_str(input).map_err(|e| CallError::InvalidInput(e.to_string()))?;
         let violations = component.schema_violations(&value);
@@ -53,7 +87,6 @@ impl Runtime {
             return Err(CallError::SchemaViolation { tool: tool.into(), violations });
         }
 
-        let entry = Entry::start(component);
         // Counted on this version from here: a call waiting for a slot is in
         // flight too (the drain must wait for it).
         let _running = component.enter();
@@ -77,6 +110,15 @@ impl Runtime {
             Err(e) => Err(CallError::Tool { tool: tool.into(), code: e.code, message: e.message }),
         }
     }
+}
+
+/// The name of `component`'s tool.
+fn tool_name(component: &LoadedComponent) -> Result<&str, CallError> {
+    component
+        .tool
+        .as_ref()
+        .map(|(_, d)| d.name.as_str())
+        .ok_or_else(|| CallError::UnknownTool { name: component.id().into(), available: String::new() })
 }
 
 /// A linked tool, at the `arw:host` version it was built against.

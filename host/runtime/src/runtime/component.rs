@@ -18,7 +18,7 @@ use wasmtime::component::{Component, InstancePre};
 use super::Runtime;
 use super::aot::Compilation;
 use super::entry::Entry;
-use super::store::{InstanceState, new_store};
+use super::store::{InstanceState, StoreBounds, new_store};
 use crate::authz::Grants;
 use crate::capabilities::{ComponentCapabilities, config};
 use crate::error::LoadError;
@@ -141,15 +141,23 @@ impl LoadedComponent {
     }
 
     /// A fresh store for one entry into this version, ending at `deadline`.
-    pub(crate) fn store(&self, runtime: &Runtime, deadline: Instant) -> wasmtime::Store<InstanceState> {
+    pub(crate) fn store(
+        &self,
+        runtime: &Runtime,
+        deadline: Instant,
+        chain: super::entry::Chain,
+    ) -> wasmtime::Store<InstanceState> {
         new_store(
             &runtime.engine,
             &runtime.capabilities,
             &self.capabilities,
-            self.memory_limit(),
-            self.timeout(),
-            deadline,
-            self.retired.clone(),
+            chain,
+            StoreBounds {
+                memory_limit: self.memory_limit(),
+                timeout: self.timeout(),
+                deadline,
+                retired: self.retired.clone(),
+            },
         )
     }
 }

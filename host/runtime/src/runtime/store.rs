@@ -72,18 +72,27 @@ impl ResourceLimiter for MemoryCap {
     }
 }
 
-/// A fresh store for one entry into a component: deny-by-default WASI, the
-/// component's capabilities, its memory cap and the entry's deadline
-/// (`timeout` is what the deadline is reported as).
+/// The bounds of one store: its memory cap, its first entry's deadline
+/// (`timeout` is what a deadline is reported as), and its version's
+/// `retired` flag.
+pub struct StoreBounds {
+    pub memory_limit: usize,
+    pub timeout: Duration,
+    pub deadline: Instant,
+    pub retired: Arc<AtomicBool>,
+}
+
+/// A fresh store for one entry into a component (or a resident
+/// instance's life): deny-by-default WASI, the component's capabilities
+/// (`chain`: the components the entry came through), and its bounds.
 pub fn new_store(
     engine: &Engine,
     host: &Capabilities,
     component: &ComponentCapabilities,
-    memory_limit: usize,
-    timeout: Duration,
-    deadline: Instant,
-    retired: Arc<AtomicBool>,
+    chain: super::entry::Chain,
+    bounds: StoreBounds,
 ) -> Store<InstanceState> {
+    let StoreBounds { memory_limit, timeout, deadline, retired } = bounds;
     // WASI grants nothing: no preopened directories, no environment, no
     // arguments, no stdin, no network (the socket check denies every
     // address). Clocks and random are available. stdout/stderr go to the
@@ -101,7 +110,7 @@ pub fn new_store(
         table: ResourceTable::new(),
         limiter: MemoryCap { limit: memory_limit },
         deadline,
-        capabilities: CapabilityInstances::new(host, component),
+        capabilities: CapabilityInstances::new(host, component, chain),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);

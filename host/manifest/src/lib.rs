@@ -300,6 +300,24 @@ pub struct Manifest {
     /// How the host drives a `resident` component (only with that world).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resident: Option<Resident>,
+    /// Keep instances of a tool between calls (the pooled lifecycle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooled: Option<Pooled>,
+}
+
+/// The `[pooled]` section: the tool's instances are made ahead and reused
+/// instead of made fresh for every call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Pooled {
+    /// How many idle instances are kept (and made at activation). At most
+    /// `limits.concurrency`.
+    pub size: u32,
+    /// The component keeps nothing of one call that another caller must
+    /// not see, so an instance may serve any caller. Without it an
+    /// instance serves only the caller it first served.
+    #[serde(default)]
+    pub stateless: bool,
 }
 
 /// The `[resident]` section: how the host drives the one long-lived
@@ -350,6 +368,17 @@ impl Manifest {
         }
         if let Some(Resident { tick_ms: Some(0) }) = self.resident {
             return fail("`resident.tick-ms` must be greater than zero (leave it out for no ticks)".into());
+        }
+        if let Some(pooled) = &self.pooled {
+            if !self.worlds.contains(&World::Tool) {
+                return fail("a `[pooled]` section is given but `worlds` does not include \"tool\"".into());
+            }
+            if pooled.size == 0 || pooled.size > self.limits.concurrency {
+                return fail(format!(
+                    "`pooled.size` = {} must be between 1 and `limits.concurrency` = {}",
+                    pooled.size, self.limits.concurrency
+                ));
+            }
         }
         let Limits { memory_mib, timeout_ms, concurrency } = self.limits;
         if memory_mib == 0 || timeout_ms == 0 || concurrency == 0 {

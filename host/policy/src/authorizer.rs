@@ -64,6 +64,9 @@ impl DecisionCounters {
 pub struct PrincipalHandle {
     principal: Principal,
     uid: EntityUid,
+    /// `uid` as text (`Arw::Caller::"local"`), made once: what tells one
+    /// caller from another where the host keeps state per caller.
+    key: std::sync::Arc<str>,
     /// Built once; if they cannot be built, every question is denied.
     entities: Result<Vec<Entity>, String>,
     cache: DecisionCache,
@@ -72,6 +75,11 @@ pub struct PrincipalHandle {
 impl PrincipalHandle {
     pub fn principal(&self) -> &Principal {
         &self.principal
+    }
+
+    /// The principal's Cedar uid as text, e.g. `Arw::Caller::"local"`.
+    pub fn key(&self) -> &std::sync::Arc<str> {
+        &self.key
     }
 }
 
@@ -166,6 +174,7 @@ impl Authorizer {
     pub fn principal(&self, principal: Principal) -> PrincipalHandle {
         PrincipalHandle {
             uid: principal.uid(),
+            key: principal.cedar_uid().into(),
             entities: principal.entities(),
             cache: DecisionCache::new(self.state.load(Ordering::Acquire) >> ACTION_BITS),
             principal,

@@ -3,6 +3,7 @@
 //! - `fresh_instance/probe-echo`: one tool call of the `probe` guest
 //!   (`Host::call`: Cedar, slots, a fresh store and instance, invoke). The
 //!   baseline: what every entry costs without a long-lived instance.
+//! - `bus/publish-unheard`: one publish nobody hears (part of the next).
 //! - `resident/mailbox-event`: one bus event handled by a resident
 //!   component's one instance (`resident-probe`, `handle = "quiet"`):
 //!   publish, the subscription's filter, the driver's `bus.subscribe`
@@ -120,6 +121,11 @@ fn benches(c: &mut Criterion) {
     });
 
     let bus = host.bus().clone();
+    // What publishing costs with no one to deliver to (`nobody.hears` is
+    // heard by no component): part of the mailbox figure below.
+    group.bench_function("bus/publish-unheard", |b| {
+        b.iter(|| black_box(bus.publish("bench", "nobody.hears", Payload::Json("{}".into()))))
+    });
     let handled = || host.resident_status("bench:mailbox").map_or(0, |s| s.deliveries);
     group.bench_function("resident/mailbox-event", |b| {
         b.iter_custom(|iters| {
@@ -159,6 +165,8 @@ fn benches(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let before = ticks();
             let cpu = process_cpu();
+            // One long sleep, as in the baseline, then the few ticks left.
+            std::thread::sleep(Duration::from_millis(iters));
             while ticks() < before + iters {
                 std::thread::sleep(Duration::from_millis(1));
             }

@@ -10,6 +10,9 @@
 //! - `arw/probe-echo` and `arw/probe-kv-get`: the same test guest without and
 //!   with one granted `kv.get` inside the call (cached Cedar decision plus
 //!   a redb read).
+//! - `arw/probe-echo-pooled`: the same echo on a `[pooled]` copy of the
+//!   probe: the whole `Host::call` path on a kept instance (no store, no
+//!   instantiation), against `arw/probe-echo` on a fresh one.
 //!
 //! `cargo bench -p arw-host --bench tool_call`
 
@@ -27,7 +30,11 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 const TEXT_STATS_MANIFEST: &str = include_str!("../../../manifests/text-stats.toml");
 const PROBE_MANIFEST: &str = "id = \"bench:probe\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n\
     [[capabilities]]\naction = \"kv.read\"\nresource = \"bench\"\n";
+const POOLED_MANIFEST: &str = "id = \"bench:pooled\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n\
+    [pooled]\nsize = 2\n[[capabilities]]\naction = \"config.read\"\nresource = \"tool-name\"\n\
+    [config]\ntool-name = \"pooled\"\n";
 const POLICIES: &str = r#"
+    permit(principal == Arw::Component::"bench:pooled", action == Arw::Action::"config.read", resource);
     permit(principal in Arw::Role::"operator", action == Arw::Action::"tool.invoke", resource);
     permit(principal == Arw::Component::"bench:probe", action == Arw::Action::"kv.read", resource == Arw::KvNamespace::"bench");
 "#;
@@ -76,11 +83,10 @@ fn tool_calls(c: &mut Criterion) {
     let schema = arw_policy::schema::embedded().unwrap_or_else(|e| panic!("{e}"));
     let policies = PolicySet::from_sources(&schema, [PolicySource::new("bench.cedar", POLICIES)])
         .unwrap_or_else(|e| panic!("{e}"));
-    let source = EmbeddedSource::new().with("text-stats", TEXT_STATS_MANIFEST, arw_artifacts::TEXT_STATS.bytes).with(
-        "probe",
-        PROBE_MANIFEST,
-        arw_artifacts::PROBE.bytes,
-    );
+    let source = EmbeddedSource::new()
+        .with("text-stats", TEXT_STATS_MANIFEST, arw_artifacts::TEXT_STATS.bytes)
+        .with("probe", PROBE_MANIFEST, arw_artifacts::PROBE.bytes)
+        .with("pooled", POOLED_MANIFEST, arw_artifacts::PROBE.bytes);
     let (host, refused) = rt.block_on(Host::start(config, policies, &source)).unwrap_or_else(|e| panic!("{e}"));
     assert!(refused.is_empty(), "{refused:?}");
     let operator = host.caller(Principal::local_operator());
@@ -103,6 +109,9 @@ fn tool_calls(c: &mut Criterion) {
     });
     group.bench_function("arw/probe-echo", |b| {
         b.to_async(&rt).iter(|| async { black_box(host.call(&operator, "probe", r#"{"op":"echo","value":1}"#).await) })
+    });
+    group.bench_function("arw/probe-echo-pooled", |b| {
+        b.to_async(&rt).iter(|| async { black_box(host.call(&operator, "pooled", r#"{"op":"echo","value":1}"#).await) })
     });
     group.bench_function("arw/probe-kv-get", |b| {
         b.to_async(&rt).iter(|| async {

@@ -15,6 +15,10 @@
 //! `{"op": "echo", "value": <json>}` (no capability at all),
 //! `{"op": "http.get", "url": "http://host:port/path"}` (`wasi:http`;
 //! answers `{"status": 200, "body": "..."}`),
+//! `{"op": "instance"}` (answers `{"instance": "<hex>", "calls": n}`: a
+//! random id of this instance and how many calls it has served, for the
+//! pooled lifecycle's tests),
+//! `{"op": "trap"}` (panics),
 //! `{"op": "tools.invoke", "tool": "...", "input": <json>}` (another
 //! component's tool through `arw:host/tools`; answers its output, and a
 //! refusal is the tool error named after the `call-error` case, `failed`
@@ -65,6 +69,24 @@ enum Op {
     HttpGet { url: String },
     #[serde(rename = "tools.invoke")]
     ToolsInvoke { tool: String, input: Value },
+    #[serde(rename = "instance")]
+    Instance,
+    #[serde(rename = "trap")]
+    Trap,
+}
+
+/// This instance's random id and calls served so far (this one included).
+fn instance() -> Value {
+    use std::hash::{BuildHasher, Hasher};
+    static SEEN: std::sync::Mutex<Option<(u64, u64)>> = std::sync::Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let (id, calls) = seen.get_or_insert_with(|| {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u8(0);
+        (hasher.finish(), 0)
+    });
+    *calls += 1;
+    json!({"instance": format!("{id:016x}"), "calls": *calls})
 }
 
 fn call_error(e: tools::CallError) -> ToolError {
@@ -213,6 +235,8 @@ impl Guest for Probe {
             Op::Fail { code } => return Err(ToolError { code, message: "failed on request".into() }),
             Op::Echo { value } => value,
             Op::HttpGet { url } => http_get(&url)?,
+            Op::Instance => instance(),
+            Op::Trap => panic!("probe: told to trap"),
             Op::ToolsInvoke { tool, input } => {
                 let output = tools::invoke(&tool, &input.to_string()).map_err(call_error)?;
                 serde_json::from_str(&output)

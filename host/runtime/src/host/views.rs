@@ -55,6 +55,9 @@ pub struct ComponentStatus {
     pub running: usize,
     pub draining: Vec<DrainingStatus>,
     pub last_transition: Option<Transition>,
+    /// Idle kept instances of the active version, for a `[pooled]` tool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pooled_idle: Option<usize>,
     /// What its driver has done, for a `resident` component.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resident: Option<ResidentStatus>,
@@ -193,6 +196,7 @@ impl Host {
                         running: active.running(),
                         draining: slot.draining(),
                         last_transition: slot.last_transition(),
+                        pooled_idle: active.pooled_idle(),
                         resident: self.resident_status(&slot.id),
                     }
                 })

@@ -8,7 +8,7 @@
 //!
 //! | role | world | export | lifecycle |
 //! |---|---|---|---|
-//! | [`tool`] | `arw:host/tool` | `arw:host/tool-handler` | per call |
+//! | [`tool`] | `arw:host/tool` | `arw:host/tool-handler` | per call, or pooled (`[pooled]`) |
 //! | [`subscriber`] | `arw:host/subscriber` | `arw:host/event-handler` | per delivery |
 //! | [`resident`] | `arw:host/resident` | `arw:host/lifecycle`, `arw:host/event-handler` | resident |
 
@@ -24,6 +24,10 @@ pub enum Lifecycle {
     /// A fresh instance for every entry (a call, a delivery), dropped after
     /// it: no state survives in the instance.
     PerEntry,
+    /// Instances made ahead and reused between entries, one caller per
+    /// instance unless the component is declared stateless, discarded
+    /// after a fault (`runtime/warm.rs`; a manifest's `[pooled]`).
+    Pooled,
     /// One long-lived instance per active version, entered one entry at a
     /// time by its driver task (mailbox, ticks, hand-over at a swap).
     Resident,
@@ -50,7 +54,8 @@ pub struct Role {
     pub wit_world: &'static str,
     /// The interface the component must export.
     pub export: &'static str,
-    pub lifecycle: Lifecycle,
+    /// The lifecycles it supports, its default first.
+    pub lifecycles: &'static [Lifecycle],
 }
 
 /// Every role of the host, one line each.

@@ -46,7 +46,7 @@ pub const UNIT: super::Role = super::Role {
     world: arw_manifest::World::Resident,
     wit_world: "arw:host/resident",
     export: arw_manifest::exports::LIFECYCLE,
-    lifecycle: super::Lifecycle::Resident,
+    lifecycles: &[super::Lifecycle::Resident],
 };
 
 /// The host's bounds on resident components (`[resident]`).

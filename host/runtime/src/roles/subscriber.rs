@@ -34,7 +34,7 @@ pub const UNIT: super::Role = super::Role {
     world: arw_manifest::World::Subscriber,
     wit_world: "arw:host/subscriber",
     export: arw_manifest::exports::EVENT_HANDLER,
-    lifecycle: super::Lifecycle::PerEntry,
+    lifecycles: &[super::Lifecycle::PerEntry],
 };
 
 /// Subscribe `component` to the bus and start its worker. When `shutdown`

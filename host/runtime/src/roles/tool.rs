@@ -1,7 +1,10 @@
 //! The `tool` role (`wit/tool.wit`, export `arw:host/tool-handler`):
-//! per call, on a fresh instance. Authorize `tool.invoke`, check the input
+//! per call, on a fresh instance, or on a kept one for a `[pooled]`
+//! manifest (`runtime/warm.rs`). Authorize `tool.invoke`, check the input
 //! against the tool's schema, take a concurrency slot and a pool slot,
 //! instantiate, invoke under the deadline, check the output.
+
+use std::sync::Arc;
 
 use arw_policy::{Action, Resource};
 use wasmtime::Store;
@@ -17,13 +20,14 @@ use crate::runtime::component::LoadedComponent;
 use crate::runtime::entry::Entry;
 use crate::runtime::outcome::{classify, pool_busy, timeout};
 use crate::runtime::store::InstanceState;
+use crate::runtime::warm::{Warm, WarmPool};
 
 /// This role, described (see [`crate::roles`]).
 pub const UNIT: super::Role = super::Role {
     world: arw_manifest::World::Tool,
     wit_world: "arw:host/tool",
     export: arw_manifest::exports::TOOL_HANDLER,
-    lifecycle: super::Lifecycle::PerEntry,
+    lifecycles: &[super::Lifecycle::PerEntry, super::Lifecycle::Pooled],
 };
 
 impl Runtime {
@@ -44,7 +48,7 @@ impl Runtime {
             Resource::tool(tool, component.id()),
             context,
         )?;
-        self.run_tool(component, input, Entry::start(component)).await
+        self.run_tool(caller.key(), component, input, Entry::start(component)).await
     }
 
     /// A component's call of the tool of `component` (`arw:host/tools`):
@@ -65,13 +69,14 @@ impl Runtime {
             &context,
         )?;
         let entry = Entry::nested(component, tokio::time::Instant::from_std(call.deadline), call.chain.clone());
-        self.run_tool(component, &call.input, entry).await
+        self.run_tool(call.caller.principal().key(), component, &call.input, entry).await
     }
 
     /// An authorized call: check the input against the tool's schema, wait
     /// for a slot, instantiate, invoke, check the output.
     async fn run_tool(
         &self,
+        caller: &Arc<str>,
         component: &LoadedComponent,
         input: &str,
         entry: Entry,
@@ -98,17 +103,61 @@ impl Runtime {
                 CallError::busy(tool, format!("all {concurrency} of its slots stayed taken until the deadline"))
             })?
             .map_err(|_| CallError::ShuttingDown)?;
-        let _instance = entry.wait(self.pool.for_call()).await.flatten().ok_or_else(|| pool_busy(self, tool))?;
-
-        let mut store = entry.store(self, component);
         let trap = |e: wasmtime::Error| classify(tool, component, e);
+        if let Some(warm) = &component.warm {
+            return self.run_pooled(warm, caller, component, pre, input, &entry).await;
+        }
+        let _instance = entry.wait(self.pool.for_call()).await.flatten().ok_or_else(|| pool_busy(self, tool))?;
+        let mut store = entry.store(self, component);
         let run = async { pre.invoke(&mut store, input).await.map_err(trap) };
         let output = entry.run(run).await.ok_or_else(|| timeout(tool, component))??;
-        match output {
-            Ok(text) => serde_json::from_str(&text)
-                .map_err(|e| CallError::InvalidOutput { tool: tool.into(), message: e.to_string() }),
-            Err(e) => Err(CallError::Tool { tool: tool.into(), code: e.code, message: e.message }),
+        tool_output(tool, output)
+    }
+
+    /// One call on a kept instance (`[pooled]`): an idle one this caller
+    /// may use, or a new one; given back unless the call faulted.
+    async fn run_pooled(
+        &self,
+        warm: &WarmPool<ToolInstance>,
+        caller: &Arc<str>,
+        component: &LoadedComponent,
+        pre: &ToolExport,
+        input: &str,
+        entry: &Entry,
+    ) -> Result<serde_json::Value, CallError> {
+        let tool = component.tool().map_or("", |d| d.name.as_str());
+        let trap = |e: wasmtime::Error| classify(tool, component, e);
+        let mut instance = match warm.take(caller) {
+            Some(instance) => instance,
+            None => {
+                let slot = entry.wait(self.pool.for_call()).await.flatten().ok_or_else(|| pool_busy(self, tool))?;
+                let mut store = entry.store(self, component);
+                let made = entry.run(pre.instantiate(&mut store)).await.ok_or_else(|| timeout(tool, component))?;
+                Warm::new(store, made.map_err(trap)?, slot)
+            }
+        };
+        let state = instance.store.data_mut();
+        state.deadline = entry.deadline.into_std();
+        state.capabilities.tools.set_chain(entry.chain.clone());
+        let Warm { store, instance: tool_instance, .. } = &mut instance;
+        let run = async { tool_instance.invoke(store, input).await.map_err(trap) };
+        // A fault (a trap, the deadline, the memory cap, invalid output)
+        // drops the instance here; anything else gives it back.
+        let output = entry.run(run).await.ok_or_else(|| timeout(tool, component))??;
+        let result = tool_output(tool, output);
+        if !matches!(&result, Err(e) if e.is_fault()) {
+            warm.give_back(instance, caller);
         }
+        result
+    }
+}
+
+/// A tool's answer: its JSON output, or its error.
+fn tool_output(tool: &str, output: Result<String, ToolError>) -> Result<serde_json::Value, CallError> {
+    match output {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| CallError::InvalidOutput { tool: tool.into(), message: e.to_string() }),
+        Err(e) => Err(CallError::Tool { tool: tool.into(), code: e.code, message: e.message }),
     }
 }
 
@@ -119,6 +168,28 @@ fn tool_name(component: &LoadedComponent) -> Result<&str, CallError> {
         .as_ref()
         .map(|(_, d)| d.name.as_str())
         .ok_or_else(|| CallError::UnknownTool { name: component.id().into(), available: String::new() })
+}
+
+/// An instance of a tool, at the `arw:host` version it was built against.
+pub(crate) enum ToolInstance {
+    Current(crate::bindings::tool::Tool),
+    V0_1(v0_1::tool::Tool),
+}
+
+impl ToolInstance {
+    async fn invoke(
+        &self,
+        store: &mut Store<InstanceState>,
+        input: &str,
+    ) -> wasmtime::Result<Result<String, ToolError>> {
+        match self {
+            ToolInstance::Current(tool) => tool.arw_host_tool_handler().call_invoke(store, input).await,
+            ToolInstance::V0_1(tool) => {
+                let output = tool.arw_host_tool_handler().call_invoke(store, input).await?;
+                Ok(output.map_err(|e| ToolError { code: e.code, message: e.message }))
+            }
+        }
+    }
 }
 
 /// A linked tool, at the `arw:host` version it was built against.
@@ -135,6 +206,14 @@ impl ToolExport {
         } else {
             Ok(ToolExport::V0_1(v0_1::tool::ToolPre::new(pre)?))
         }
+    }
+
+    /// Instantiate in `store` (an instance to keep, for the pooled lifecycle).
+    pub(crate) async fn instantiate(&self, store: &mut Store<InstanceState>) -> wasmtime::Result<ToolInstance> {
+        Ok(match self {
+            ToolExport::Current(pre) => ToolInstance::Current(pre.instantiate_async(store).await?),
+            ToolExport::V0_1(pre) => ToolInstance::V0_1(pre.instantiate_async(store).await?),
+        })
     }
 
     /// Instantiate in `store` and call `describe`.
@@ -162,15 +241,6 @@ impl ToolExport {
         store: &mut Store<InstanceState>,
         input: &str,
     ) -> wasmtime::Result<Result<String, ToolError>> {
-        match self {
-            ToolExport::Current(pre) => {
-                pre.instantiate_async(&mut *store).await?.arw_host_tool_handler().call_invoke(store, input).await
-            }
-            ToolExport::V0_1(pre) => {
-                let output =
-                    pre.instantiate_async(&mut *store).await?.arw_host_tool_handler().call_invoke(store, input).await?;
-                Ok(output.map_err(|e| ToolError { code: e.code, message: e.message }))
-            }
-        }
+        self.instantiate(&mut *store).await?.invoke(store, input).await
     }
 }

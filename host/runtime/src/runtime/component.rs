@@ -19,13 +19,14 @@ use super::Runtime;
 use super::aot::Compilation;
 use super::entry::Entry;
 use super::store::{InstanceState, StoreBounds, new_store};
+use super::warm::{Warm, WarmPool};
 use crate::authz::Grants;
 use crate::capabilities::{ComponentCapabilities, config};
 use crate::error::LoadError;
 use crate::manifest::{Manifest, World};
 use crate::roles::resident::ResidentExport;
 use crate::roles::subscriber::EventExport;
-use crate::roles::tool::ToolExport;
+use crate::roles::tool::{ToolExport, ToolInstance};
 use crate::source::ComponentPackage;
 
 /// What a tool says about itself (its `describe` export), schemas parsed.
@@ -52,6 +53,8 @@ pub struct LoadedComponent {
     pub(crate) input_validator: Option<Arc<jsonschema::Validator>>,
     pub(crate) subscriber: Option<EventExport>,
     pub(crate) resident: Option<ResidentExport>,
+    /// Kept instances of its tool, for a `[pooled]` manifest.
+    pub(crate) warm: Option<WarmPool<ToolInstance>>,
     pub(crate) capabilities: ComponentCapabilities,
     /// One permit per concurrent call (`limits.concurrency`).
     pub(crate) slots: Arc<Semaphore>,
@@ -134,6 +137,11 @@ impl LoadedComponent {
     /// Calls holding one of its `limits.concurrency` slots now.
     pub fn running(&self) -> usize {
         (self.manifest.limits.concurrency as usize).saturating_sub(self.slots.available_permits())
+    }
+
+    /// Idle kept instances, for a `[pooled]` tool.
+    pub fn pooled_idle(&self) -> Option<usize> {
+        self.warm.as_ref().map(WarmPool::idle)
     }
 
     pub fn version(&self) -> String {
@@ -263,6 +271,7 @@ impl Runtime {
         } else {
             None
         };
+        let warm = manifest.pooled.as_ref().map(|p| WarmPool::new(p.size as usize, p.stateless));
         let mut loaded = LoadedComponent {
             slots: Arc::new(Semaphore::new(manifest.limits.concurrency as usize)),
             manifest,
@@ -272,6 +281,7 @@ impl Runtime {
             input_validator: None,
             subscriber,
             resident,
+            warm,
             capabilities,
             publisher,
             compilation,
@@ -287,6 +297,7 @@ impl Runtime {
             })?;
             loaded.input_validator = Some(Arc::new(validator));
             loaded.tool = Some((tool_pre, descriptor));
+            self.pre_make(&loaded).await;
         } else if let Some(resident) = &loaded.resident {
             // Health check of a resident component: it instantiates (its
             // driver starts its own instance once it is active).
@@ -314,6 +325,30 @@ impl Runtime {
         }
         tracing::debug!(component = loaded.id(), digest = %loaded.digest, "loaded");
         Ok(loaded)
+    }
+
+    /// Make the idle instances of a `[pooled]` tool ahead of its first
+    /// calls, as far as the instance pool has room (calls make the rest).
+    async fn pre_make(&self, component: &LoadedComponent) {
+        let (Some(warm), Some((pre, _))) = (&component.warm, &component.tool) else { return };
+        let size = component.manifest.pooled.as_ref().map_or(0, |p| p.size);
+        for _ in 0..size {
+            let entry = Entry::start(component);
+            let Some(Some(slot)) = entry.wait(self.pool.for_call()).await else { break };
+            let mut store = entry.store(self, component);
+            match entry.run(pre.instantiate(&mut store)).await {
+                Some(Ok(instance)) => {
+                    if !warm.add_fresh(Warm::new(store, instance, slot)) {
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(component = component.id(), "a pooled instance could not be made ahead: {e:#}");
+                    break;
+                }
+                None => break,
+            }
+        }
     }
 
     /// The tool health check: instantiate, call `describe`, check the answer.

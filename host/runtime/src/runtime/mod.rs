@@ -18,6 +18,7 @@ pub mod entry;
 pub mod outcome;
 pub mod pool;
 pub mod store;
+pub mod warm;
 
 use std::sync::Arc;
 

@@ -24,6 +24,11 @@ impl ToolsInstance {
     pub fn new(directory: Arc<Directory>, component: &ComponentCapabilities, chain: Chain) -> Self {
         ToolsInstance { directory, component: component.component.clone(), grants: component.grants.clone(), chain }
     }
+
+    /// The chain of a new entry into a reused instance.
+    pub(crate) fn set_chain(&mut self, chain: Chain) {
+        self.chain = chain;
+    }
 }
 
 /// Aborts the nested call's task when the caller's entry is dropped (it

@@ -1,0 +1,100 @@
+//! The pooled lifecycle (issue 11 #2): a `[pooled]` tool keeps instances
+//! between calls; an instance serves one caller only unless the manifest
+//! declares the component stateless, and a trap discards it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arw_policy::Principal;
+use arw_tests::{Components, OPERATOR_INVOKES, TestHost, artifacts};
+use serde_json::{Value, json};
+
+fn pooled_probe(size: u32, stateless: bool) -> String {
+    format!(
+        "id = \"test:pooled\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n\
+         [pooled]\nsize = {size}\nstateless = {stateless}\n"
+    )
+}
+
+async fn host(size: u32, stateless: bool) -> TestHost {
+    let components = Components::new().with(&pooled_probe(size, stateless), artifacts::PROBE.bytes);
+    let t = TestHost::start(components, &[OPERATOR_INVOKES]).await;
+    assert!(t.refused.is_empty(), "{:?}", t.refused);
+    t
+}
+
+/// (instance id, calls it has served) of one call by `caller`.
+async fn which(t: &TestHost, caller: &arw_host::Caller) -> (String, u64) {
+    let out: Value = t.host.call(caller, "probe", r#"{"op":"instance"}"#).await.unwrap_or_else(|e| panic!("{e}"));
+    let ok = &out["ok"];
+    (ok["instance"].as_str().unwrap_or_default().to_string(), ok["calls"].as_u64().unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pooled_instance_serves_one_caller_only() {
+    let t = Arc::new(host(2, false).await);
+    assert_eq!(t.host.status().components[0].pooled_idle, Some(2), "made ahead");
+    // Reused: the same instance, its memory kept between calls.
+    let (first, calls) = which(&t, &t.operator).await;
+    assert_eq!(calls, 1);
+    let (again, calls) = which(&t, &t.operator).await;
+    assert_eq!((again.as_str(), calls), (first.as_str(), 2), "the operator's instance is reused");
+
+    // Two callers at once, 20 calls each: no instance serves both.
+    let alice = Arc::new(t.host.caller(Principal::caller("alice", ["operator"])));
+    let run = |caller: Option<Arc<arw_host::Caller>>| {
+        let t = t.clone();
+        tokio::spawn(async move {
+            let mut seen = BTreeSet::new();
+            for _ in 0..20 {
+                let caller = caller.as_deref().unwrap_or(&t.operator);
+                seen.insert(which(&t, caller).await.0);
+            }
+            seen
+        })
+    };
+    let (operator, alice_seen) = (run(None), run(Some(alice.clone())));
+    let operator = operator.await.unwrap_or_else(|e| panic!("{e}"));
+    let alice_seen = alice_seen.await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(operator.is_disjoint(&alice_seen), "an instance served two callers: {operator:?} / {alice_seen:?}");
+    assert!(operator.contains(&first), "{operator:?}");
+    // Kept instances were reused, not made fresh every time.
+    assert!(operator.len() + alice_seen.len() < 40, "{operator:?} {alice_seen:?}");
+    let Ok(t) = Arc::try_unwrap(t) else { panic!("the host is still shared") };
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stateless_pooled_instance_may_serve_any_caller() {
+    let t = host(1, true).await;
+    let alice = t.host.caller(Principal::caller("alice", ["operator"]));
+    let (first, _) = which(&t, &t.operator).await;
+    let (second, calls) = which(&t, &alice).await;
+    assert_eq!((second.as_str(), calls), (first.as_str(), 2), "declared stateless: one instance for both");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trap_discards_the_pooled_instance() {
+    let t = host(1, false).await;
+    let (first, _) = which(&t, &t.operator).await;
+    let (same, calls) = which(&t, &t.operator).await;
+    assert_eq!((same.as_str(), calls), (first.as_str(), 2));
+    let err = t.call("probe", json!({"op": "trap"})).await.expect_err("it traps");
+    assert_eq!(err.code(), "trap", "{err}");
+    let (next, calls) = which(&t, &t.operator).await;
+    assert_ne!(next, first, "the trapped instance was not reused");
+    assert_eq!(calls, 1, "a fresh instance");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pooled_manifests_are_checked() {
+    let err = arw_host::Manifest::parse(&pooled_probe(0, false)).expect_err("size 0");
+    assert!(err.message.contains("`pooled.size` = 0 must be between 1 and `limits.concurrency` = 8"), "{err}");
+    let err = arw_host::Manifest::parse(&pooled_probe(9, false)).expect_err("over concurrency");
+    assert!(err.message.contains("`pooled.size` = 9"), "{err}");
+    let subscriber = "id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"subscriber\"]\n[pooled]\nsize = 1\n";
+    let err = arw_host::Manifest::parse(subscriber).expect_err("not a tool");
+    assert!(err.message.contains("does not include \"tool\""), "{err}");
+}

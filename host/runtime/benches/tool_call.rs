@@ -13,6 +13,9 @@
 //! - `arw/probe-echo-pooled`: the same echo on a `[pooled]` copy of the
 //!   probe: the whole `Host::call` path on a kept instance (no store, no
 //!   instantiation), against `arw/probe-echo` on a fresh one.
+//! - `arw/probe-calls-pooled-echo`: the probe calling the pooled probe's
+//!   echo through `arw:host/tools`: two entries, one Cedar decision for
+//!   the component as caller, the callee on a task of its own.
 //!
 //! `cargo bench -p arw-host --bench tool_call`
 
@@ -29,12 +32,14 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 const TEXT_STATS_MANIFEST: &str = include_str!("../../../manifests/text-stats.toml");
 const PROBE_MANIFEST: &str = "id = \"bench:probe\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n\
-    [[capabilities]]\naction = \"kv.read\"\nresource = \"bench\"\n";
+    [[capabilities]]\naction = \"kv.read\"\nresource = \"bench\"\n\
+    [[capabilities]]\naction = \"tool.invoke\"\nresource = \"pooled\"\n";
 const POOLED_MANIFEST: &str = "id = \"bench:pooled\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n\
     [pooled]\nsize = 2\n[[capabilities]]\naction = \"config.read\"\nresource = \"tool-name\"\n\
     [config]\ntool-name = \"pooled\"\n";
 const POLICIES: &str = r#"
     permit(principal == Arw::Component::"bench:pooled", action == Arw::Action::"config.read", resource);
+    permit(principal == Arw::Component::"bench:probe", action == Arw::Action::"tool.invoke", resource == Arw::Tool::"pooled");
     permit(principal in Arw::Role::"operator", action == Arw::Action::"tool.invoke", resource);
     permit(principal == Arw::Component::"bench:probe", action == Arw::Action::"kv.read", resource == Arw::KvNamespace::"bench");
 "#;
@@ -112,6 +117,12 @@ fn tool_calls(c: &mut Criterion) {
     });
     group.bench_function("arw/probe-echo-pooled", |b| {
         b.to_async(&rt).iter(|| async { black_box(host.call(&operator, "pooled", r#"{"op":"echo","value":1}"#).await) })
+    });
+    let nested = r#"{"op":"tools.invoke","tool":"pooled","input":{"op":"echo","value":1}}"#;
+    let answer = rt.block_on(host.call(&operator, "probe", nested)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer, serde_json::json!({"ok": {"ok": 1}}));
+    group.bench_function("arw/probe-calls-pooled-echo", |b| {
+        b.to_async(&rt).iter(|| async { black_box(host.call(&operator, "probe", nested).await) })
     });
     group.bench_function("arw/probe-kv-get", |b| {
         b.to_async(&rt).iter(|| async {

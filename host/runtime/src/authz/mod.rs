@@ -143,6 +143,22 @@ impl Chokepoint {
         Err(denied)
     }
 
+    /// [`Chokepoint::authorize_in`] if the answer needs no Cedar
+    /// evaluation (the manifest refuses it, or the decision is cached, which
+    /// it never is for an action whose policies read per-request context);
+    /// `None` otherwise. For callers on a guest's stack, where Cedar must
+    /// not run.
+    pub(crate) fn authorize_cached(
+        &self,
+        who: &PrincipalHandle,
+        requested: Option<&[CapabilityRequest]>,
+        action: Action,
+        resource: Resource<'_>,
+    ) -> Option<Result<(), Denied>> {
+        let verdict = self.verdict(who, requested, action, resource, Evaluate::CachedOnly)?;
+        Some(self.conclude(who, action, resource.name, verdict))
+    }
+
     /// The same question without the audit event: used to filter which bus
     /// events a subscriber hears, where "no" is routine rather than a refusal.
     pub fn allows(

@@ -60,14 +60,44 @@ impl Runtime {
         component: &LoadedComponent,
     ) -> Result<serde_json::Value, CallError> {
         let tool = tool_name(component)?;
-        let context = arw_policy::RequestContext { chain: &call.chain, ..Default::default() };
-        self.chokepoint.authorize_in(
-            call.caller.principal(),
-            Some(call.caller.requested()),
+        // This runs on the calling guest's stack, where Cedar must not
+        // evaluate (its stack guard misreads a fiber's stack): a cached
+        // decision is used here, anything else is asked on a blocking
+        // thread.
+        let caller = &call.caller;
+        let resource = Resource::tool(tool, component.id());
+        let verdict = match self.chokepoint.authorize_cached(
+            caller.principal(),
+            Some(caller.requested()),
             Action::ToolInvoke,
-            Resource::tool(tool, component.id()),
-            &context,
-        )?;
+            resource,
+        ) {
+            Some(verdict) => verdict,
+            None => {
+                let (chokepoint, grants, chain) = (self.chokepoint.clone(), caller.clone(), call.chain.clone());
+                let (tool, provider) = (tool.to_string(), component.id().to_string());
+                let ask = move || {
+                    let context = arw_policy::RequestContext { chain: &chain, ..Default::default() };
+                    let resource = Resource::tool(&tool, &provider);
+                    chokepoint.authorize_in(
+                        grants.principal(),
+                        Some(grants.requested()),
+                        Action::ToolInvoke,
+                        resource,
+                        &context,
+                    )
+                };
+                tokio::task::spawn_blocking(ask).await.unwrap_or_else(|e| {
+                    Err(crate::authz::Denied {
+                        principal: caller.principal().principal().cedar_uid(),
+                        action: Action::ToolInvoke,
+                        resource: tool_name(component).unwrap_or_default().to_string(),
+                        reason: format!("authorization failed: {e}"),
+                    })
+                })
+            }
+        };
+        verdict?;
         let entry = Entry::nested(component, tokio::time::Instant::from_std(call.deadline), call.chain.clone());
         self.run_tool(call.caller.principal().key(), component, &call.input, entry).await
     }

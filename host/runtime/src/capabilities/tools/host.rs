@@ -31,16 +31,6 @@ impl ToolsInstance {
     }
 }
 
-/// Aborts the nested call's task when the caller's entry is dropped (it
-/// was abandoned at its deadline), so nothing outlives the caller.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 fn refusal(error: CallError) -> wit::CallError {
     match error {
         CallError::Denied(denied) => wit::CallError::Denied(denied.to_string()),
@@ -76,12 +66,14 @@ impl wit::Host for InstanceState {
         };
         let chain: Chain = tools.chain.iter().cloned().chain([tools.component.clone()]).collect();
         let call = NestedCall { caller: tools.grants.clone(), chain, deadline: self.deadline, tool: name, input };
-        // The callee runs on a task of its own, not on this guest's stack.
-        let mut task = AbortOnDrop(tokio::spawn(router.call(call)));
-        match (&mut task.0).await {
-            Ok(Ok(output)) => Ok(output.to_string()),
-            Ok(Err(error)) => Err(refusal(error)),
-            Err(e) => Err(wit::CallError::Failed(wit::Failure { code: "trap".into(), message: e.to_string() })),
+        // Awaited here, on this guest's stack: the callee runs on a fiber
+        // of its own, and Cedar, which must not run on a guest's stack, is
+        // asked on a blocking thread when its decision is not cached
+        // (`Runtime::invoke_nested`). If this entry is abandoned at its
+        // deadline, the callee's future is dropped with it.
+        match router.call(call).await {
+            Ok(output) => Ok(output.to_string()),
+            Err(error) => Err(refusal(error)),
         }
     }
 }

@@ -58,6 +58,22 @@ pub struct Role {
     pub lifecycles: &'static [Lifecycle],
 }
 
+/// Subscribe `slot`'s component to the bus: the filter (run inside
+/// `publish`, possibly on a guest's stack) lets through the topics its
+/// active version's manifest requests; Cedar is asked per event by the
+/// worker. The slot, not a version: after a swap the same queue feeds the
+/// new version, so no event is lost and order is kept.
+pub(crate) fn subscribe(
+    runtime: &crate::runtime::Runtime,
+    slot: &std::sync::Arc<crate::supervisor::Slot>,
+) -> (u64, tokio::sync::mpsc::Receiver<std::sync::Arc<crate::capabilities::bus::Event>>) {
+    let filter_slot = slot.clone();
+    runtime
+        .capabilities
+        .bus
+        .subscribe(move |topic| filter_slot.active().grants().requests(arw_policy::Action::BusSubscribe, topic))
+}
+
 /// Every role of the host, one line each.
 pub const ROLES: &[Role] = &[tool::UNIT, subscriber::UNIT, resident::UNIT];
 

@@ -165,10 +165,7 @@ pub(crate) fn spawn(
     rollback: Rollback,
     mut shutdown: watch::Receiver<bool>,
 ) -> Worker {
-    let bus = runtime.capabilities.bus.clone();
-    let filter_slot = slot.clone();
-    let (subscription, mut events) =
-        bus.subscribe(move |topic| filter_slot.active().grants().requests(Action::BusSubscribe, topic));
+    let (subscription, mut events) = super::subscribe(&runtime, &slot);
     let (commands, mut inbox) = mpsc::channel(COMMAND_QUEUE);
     let counters = Arc::new(Counters::default());
     let mut driver = Driver { runtime, slot, rollback, live: None, handed_over: None, counters: counters.clone() };

@@ -48,11 +48,7 @@ pub(crate) fn spawn(
     mut shutdown: watch::Receiver<bool>,
 ) -> Worker {
     let bus = runtime.capabilities.bus.clone();
-    // The slot, not a version: after a swap the same queue feeds the new
-    // version, so no event is lost and order is kept.
-    let filter_slot = slot.clone();
-    let (subscription, mut events) =
-        bus.subscribe(move |topic| filter_slot.active().grants().requests(Action::BusSubscribe, topic));
+    let (subscription, mut events) = super::subscribe(&runtime, &slot);
     let task = tokio::spawn(async move {
         loop {
             let event = if *shutdown.borrow() {

@@ -298,27 +298,23 @@ impl Runtime {
             loaded.input_validator = Some(Arc::new(validator));
             loaded.tool = Some((tool_pre, descriptor));
             self.pre_make(&loaded).await;
-        } else if let Some(resident) = &loaded.resident {
-            // Health check of a resident component: it instantiates (its
-            // driver starts its own instance once it is active).
+        } else if loaded.resident.is_some() || loaded.subscriber.is_some() {
+            // Health check of a resident or subscriber-only component: it
+            // instantiates, under the same deadline as any entry (a
+            // resident's driver starts its own instance once it is active).
             let fail = |message: String| LoadError::Health { origin: loaded.origin.clone(), message };
             let entry = Entry::start(&loaded);
             let _slot = self.health_slot(&loaded, &entry).await?;
             let mut store = entry.store(self, &loaded);
+            let instantiate = async {
+                match (&loaded.resident, &loaded.subscriber) {
+                    (Some(resident), _) => resident.instantiate(&mut store).await.map(drop),
+                    (None, Some(subscriber)) => subscriber.instantiate(&mut store).await,
+                    (None, None) => Ok(()),
+                }
+            };
             entry
-                .run(resident.instantiate(&mut store))
-                .await
-                .ok_or_else(|| fail(deadline_message(&loaded)))?
-                .map_err(|e| fail(format!("{e:#}")))?;
-        } else if let Some(subscriber) = &loaded.subscriber {
-            // Health check of a subscriber-only component: it instantiates
-            // (under the same deadline as any entry).
-            let fail = |message: String| LoadError::Health { origin: loaded.origin.clone(), message };
-            let entry = Entry::start(&loaded);
-            let _slot = self.health_slot(&loaded, &entry).await?;
-            let mut store = entry.store(self, &loaded);
-            entry
-                .run(subscriber.instantiate(&mut store))
+                .run(instantiate)
                 .await
                 .ok_or_else(|| fail(deadline_message(&loaded)))?
                 .map_err(|e| fail(format!("{e:#}")))?;

@@ -182,6 +182,8 @@ async fn the_callee_cannot_outlive_the_callers_deadline() {
     let (code, message) = fails(&t, "a", invoke("b", json!({"op": "sleep", "ms": 3000}))).await;
     assert_eq!(code, "tool:failed", "a returned b's failure, so a was still running: {message}");
     assert!(message.contains("timeout"), "{message}");
+    assert!(message.contains("stopped at its caller's deadline: `test:a` left it"), "{message}");
+    assert!(message.contains("its own limits.timeout-ms is 5000 ms"), "{message}");
     let calls = t.host.status().component_calls;
     assert_eq!(calls.failed, 1, "{calls:?}");
     // b on its own has its full 5 s.

@@ -91,6 +91,14 @@ pub enum CallError {
     InvalidOutput { tool: String, message: String },
     #[error("tool `{tool}` was stopped at its deadline of {limit_ms} ms (limits.timeout-ms in its manifest)")]
     Timeout { tool: String, limit_ms: u64 },
+    /// A component's call of another's tool ran out of the caller's time:
+    /// the callee's deadline was the caller's (less a reserve), earlier
+    /// than its own. Not the callee's fault.
+    #[error(
+        "tool `{tool}` was stopped at its caller's deadline: `{caller}` left it {budget_ms} ms (its own \
+         limits.timeout-ms is {own_ms} ms); give the caller a longer limits.timeout-ms"
+    )]
+    CallerDeadline { tool: String, caller: String, budget_ms: u64, own_ms: u64 },
     #[error("tool `{tool}` was stopped at its memory cap of {limit_mib} MiB (limits.memory-mib in its manifest)")]
     MemoryLimit { tool: String, limit_mib: u64 },
     /// No slot came free before the deadline: the component's own
@@ -153,7 +161,7 @@ impl CallError {
             CallError::SchemaViolation { .. } => "schema-violation",
             CallError::Tool { code, .. } => return Cow::Owned(tool_code(code)),
             CallError::InvalidOutput { .. } => "invalid-output",
-            CallError::Timeout { .. } => "timeout",
+            CallError::Timeout { .. } | CallError::CallerDeadline { .. } => "timeout",
             CallError::MemoryLimit { .. } => "memory-limit",
             CallError::Busy { .. } => "busy",
             CallError::Trap { .. } => "trap",

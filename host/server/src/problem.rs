@@ -99,7 +99,7 @@ impl Problem {
             // The tool refused the input on purpose.
             CallError::Tool { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             CallError::Busy { .. } | CallError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            CallError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            CallError::Timeout { .. } | CallError::CallerDeadline { .. } => StatusCode::GATEWAY_TIMEOUT,
             CallError::Interrupted { .. } => StatusCode::SERVICE_UNAVAILABLE,
             // The component misbehaved: a bad gateway, not a host fault.
             CallError::Trap { .. } | CallError::MemoryLimit { .. } | CallError::InvalidOutput { .. } => {

@@ -98,8 +98,20 @@ impl Runtime {
             }
         };
         verdict?;
+        let start = tokio::time::Instant::now();
         let entry = Entry::nested(component, tokio::time::Instant::from_std(call.deadline), call.chain.clone());
-        self.run_tool(call.caller.principal().key(), component, &call.input, entry).await
+        let capped = entry.deadline < start + component.timeout();
+        let budget = entry.deadline.saturating_duration_since(start);
+        match self.run_tool(call.caller.principal().key(), component, &call.input, entry).await {
+            // Stopped at a deadline that was the caller's, not its own.
+            Err(CallError::Timeout { tool, limit_ms }) if capped => Err(CallError::CallerDeadline {
+                tool,
+                caller: call.chain.last().map(|c| c.to_string()).unwrap_or_default(),
+                budget_ms: u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
+                own_ms: limit_ms,
+            }),
+            result => result,
+        }
     }
 
     /// An authorized call: check the input against the tool's schema, wait

@@ -46,6 +46,22 @@ pub fn run(config: &HostConfig, args: StatusArgs) -> anyhow::Result<ExitCode> {
         for d in c["draining"].as_array().cloned().unwrap_or_default() {
             out!("    draining {} with {} call(s) in flight", d["version"].as_str().unwrap_or(""), d["in-flight"]);
         }
+        if let Some(idle) = c["pooled-idle"].as_u64() {
+            out!("    pooled: {idle} idle instance(s)");
+        }
+        if let Some(r) = c["resident"].as_object() {
+            let n = |key: &str| r.get(key).and_then(|v| v.as_u64()).unwrap_or(0);
+            out!(
+                "    resident: {} start(s), {} fault(s), {} tick error(s), {} cold hand-over(s)",
+                n("starts"),
+                n("faults"),
+                n("tick-errors"),
+                n("cold-hand-overs")
+            );
+            if let Some(fault) = r.get("last-fault").and_then(|f| f.as_str()) {
+                out!("    last fault: {fault}");
+            }
+        }
         if let Some(t) = c["last-transition"].as_object() {
             let reason = t.get("reason").and_then(|r| r.as_str()).map(|r| format!(" ({r})")).unwrap_or_default();
             out!("    last: {}{reason}", t.get("event").and_then(|e| e.as_str()).unwrap_or(""));

@@ -112,23 +112,13 @@ impl CapabilityInstances {
     }
 }
 
-/// Link every capability interface into `linker`.
+/// Link every capability interface into `linker`: the shared `types`,
+/// then each unit's own.
 pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
     wit::types::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.bus)?;
-    wit::bus::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.bus)?;
-    wit::kv::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.kv)?;
-    wit::log::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.log)?;
-    wit::config::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.config)?;
-    // `tools` needs the entry's deadline, so it is implemented on the
-    // whole instance state.
-    wit::tools::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| s)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
-    // `arw:host@0.1.0`, for components built against it.
-    use crate::bindings::v0_1::tool::arw::host as wit_v1;
-    wit_v1::bus::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.bus)?;
-    wit_v1::kv::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.kv)?;
-    wit_v1::log::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.log)?;
-    wit_v1::config::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut InstanceState| &mut s.capabilities.config)?;
+    for unit in UNITS {
+        (unit.link)(linker)?;
+    }
     Ok(())
 }
 

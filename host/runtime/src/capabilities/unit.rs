@@ -9,6 +9,9 @@
 //! by exactly one unit).
 
 use arw_policy::Action;
+use wasmtime::component::Linker;
+
+use crate::runtime::store::InstanceState;
 
 /// One capability, described.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +27,9 @@ pub struct Unit {
     pub schema: &'static str,
     /// Its section of the host configuration (`[kv]`), if it has one.
     pub config_section: Option<&'static str>,
+    /// Links its WIT interfaces (every `arw:host` version it serves) into
+    /// the host's linker, each on its per-instance state.
+    pub link: fn(&mut Linker<InstanceState>) -> wasmtime::Result<()>,
 }
 
 impl Unit {

@@ -37,7 +37,20 @@ pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     actions: &[arw_policy::Action::BusPublish, arw_policy::Action::BusSubscribe, arw_policy::Action::EventsSubscribe],
     schema: include_str!("schema.cedarschema"),
     config_section: Some("bus"),
+    link,
 };
+
+/// `arw:host/bus` (0.2.0 and 0.1.0) on [`BusInstance`].
+fn link(linker: &mut wasmtime::component::Linker<crate::runtime::store::InstanceState>) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
+    type State = crate::runtime::store::InstanceState;
+    crate::bindings::tool::arw::host::bus::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {
+        &mut s.capabilities.bus
+    })?;
+    crate::bindings::v0_1::tool::arw::host::bus::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {
+        &mut s.capabilities.bus
+    })
+}
 
 /// The reserved prefix `topic` falls under, if any.
 pub fn reserved_prefix(topic: &str) -> Option<&'static str> {

@@ -15,7 +15,20 @@ pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     actions: &[arw_policy::Action::ConfigRead],
     schema: include_str!("schema.cedarschema"),
     config_section: None,
+    link,
 };
+
+/// `arw:host/config` (0.2.0 and 0.1.0) on [`ConfigInstance`].
+fn link(linker: &mut wasmtime::component::Linker<crate::runtime::store::InstanceState>) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
+    type State = crate::runtime::store::InstanceState;
+    crate::bindings::tool::arw::host::config::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {
+        &mut s.capabilities.config
+    })?;
+    crate::bindings::v0_1::tool::arw::host::config::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {
+        &mut s.capabilities.config
+    })
+}
 
 /// Merge the host's overrides over the manifest's values.
 pub fn merge(

@@ -38,7 +38,14 @@ pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     actions: &[arw_policy::Action::HttpRequest],
     schema: include_str!("schema.cedarschema"),
     config_section: Some("outgoing-http"),
+    link,
 };
+
+/// `wasi:http/outgoing-handler` (from `wasmtime-wasi-http`), whose hooks
+/// authorize each request.
+fn link(linker: &mut wasmtime::component::Linker<crate::runtime::store::InstanceState>) -> wasmtime::Result<()> {
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
+}
 
 /// `[outgoing-http]`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

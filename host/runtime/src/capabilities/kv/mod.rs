@@ -22,7 +22,20 @@ pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     actions: &[arw_policy::Action::KvRead, arw_policy::Action::KvWrite],
     schema: include_str!("schema.cedarschema"),
     config_section: Some("kv"),
+    link,
 };
+
+/// `arw:host/kv` (0.2.0 and 0.1.0) on [`KvInstance`].
+fn link(linker: &mut wasmtime::component::Linker<crate::runtime::store::InstanceState>) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
+    type State = crate::runtime::store::InstanceState;
+    crate::bindings::tool::arw::host::kv::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {
+        &mut s.capabilities.kv
+    })?;
+    crate::bindings::v0_1::tool::arw::host::kv::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {
+        &mut s.capabilities.kv
+    })
+}
 
 const TABLE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
 

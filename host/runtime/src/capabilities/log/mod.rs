@@ -16,7 +16,21 @@ pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     actions: &[arw_policy::Action::LogWrite],
     schema: include_str!("schema.cedarschema"),
     config_section: Some("log"),
+    link,
 };
+
+/// `arw:host/log` (0.2.0 and 0.1.0) on [`LogInstance`]. (The guest's
+/// stdout and stderr are WASI's, wired in the store.)
+fn link(linker: &mut wasmtime::component::Linker<crate::runtime::store::InstanceState>) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
+    type State = crate::runtime::store::InstanceState;
+    crate::bindings::tool::arw::host::log::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {
+        &mut s.capabilities.log
+    })?;
+    crate::bindings::v0_1::tool::arw::host::log::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {
+        &mut s.capabilities.log
+    })
+}
 
 /// Longest message kept, in bytes; longer ones are truncated (and say so).
 pub const MAX_MESSAGE_BYTES: usize = 8 << 10;

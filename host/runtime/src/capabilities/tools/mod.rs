@@ -33,7 +33,16 @@ pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     actions: &[],
     schema: include_str!("schema.cedarschema"),
     config_section: Some("tools"),
+    link,
 };
+
+/// `arw:host/tools` (0.2.0), on the whole instance state: a call needs
+/// the entry's deadline.
+fn link(linker: &mut wasmtime::component::Linker<crate::runtime::store::InstanceState>) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
+    type State = crate::runtime::store::InstanceState;
+    crate::bindings::tool::arw::host::tools::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| s)
+}
 
 /// The host event published for every call between components.
 pub const TOOL_CALLED_TOPIC: &str = "component.tool_called";

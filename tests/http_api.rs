@@ -372,7 +372,7 @@ async fn a_token_configured_as_its_sha256_authenticates_and_the_hash_itself_does
 /// with `Retry-After`, and what is open keeps working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_streams_and_sessions_are_bounded() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let http = HttpConfig { max_event_streams: 2, max_mcp_sessions: 1, max_connections: 6, ..http_config() };
     let server = TestServer::start(&[DEFAULT_POLICIES], http).await;
 
@@ -426,8 +426,10 @@ async fn connections_streams_and_sessions_are_bounded() {
     for _ in 0..6 {
         held.push(tokio::net::TcpStream::connect(&address).await.unwrap());
     }
+    // The host answers before reading a request, so none is sent: a request
+    // that arrived after the host closed would make it reset the
+    // connection, and the reset could discard its answer before it is read.
     let mut extra = tokio::net::TcpStream::connect(&address).await.unwrap();
-    let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n").await;
     let mut answer = String::new();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), extra.read_to_string(&mut answer)).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");

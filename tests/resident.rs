@@ -348,3 +348,29 @@ async fn resident_manifests_are_checked() {
     let err = Manifest::parse(&stray).expect_err("[resident] without the world");
     assert!(err.message.contains("does not include \"resident\""), "{err}");
 }
+
+/// A resident guest that traps at every tick does not spin the host: the
+/// driver backs off between restarts (100 ms, doubling), so over a second
+/// of 10 ms ticks it restarts a handful of times, not a hundred.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resident_guest_that_keeps_trapping_is_restarted_with_a_back_off() {
+    let trapping =
+        package(&probe_text("test:resident", "1.0.0", 10, 1000, &[("tick", "trap")]), artifacts::RESIDENT_PROBE.bytes);
+    let (host, _state) = start(vec![trapping], |_| {}).await;
+    let mut status = Default::default();
+    for _ in 0..1000 {
+        status = host.resident_status("test:resident").unwrap_or_default();
+        if status.faults >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(status.faults >= 2, "it trapped and was restarted: {status:?}");
+    let faults = status.faults;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = host.resident_status("test:resident").unwrap_or_default();
+    // 100 ticks fell due; the back-off (at least 200 + 400 ms from here)
+    // allows at most 3 more restarts in the second.
+    assert!(after.faults - faults <= 3, "restarted {} times in a second: {after:?}", after.faults - faults);
+    host.shutdown(Duration::from_secs(5)).await;
+}

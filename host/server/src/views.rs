@@ -20,7 +20,8 @@ pub struct RefusalView {
     /// The component id, or where it came from when its manifest could not be read.
     pub component: String,
     pub version: Option<String>,
-    /// `verify`, `compile`, `link`, `health-check`, `limits` or `conflict`.
+    /// `verify`, `compile`, `link`, `health-check`, `limits`, `conflict` or
+    /// `hand-over` (a resident component's snapshot or its successor's start).
     pub stage: String,
     pub reason: String,
 }

@@ -72,7 +72,8 @@ pub struct Refusal {
     /// could not be read.
     pub component: String,
     pub version: Option<String>,
-    /// `verify`, `compile`, `link`, `health-check`, `limits` or `conflict`.
+    /// `verify`, `compile`, `link`, `health-check`, `limits`, `conflict` or
+    /// `hand-over` (a resident component's snapshot or its successor's start).
     pub stage: String,
     pub reason: String,
     pub at_ms: u64,
@@ -110,7 +111,8 @@ pub struct BusStatsView {
 pub struct ActivationError {
     pub id: String,
     pub version: String,
-    /// `verify`, `compile`, `link`, `health-check`, `limits` or `conflict`.
+    /// `verify`, `compile`, `link`, `health-check`, `limits`, `conflict` or
+    /// `hand-over` (a resident component's snapshot or its successor's start).
     pub stage: &'static str,
     pub reason: String,
 }

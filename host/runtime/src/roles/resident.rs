@@ -12,7 +12,9 @@
 //!
 //! Every entry re-arms the store's deadline (`limits.timeout-ms`); the
 //! memory cap holds over the instance's life (its store's limiter). A trap
-//! ends the instance: the next entry starts the active version again, cold.
+//! ends the instance: a later entry starts the active version again, cold,
+//! after a back-off (100 ms, doubling to 30 s, reset by an entry that
+//! returns), so a guest that faults at once never spins the host.
 //! Traps, deadlines and memory caps count towards the version's probation
 //! like a tool's faults; when they reach the limit the driver rolls the
 //! slot back and the previous version takes over the state it handed over.
@@ -151,6 +153,13 @@ pub(crate) enum Command {
     },
 }
 
+/// After a fault ends the instance, how long the driver waits before it
+/// starts the version again: doubling from the first to the last, back to
+/// none after an entry that returns. Ticks that fall due meanwhile are
+/// skipped; mailbox events are counted as failed deliveries.
+const RESTART_FIRST: Duration = Duration::from_millis(100);
+const RESTART_MAX: Duration = Duration::from_secs(30);
+
 /// How many commands may wait for a driver (the control plane sends one
 /// at a time, under its transition lock).
 const COMMAND_QUEUE: usize = 4;
@@ -168,7 +177,15 @@ pub(crate) fn spawn(
     let (subscription, mut events) = super::subscribe(&runtime, &slot);
     let (commands, mut inbox) = mpsc::channel(COMMAND_QUEUE);
     let counters = Arc::new(Counters::default());
-    let mut driver = Driver { runtime, slot, rollback, live: None, handed_over: None, counters: counters.clone() };
+    let mut driver = Driver {
+        runtime,
+        slot,
+        rollback,
+        live: None,
+        handed_over: None,
+        counters: counters.clone(),
+        restart: Restart::default(),
+    };
     let task = tokio::spawn(async move {
         let mut ticker = driver.ticker();
         if let Err(e) = driver.start_active().await {
@@ -257,6 +274,29 @@ struct Driver {
     /// back.
     handed_over: Option<Vec<u8>>,
     counters: Arc<Counters>,
+    restart: Restart,
+}
+
+/// When the instance may be started again after a fault.
+#[derive(Debug, Default)]
+struct Restart {
+    backoff: Duration,
+    not_before: Option<Instant>,
+}
+
+impl Restart {
+    fn after_fault(&mut self) {
+        self.backoff = if self.backoff.is_zero() { RESTART_FIRST } else { (self.backoff * 2).min(RESTART_MAX) };
+        self.not_before = Some(Instant::now() + self.backoff);
+    }
+
+    fn clear(&mut self) {
+        *self = Restart::default();
+    }
+
+    fn waiting(&self) -> bool {
+        self.not_before.is_some_and(|t| Instant::now() < t)
+    }
 }
 
 /// One entry into the instance.
@@ -316,10 +356,14 @@ impl Driver {
     /// is none) once, under a fresh deadline.
     async fn enter(&mut self, call: Call<'_>) -> Option<(Arc<LoadedComponent>, Outcome<Answer>)> {
         if self.live.is_none() {
+            if self.restart.waiting() {
+                return None;
+            }
             match self.start_active().await {
                 Ok(()) => tracing::info!(component = %self.slot.id, "resident instance started cold"),
                 Err(e) => {
                     tracing::warn!(component = %self.slot.id, "the resident instance did not start: {e}");
+                    self.restart.after_fault();
                     return None;
                 }
             }
@@ -335,11 +379,15 @@ impl Driver {
             Ok(Err(e)) => Outcome::Fault(classify(version.id(), &version, e)),
             Err(_) => Outcome::Fault(crate::runtime::outcome::timeout(version.id(), &version)),
         };
-        if let Outcome::Fault(e) = &outcome {
-            tracing::warn!(component = version.id(), version = %version.version(), "resident instance ended: {e}");
-            bump(&self.counters.faults);
-            *self.counters.last_fault.lock() = Some(e.to_string());
-            self.live = None;
+        match &outcome {
+            Outcome::Fault(e) => {
+                tracing::warn!(component = version.id(), version = %version.version(), "resident instance ended: {e}");
+                bump(&self.counters.faults);
+                *self.counters.last_fault.lock() = Some(e.to_string());
+                self.live = None;
+                self.restart.after_fault();
+            }
+            Outcome::Done(_) => self.restart.clear(),
         }
         Some((version, outcome))
     }
@@ -401,6 +449,7 @@ impl Driver {
             Err(_) => self.handed_over.take(),
         };
         self.live = None;
+        self.restart.clear();
         match start(&self.runtime, &restored).await {
             Ok(live) => {
                 self.live = Some(live);
@@ -471,6 +520,7 @@ impl Driver {
         let live = start(&self.runtime, &next).await.map_err(|e| format!("the new version did not start: {e}"))?;
         let old = self.slot.switch(next, probation);
         self.live = Some(live);
+        self.restart.clear();
         bump(&self.counters.starts);
         match state {
             Some(state) => {

@@ -69,9 +69,10 @@ impl<I> WarmPool<I> {
     }
 
     /// Give back an instance after an entry of `caller` that did not
-    /// fault; dropped if the pool is full. A full pool of instances bound
-    /// to other callers gives way: the oldest of them is dropped, so a
-    /// new caller is never stuck with fresh instances only.
+    /// fault. A full pool of a stateless component drops it; a full pool
+    /// of a per-caller one drops another idle instance instead (the first
+    /// in the list), so the callers seen most recently keep theirs and a
+    /// new caller is not left with fresh instances only.
     pub(crate) fn give_back(&self, mut warm: Warm<I>, caller: &Arc<str>) {
         if !self.stateless && warm.served.is_none() {
             warm.served = Some(caller.clone());

@@ -15,7 +15,7 @@ use arw_host::source::ComponentPackage;
 use arw_host::supervisor::events;
 use arw_host::{CallError, Host};
 use arw_policy::{PolicySource, Principal};
-use arw_tests::{DEFAULT_POLICIES, OPERATOR_INVOKES, artifacts, drain, eventually, manifests};
+use arw_tests::{DEFAULT_POLICIES, OPERATOR_INVOKES, Packages, artifacts, drain, eventually, manifests};
 
 const PROBE_GRANTS: &str =
     r#"permit(principal == Arw::Component::"test:probe", action == Arw::Action::"config.read", resource);"#;
@@ -52,17 +52,6 @@ async fn host_with(
     let (host, refused) = Host::start(config, arw_tests::policies(policies), &Packages(packages)).await.unwrap();
     assert!(refused.is_empty(), "{refused:?}");
     (host, state)
-}
-
-struct Packages(Vec<ComponentPackage>);
-
-impl arw_host::source::ComponentSource for Packages {
-    fn describe(&self) -> String {
-        "test packages".into()
-    }
-    fn packages(&self) -> Vec<Result<ComponentPackage, arw_host::LoadError>> {
-        self.0.iter().cloned().map(Ok).collect()
-    }
 }
 
 /// Call `probe` for its generation in a loop on 8 tasks until `stop`;

@@ -14,7 +14,7 @@ use arw_host::capabilities::bus::{Event, Payload};
 use arw_host::source::ComponentPackage;
 use arw_host::supervisor::ControlEvent;
 use arw_host::{Host, HostConfig, Manifest};
-use arw_tests::{artifacts, manifests};
+use arw_tests::{Packages, artifacts, manifests};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -59,17 +59,6 @@ fn package(manifest: &str, wasm: &'static [u8]) -> ComponentPackage {
     let manifest = Manifest::parse(manifest).unwrap_or_else(|e| panic!("{e}\n{manifest}"));
     let publisher = Some(manifest.id.namespace().to_string());
     ComponentPackage { manifest, wasm: Cow::Borrowed(wasm), origin: "test".into(), publisher }
-}
-
-struct Packages(Vec<ComponentPackage>);
-
-impl arw_host::source::ComponentSource for Packages {
-    fn describe(&self) -> String {
-        "test packages".into()
-    }
-    fn packages(&self) -> Vec<Result<ComponentPackage, arw_host::LoadError>> {
-        self.0.iter().cloned().map(Ok).collect()
-    }
 }
 
 async fn start(packages: Vec<ComponentPackage>, tweak: impl FnOnce(&mut HostConfig)) -> (Host, tempfile::TempDir) {

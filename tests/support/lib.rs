@@ -106,6 +106,19 @@ impl ComponentSource for Components {
     }
 }
 
+/// Packages given as they are (a test that builds its own manifests).
+pub struct Packages(pub Vec<ComponentPackage>);
+
+impl ComponentSource for Packages {
+    fn describe(&self) -> String {
+        format!("{} test packages", self.0.len())
+    }
+
+    fn packages(&self) -> Vec<Result<ComponentPackage, LoadError>> {
+        self.0.iter().cloned().map(Ok).collect()
+    }
+}
+
 /// Parse and validate `policies` (one file per string).
 pub fn policies(policies: &[&str]) -> PolicySet {
     let schema = arw_policy::schema::embedded().unwrap_or_else(|e| panic!("{e}"));

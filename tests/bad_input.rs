@@ -43,6 +43,13 @@ async fn each_bad_component_is_refused_with_its_file_and_reason() {
     // An invalid manifest.
     write(d, "invalid.toml", b"id = \"bad:invalid\"\nversion = \"not-semver\"\nworlds = [\"tool\"]\n");
     write(d, "invalid.wasm", artifacts::TEXT_STATS.bytes);
+    // A request for an action no capability of this host gives.
+    let unknown = format!(
+        "{}[[capabilities]]\naction = \"kv.delete\"\nresource = \"x\"\n",
+        manifest("bad:unknown", "[\"tool\"]")
+    );
+    write(d, "unknown.toml", unknown.as_bytes());
+    write(d, "unknown.wasm", artifacts::TEXT_STATS.bytes);
     // A manifest whose component file is missing.
     write(d, "missing.toml", manifest("bad:missing", "[\"tool\"]").as_bytes());
     // A manifest pointing outside its directory.
@@ -75,7 +82,9 @@ async fn each_bad_component_is_refused_with_its_file_and_reason() {
     assert!(find("invalid.toml").contains("invalid manifest"));
     assert!(find("missing.wasm").contains("cannot read"));
     assert!(find("escape.toml").contains("relative path inside"));
-    assert_eq!(refused.len(), 7, "{messages:#?}");
+    let unknown = find("unknown.wasm");
+    assert!(unknown.contains("unknown action `kv.delete`") && unknown.contains("kv.write"), "{unknown}");
+    assert_eq!(refused.len(), 8, "{messages:#?}");
     assert!(refused.iter().any(|e| matches!(e, LoadError::WrongWorld { .. })));
 
     // The good one runs.

@@ -35,31 +35,32 @@ pub fn default_state_dir() -> Option<PathBuf> {
     dirs::state_dir().or_else(|| dirs::home_dir().map(|h| h.join(".local").join("state"))).map(|d| d.join("arw"))
 }
 
-/// Top-level keys (and sections) the environment layer may set; other
-/// `ARW_*` variables belong to someone else and are ignored.
-const ENV_KEYS: &[&str] =
-    &["state_dir", "policies_dir", "components_dir", "allow_unsigned", "registry_dir", "keys_dir", "trust_dir"];
-const ENV_SECTIONS: &[&str] = &[
-    "engine__",
-    "kv__",
-    "bus__",
-    "swap__",
-    "http__",
-    "outgoing_http__",
-    "log__",
-    "limits__",
-    "node__",
-    "components__",
-];
-
 /// The environment layer: `ARW_SECTION__KEY_NAME` → `section.key-name`.
+/// Only variables naming a top-level key or section of [`HostConfig`] are
+/// taken (read from its defaults, so every section, a capability's too, is
+/// settable); other `ARW_*` variables belong to someone else and are
+/// ignored.
 fn env_layer() -> Env {
+    let (keys, sections) = top_level_names();
     Env::prefixed("ARW_")
-        .filter(|key| {
+        .filter(move |key| {
             let key = key.as_str().to_ascii_lowercase();
-            ENV_KEYS.contains(&key.as_str()) || ENV_SECTIONS.iter().any(|s| key.starts_with(s))
+            keys.contains(&key) || sections.iter().any(|s| key.starts_with(s.as_str()))
         })
         .map(|key| key.as_str().replace("__", ".").replace('_', "-").into())
+}
+
+/// HostConfig's top-level keys (`state_dir`) and sections (`kv__`), as
+/// environment variable names write them.
+fn top_level_names() -> (Vec<String>, Vec<String>) {
+    let defaults = serde_json::to_value(HostConfig::default()).unwrap_or_default();
+    let mut keys = Vec::new();
+    let mut sections = Vec::new();
+    for (name, value) in defaults.as_object().into_iter().flatten() {
+        let name = name.replace('-', "_");
+        if value.is_object() { sections.push(format!("{name}__")) } else { keys.push(name) }
+    }
+    (keys, sections)
 }
 
 /// Resolve the host configuration for this invocation.
@@ -111,4 +112,20 @@ pub fn load(args: &GlobalArgs) -> anyhow::Result<HostConfig> {
         config.trust_dir = default_config_dir().map(|d| d.join("trust"));
     }
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every section of the configuration, a capability's or a role's too,
+    /// can be set from the environment.
+    #[test]
+    fn every_section_is_settable_from_the_environment() {
+        let (keys, sections) = super::top_level_names();
+        for key in ["state_dir", "allow_unsigned", "trust_dir"] {
+            assert!(keys.iter().any(|k| k == key), "{key}: {keys:?}");
+        }
+        for section in ["engine__", "kv__", "bus__", "log__", "outgoing_http__", "tools__", "resident__", "node__"] {
+            assert!(sections.iter().any(|s| s == section), "{section}: {sections:?}");
+        }
+    }
 }

@@ -69,12 +69,6 @@ pub fn validate_topic(topic: &str) -> Result<(), InvalidTopic> {
     Ok(())
 }
 
-/// Bus topic prefixes only the host publishes under (its transitions,
-/// policy reloads, refusals and the event stream's notices). No component
-/// may publish there and no manifest may ask to. A unit that adds host
-/// events adds its prefix here.
-pub const RESERVED_TOPIC_PREFIXES: &[&str] = &["component.", "policy.", "audit.", "bus."];
-
 /// The fully qualified exports the worlds require of a component, at the
 /// version of `arw:host` this host's `wit/` defines, and the older versions
 /// it still runs.
@@ -217,11 +211,16 @@ impl fmt::Display for World {
 }
 
 /// One requested capability: an action on resources matching a pattern.
+///
+/// The action is kept by name: which actions exist, and what each accepts
+/// as a resource, is the host's to say (each capability checks the
+/// requests for its actions when the component loads), so a registry can
+/// hold components for hosts with capabilities it does not know.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CapabilityRequest {
-    #[serde(serialize_with = "ser_action", deserialize_with = "de_action")]
-    pub action: Action,
+    /// A Cedar action id, `"kv.read"`.
+    pub action: String,
     /// A resource name, or a pattern where `*` matches any run of characters.
     pub resource: String,
 }
@@ -229,16 +228,19 @@ pub struct CapabilityRequest {
 impl CapabilityRequest {
     /// Does this request cover `action` on `resource`?
     pub fn covers(&self, action: Action, resource: &str) -> bool {
-        self.action == action && glob_match(&self.resource, resource)
+        self.action == action.as_str() && glob_match(&self.resource, resource)
     }
 }
 
-fn ser_action<S: Serializer>(a: &Action, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(a.as_str())
-}
-
-fn de_action<'de, D: Deserializer<'de>>(d: D) -> Result<Action, D::Error> {
-    String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+/// Is `name` shaped like an action id: dot-separated segments of a-z,
+/// 0-9 and `-`, at least two (`"kv.read"`, `"admin.policy-reload"`)?
+fn is_action_name(name: &str) -> bool {
+    name.len() <= 64
+        && name.split('.').count() >= 2
+        && name.split('.').all(|seg| {
+            seg.starts_with(|c: char| c.is_ascii_lowercase())
+                && seg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
 }
 
 /// `*` matches any run of characters (including none); everything else is
@@ -348,8 +350,10 @@ impl Manifest {
     }
 
     /// The checks `parse` makes beyond the format (non-empty worlds, limits
-    /// above zero, requests the host supports). Manifests that arrive by
-    /// another route (a signed JSON manifest) must pass them too.
+    /// above zero, well-formed requests). Manifests that arrive by another
+    /// route (a signed JSON manifest) must pass them too. What each action
+    /// accepts is checked by the host's capability that owns it, at load
+    /// (`arw_host::capabilities::check_manifest`).
     pub fn check(&self) -> Result<(), ManifestError> {
         let fail = |message: String| Err(ManifestError { message });
         if self.worlds.is_empty() {
@@ -385,48 +389,14 @@ impl Manifest {
             return fail("`limits` must all be greater than zero".into());
         }
         for request in &self.capabilities {
-            if request.resource.is_empty() {
-                return fail(format!("capability `{}` has an empty `resource`", request.action));
-            }
-            if request.action == Action::ToolInvoke
-                && !request
-                    .resource
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'*')
-            {
+            if !is_action_name(&request.action) {
                 return fail(format!(
-                    "`tool.invoke` resource `{}` must be a tool name pattern of a-z, 0-9, `-` and `*` (e.g. \"text-stats\")",
-                    request.resource
-                ));
-            }
-            if request.action == Action::HttpRequest
-                && (request.resource.bytes().any(|b| b.is_ascii_uppercase()) || !request.resource.contains(':'))
-            {
-                return fail(format!(
-                    "`http.request` resource `{}` must be a lower-case `host:port` pattern (e.g. \"api.example.com:443\", \"127.0.0.1:*\")",
-                    request.resource
-                ));
-            }
-            if !request.action.for_components() {
-                return fail(format!(
-                    "`{}` is an action of callers from outside (HTTP, MCP, the CLI), not of components",
+                    "capability action `{}` is not an action id (dot-separated a-z, 0-9 and `-`, e.g. \"kv.read\")",
                     request.action
                 ));
             }
-            if request.action == Action::BusPublish
-                && let Some(prefix) = RESERVED_TOPIC_PREFIXES
-                    .iter()
-                    .find(|p| request.resource.starts_with(*p) || request.resource == p[..p.len() - 1])
-            {
-                return fail(format!(
-                    "`bus.publish` on `{}`: topics under `{prefix}` are reserved for the host's own events",
-                    request.resource
-                ));
-            }
-            if request.action == Action::BusSubscribe && !self.worlds.iter().any(|w| w.receives_events()) {
-                return fail(
-                    "`bus.subscribe` is requested but `worlds` includes neither \"subscriber\" nor \"resident\"".into(),
-                );
+            if request.resource.is_empty() {
+                return fail(format!("capability `{}` has an empty `resource`", request.action));
             }
         }
         Ok(())
@@ -434,7 +404,7 @@ impl Manifest {
 
     /// The requests for one action.
     pub fn requests(&self, action: Action) -> impl Iterator<Item = &CapabilityRequest> {
-        self.capabilities.iter().filter(move |r| r.action == action)
+        self.capabilities.iter().filter(move |r| r.action == action.as_str())
     }
 }
 
@@ -483,8 +453,8 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.limits, Limits { memory_mib: 8, ..Limits::default() });
-        assert!(m.capabilities[0].covers(Action::BusPublish, "demo.a"));
-        assert!(!m.capabilities[0].covers(Action::BusSubscribe, "demo.a"));
+        assert!(m.capabilities[0].covers(Action::new("bus.publish"), "demo.a"));
+        assert!(!m.capabilities[0].covers(Action::new("bus.subscribe"), "demo.a"));
     }
 
     #[test]
@@ -496,12 +466,12 @@ mod tests {
             ("id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"gate\"]", "unknown variant"),
             ("id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\ncolour = 1", "unknown field"),
             (
-                "id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n[[capabilities]]\naction = \"kv.delete\"\nresource = \"x\"",
-                "unknown action",
+                "id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n[[capabilities]]\naction = \"KV read\"\nresource = \"x\"",
+                "not an action id",
             ),
             (
-                "id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n[[capabilities]]\naction = \"bus.subscribe\"\nresource = \"x\"",
-                "subscriber",
+                "id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n[[capabilities]]\naction = \"kv.read\"\nresource = \"\"",
+                "empty `resource`",
             ),
             ("id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n[limits]\ntimeout-ms = 0", "greater than zero"),
         ];

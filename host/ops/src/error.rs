@@ -17,6 +17,10 @@ pub enum OpsError {
     InvalidReference { reference: String, reason: String },
     #[error("`{version}` is not a version such as 1.2.3: {reason}")]
     InvalidVersion { version: String, reason: String },
+    #[error(
+        "{id}@{version} asks for a capability this host does not give: {message} (publish a manifest this host accepts, or use a host that has the capability)"
+    )]
+    Capabilities { id: String, version: String, message: String },
     #[error("{id} is not installed (see `arw list`)")]
     NotInstalled { id: String },
     #[error("{id} has no previous version recorded; name the version to go back to")]
@@ -64,9 +68,11 @@ impl OpsError {
             OpsError::NotInstalled { .. } => ErrorKind::NotFound,
             OpsError::NoRegistry => ErrorKind::Unsupported,
             OpsError::Precompile { .. } | OpsError::Config(_) => ErrorKind::Internal,
-            OpsError::Verify(_) | OpsError::Policy(_) | OpsError::NoPrevious { .. } | OpsError::Activation(_) => {
-                ErrorKind::Refused
-            }
+            OpsError::Verify(_)
+            | OpsError::Policy(_)
+            | OpsError::NoPrevious { .. }
+            | OpsError::Activation(_)
+            | OpsError::Capabilities { .. } => ErrorKind::Refused,
         }
     }
 
@@ -83,6 +89,7 @@ impl OpsError {
                 _ => "refused",
             },
             OpsError::Verify(_) => "verify-failed",
+            OpsError::Capabilities { .. } => "unsupported-capability",
             OpsError::Policy(_) => "invalid-policy",
             OpsError::InvalidReference { .. } => "invalid-reference",
             OpsError::InvalidVersion { .. } => "invalid-version",

@@ -36,6 +36,11 @@ pub fn prepare(stores: &Stores, reference: &PackageRef) -> Result<Candidate, Ops
         .map_err(|e| OpsError::InvalidVersion { version: entry.version.clone(), reason: e.to_string() })?;
     let package = stores.registry.read(&reference.id, &version)?;
     let verified = arw_registry::verify::verify(&package, &stores.trust)?;
+    arw_host::capabilities::check_manifest(&verified.manifest).map_err(|message| OpsError::Capabilities {
+        id: reference.id.to_string(),
+        version: version.to_string(),
+        message,
+    })?;
     Ok(Candidate { reference: reference.clone(), version, package, verified })
 }
 
@@ -57,7 +62,9 @@ impl Candidate {
             .manifest
             .capabilities
             .iter()
-            .map(|r| (r.action, r.resource.clone(), authorizer.decide(&principal, r.action, &r.resource)))
+            // `prepare` checked every action is one this host knows.
+            .filter_map(|r| Some((arw_host::capabilities::action(&r.action)?, &r.resource)))
+            .map(|(action, resource)| (action, resource.clone(), authorizer.decide(&principal, action, resource)))
             .collect())
     }
 }

@@ -23,23 +23,23 @@ fn decisions(c: &mut Criterion) {
     let authorizer = authorizer();
     let announce = authorizer.principal(Principal::component("arw:announce", "0.1.0", "arw", "sha256:00"));
     let operator = authorizer.principal(Principal::local_operator());
-    assert!(authorizer.decide(&announce, Action::BusPublish, "demo.hello").allowed());
+    assert!(authorizer.decide(&announce, Action::new("bus.publish"), "demo.hello").allowed());
 
     let mut group = c.benchmark_group("cedar_decision");
     group.bench_function("cached_allow", |b| {
-        b.iter(|| black_box(authorizer.decide(&announce, Action::BusPublish, black_box("demo.hello"))))
+        b.iter(|| black_box(authorizer.decide(&announce, Action::new("bus.publish"), black_box("demo.hello"))))
     });
     group.bench_function("cached_deny", |b| {
-        b.iter(|| black_box(authorizer.decide(&announce, Action::KvWrite, black_box("kv-counter"))))
+        b.iter(|| black_box(authorizer.decide(&announce, Action::new("kv.write"), black_box("kv-counter"))))
     });
     group.bench_function("uncached_allow_like_pattern", |b| {
-        b.iter(|| black_box(authorizer.decide_uncached(&announce, Action::BusPublish, black_box("demo.hello"))))
+        b.iter(|| black_box(authorizer.decide_uncached(&announce, Action::new("bus.publish"), black_box("demo.hello"))))
     });
     group.bench_function("uncached_deny", |b| {
-        b.iter(|| black_box(authorizer.decide_uncached(&announce, Action::KvWrite, black_box("kv-counter"))))
+        b.iter(|| black_box(authorizer.decide_uncached(&announce, Action::new("kv.write"), black_box("kv-counter"))))
     });
     group.bench_function("uncached_caller_role", |b| {
-        b.iter(|| black_box(authorizer.decide_uncached(&operator, Action::ToolInvoke, black_box("text-stats"))))
+        b.iter(|| black_box(authorizer.decide_uncached(&operator, Action::TOOL_INVOKE, black_box("text-stats"))))
     });
     // The defaults plus a time window on `bus.publish`: every such
     // decision reads `context.now`, so it is evaluated (never cached) and
@@ -59,9 +59,9 @@ fn decisions(c: &mut Criterion) {
     .unwrap_or_else(|e| panic!("{e}"));
     let windowed = Authorizer::new(schema, windowed);
     let announce_windowed = windowed.principal(Principal::component("arw:announce", "0.1.0", "arw", "sha256:00"));
-    assert!(windowed.decide(&announce_windowed, Action::BusPublish, "demo.hello").allowed());
+    assert!(windowed.decide(&announce_windowed, Action::new("bus.publish"), "demo.hello").allowed());
     group.bench_function("time_window_every_call", |b| {
-        b.iter(|| black_box(windowed.decide(&announce_windowed, Action::BusPublish, black_box("demo.hello"))))
+        b.iter(|| black_box(windowed.decide(&announce_windowed, Action::new("bus.publish"), black_box("demo.hello"))))
     });
     group.finish();
 }

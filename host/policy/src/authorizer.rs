@@ -8,8 +8,9 @@ use cedar_policy::{Entities, Entity, EntityUid, Request};
 
 use crate::cache::DecisionCache;
 use crate::context::{Clock, FixedContext, Node, RequestContext, SystemClock};
-use crate::model::{Action, Principal, Resource, ResourceKind, resource_entity, resource_uid};
+use crate::model::{Action, Principal, Resource, resource_entity, resource_uid};
 use crate::policy_set::PolicySet;
+use crate::vocabulary::{ActionInfo, MAX_ACTIONS, Vocabulary};
 
 /// The answer to one authorization question. There is deliberately no way
 /// to turn a `Decision` into a `Result` with `?`: callers must look at
@@ -37,24 +38,42 @@ impl Decision {
 }
 
 /// Allowed/denied counts per action, for metrics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DecisionCounters {
-    allowed: [AtomicU64; Action::ALL.len()],
-    denied: [AtomicU64; Action::ALL.len()],
+    vocabulary: Vocabulary,
+    allowed: Vec<AtomicU64>,
+    denied: Vec<AtomicU64>,
 }
 
 impl DecisionCounters {
-    fn record(&self, action: Action, allowed: bool) {
+    fn new(vocabulary: &Vocabulary) -> Self {
+        let zeros = || (0..vocabulary.len()).map(|_| AtomicU64::new(0)).collect();
+        DecisionCounters { vocabulary: vocabulary.clone(), allowed: zeros(), denied: zeros() }
+    }
+
+    fn record(&self, index: usize, allowed: bool) {
         let counters = if allowed { &self.allowed } else { &self.denied };
-        if let Some(c) = counters.get(action.index()) {
+        if let Some(c) = counters.get(index) {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// (allowed, denied) so far for `action`.
     pub fn get(&self, action: Action) -> (u64, u64) {
-        let read = |c: &[AtomicU64; Action::ALL.len()]| c.get(action.index()).map_or(0, |c| c.load(Ordering::Relaxed));
+        self.vocabulary.index(action).map_or((0, 0), |i| self.at(i))
+    }
+
+    fn at(&self, index: usize) -> (u64, u64) {
+        let read = |c: &[AtomicU64]| c.get(index).map_or(0, |c| c.load(Ordering::Relaxed));
         (read(&self.allowed), read(&self.denied))
+    }
+
+    /// (action, allowed, denied) for every action of the schema, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64, u64)> {
+        self.vocabulary.iter().enumerate().map(|(i, a)| {
+            let (allowed, denied) = self.at(i);
+            (a.name.as_str(), allowed, denied)
+        })
     }
 }
 
@@ -100,6 +119,9 @@ pub struct Authorizer {
     replacing: parking_lot::Mutex<()>,
     cedar: cedar_policy::Authorizer,
     counters: DecisionCounters,
+    /// The schema's actions: what each applies to, and its index in the
+    /// caches, the counters and the state word.
+    vocabulary: Vocabulary,
     /// The schema's action entities, so `action in Arw::Action::"admin"`
     /// sees the action groups.
     action_entities: Vec<Entity>,
@@ -110,18 +132,26 @@ pub struct Authorizer {
 }
 
 impl Authorizer {
+    /// An authorizer for `schema`'s actions. A schema whose actions cannot
+    /// be read ([`Vocabulary::of`]: the host checks this when it assembles
+    /// its schema) leaves an authorizer that denies everything.
     pub fn new(schema: cedar_policy::Schema, mut policies: PolicySet) -> Self {
         let action_entities = schema.action_entities().map(|e| e.iter().cloned().collect()).unwrap_or_default();
+        let vocabulary = Vocabulary::of(&schema).unwrap_or_else(|e| {
+            tracing::error!("every request will be denied: {e}");
+            Vocabulary::empty()
+        });
         policies.generation = 1;
-        let state = AtomicU64::new(pack(&policies));
+        let state = AtomicU64::new(pack(&policies, &vocabulary));
         Authorizer {
+            counters: DecisionCounters::new(&vocabulary),
+            vocabulary,
             action_entities,
             schema,
             policies: ArcSwap::from_pointee(policies),
             state,
             replacing: parking_lot::Mutex::new(()),
             cedar: cedar_policy::Authorizer::new(),
-            counters: DecisionCounters::default(),
             fixed: FixedContext::new(&Node::default()),
             clock: Arc::new(SystemClock),
         }
@@ -144,6 +174,11 @@ impl Authorizer {
         &self.schema
     }
 
+    /// The schema's actions.
+    pub fn vocabulary(&self) -> &Vocabulary {
+        &self.vocabulary
+    }
+
     /// The policy set in force now.
     pub fn policies(&self) -> Arc<PolicySet> {
         self.policies.load_full()
@@ -154,7 +189,7 @@ impl Authorizer {
     pub fn replace_policies(&self, mut policies: PolicySet) {
         let _one_at_a_time = self.replacing.lock();
         policies.generation = (self.state.load(Ordering::Acquire) >> ACTION_BITS) + 1;
-        let state = pack(&policies);
+        let state = pack(&policies, &self.vocabulary);
         self.policies.store(Arc::new(policies));
         self.state.store(state, Ordering::Release);
     }
@@ -176,13 +211,13 @@ impl Authorizer {
             uid: principal.uid(),
             key: principal.cedar_uid().into(),
             entities: principal.entities(),
-            cache: DecisionCache::new(self.state.load(Ordering::Acquire) >> ACTION_BITS),
+            cache: DecisionCache::new(self.state.load(Ordering::Acquire) >> ACTION_BITS, self.vocabulary.len()),
             principal,
         }
     }
 
     /// May `who` do `action` on the resource called `resource`? For
-    /// [`Action::ToolInvoke`] use [`Authorizer::decide_tool`], which also
+    /// [`Action::TOOL_INVOKE`] use [`Authorizer::decide_tool`], which also
     /// tells Cedar which component provides the tool.
     pub fn decide(&self, who: &PrincipalHandle, action: Action, resource: &str) -> Decision {
         self.decide_resource(who, action, Resource::named(resource))
@@ -190,7 +225,7 @@ impl Authorizer {
 
     /// May `who` invoke the tool `tool` provided by component `component`?
     pub fn decide_tool(&self, who: &PrincipalHandle, tool: &str, component: &str) -> Decision {
-        self.decide_resource(who, Action::ToolInvoke, Resource::tool(tool, component))
+        self.decide_resource(who, Action::TOOL_INVOKE, Resource::tool(tool, component))
     }
 
     /// May `who` do `action` on `resource`, with no request context (no
@@ -211,21 +246,25 @@ impl Authorizer {
         resource: Resource<'_>,
         context: &RequestContext<'_>,
     ) -> Decision {
-        let (generation, uncached) = unpack(self.state.load(Ordering::Acquire), action);
-        let decision = match (!uncached).then(|| who.cache.get(generation, action, resource)).flatten() {
+        let Some(index) = self.vocabulary.index(action) else { return unknown(action) };
+        let (generation, uncached) = unpack(self.state.load(Ordering::Acquire), index);
+        let decision = match (!uncached).then(|| who.cache.get(generation, index, resource)).flatten() {
             Some(hit) => hit,
             None => {
                 let policies = self.policies.load();
-                let decision = self.evaluate(&policies, who, action, resource, context);
+                let decision = match self.vocabulary.at(index) {
+                    Some(info) => self.evaluate(&policies, who, info, resource, context),
+                    None => unknown(action),
+                };
                 // Only what this generation's policies decided, and only if
                 // they read nothing that changes per request.
-                if policies.generation == generation && !policies.reads.per_request(action) {
-                    who.cache.put(generation, action, resource, decision.clone());
+                if policies.generation == generation && !policies.reads.per_request(action.as_str()) {
+                    who.cache.put(generation, index, resource, decision.clone());
                 }
                 decision
             }
         };
-        self.counters.record(action, decision.allowed);
+        self.counters.record(index, decision.allowed);
         decision
     }
 
@@ -235,18 +274,24 @@ impl Authorizer {
     /// not (on a guest's fiber stack, where Cedar's stack-depth check
     /// misfires) take the fast path inline and evaluate elsewhere on a miss.
     pub fn cached(&self, who: &PrincipalHandle, action: Action, resource: Resource<'_>) -> Option<Decision> {
-        let (generation, uncached) = unpack(self.state.load(Ordering::Acquire), action);
+        let index = self.vocabulary.index(action)?;
+        let (generation, uncached) = unpack(self.state.load(Ordering::Acquire), index);
         if uncached {
             return None;
         }
-        let hit = who.cache.get(generation, action, resource)?;
-        self.counters.record(action, hit.allowed);
+        let hit = who.cache.get(generation, index, resource)?;
+        self.counters.record(index, hit.allowed);
         Some(hit)
     }
 
     /// Evaluate without the cache (for benchmarks and diagnostics).
     pub fn decide_uncached(&self, who: &PrincipalHandle, action: Action, resource: &str) -> Decision {
-        self.evaluate(&self.policies.load(), who, action, Resource::named(resource), &RequestContext::default())
+        match self.vocabulary.get(action.as_str()) {
+            Some(info) => {
+                self.evaluate(&self.policies.load(), who, info, Resource::named(resource), &RequestContext::default())
+            }
+            None => unknown(action),
+        }
     }
 
     /// Ask Cedar. Every failure on the way (a malformed request or context,
@@ -256,34 +301,38 @@ impl Authorizer {
         &self,
         policies: &PolicySet,
         who: &PrincipalHandle,
-        action: Action,
+        action: &ActionInfo,
         resource: Resource<'_>,
         context: &RequestContext<'_>,
     ) -> Decision {
-        let kind = action.resource_kind();
         let principal_entities = match &who.entities {
             Ok(entities) => entities,
             Err(e) => return deny(format!("malformed principal: {e}")),
         };
-        let resource_entity = match resource_entity(kind, resource) {
+        let resource_entity = match resource_entity(&action.resource_type, resource) {
             Ok(entity) => entity,
             Err(e) => return deny(format!("malformed resource: {e}")),
         };
-        let context = match self.fixed.with(context, self.clock.now(), policies.reads.read(action)) {
+        let context = match self.fixed.with(context, self.clock.now(), policies.reads.read(&action.name)) {
             Ok(context) => context,
             Err(e) => return deny(format!("malformed context: {e}")),
         };
         // Not checked against the schema per request (that doubled the cost
         // of an evaluation): the context's shape is fixed, and a test checks
         // it against `Arw::RequestContext` for every action.
-        let request =
-            match Request::new(who.uid.clone(), action.uid(), resource_uid(kind, resource.name), context, None) {
-                Ok(r) => r,
-                Err(e) => return deny(format!("malformed request: {e}")),
-            };
-        // Only the admin actions belong to a group; the others skip the
-        // (small) cost of adding the action entities.
-        let actions = if kind == ResourceKind::Operation { &self.action_entities[..] } else { &[] };
+        let request = match Request::new(
+            who.uid.clone(),
+            action.uid.clone(),
+            resource_uid(&action.resource_type, resource.name),
+            context,
+            None,
+        ) {
+            Ok(r) => r,
+            Err(e) => return deny(format!("malformed request: {e}")),
+        };
+        // Only actions in a group (the admin actions) need the action
+        // entities; the others skip their (small) cost.
+        let actions = if action.grouped { &self.action_entities[..] } else { &[] };
         let entities =
             principal_entities.iter().cloned().chain(std::iter::once(resource_entity)).chain(actions.iter().cloned());
         let entities = match Entities::from_entities(entities, None) {
@@ -318,21 +367,27 @@ impl Authorizer {
 }
 
 /// Low bits of [`Authorizer::state`]: one per action.
-const ACTION_BITS: u32 = 16;
-const _: () = assert!(Action::ALL.len() <= ACTION_BITS as usize);
+const ACTION_BITS: u32 = 32;
+const _: () = assert!(MAX_ACTIONS <= ACTION_BITS as usize);
 
 /// The state word for `policies`: their generation and uncached actions.
-fn pack(policies: &PolicySet) -> u64 {
-    let mask = Action::ALL
-        .into_iter()
-        .filter(|a| policies.reads.per_request(*a))
-        .fold(0u64, |mask, a| mask | (1 << a.index()));
+fn pack(policies: &PolicySet, vocabulary: &Vocabulary) -> u64 {
+    let mask = vocabulary
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| policies.reads.per_request(&a.name))
+        .fold(0u64, |mask, (i, _)| mask | (1 << i));
     (policies.generation << ACTION_BITS) | mask
 }
 
-/// (generation, is `action` uncached) from a state word.
-fn unpack(state: u64, action: Action) -> (u64, bool) {
-    (state >> ACTION_BITS, state & (1 << action.index()) != 0)
+/// (generation, is the action at `index` uncached) from a state word.
+fn unpack(state: u64, index: usize) -> (u64, bool) {
+    (state >> ACTION_BITS, index >= ACTION_BITS as usize || state & (1 << index) != 0)
+}
+
+/// The answer about an action the schema does not declare.
+fn unknown(action: Action) -> Decision {
+    deny(format!("`{action}` is not an action of this host's schema"))
 }
 
 fn deny(reason: String) -> Decision {
@@ -359,7 +414,9 @@ mod tests {
     fn no_policy_means_no_grant() {
         let a = authorizer("");
         let who = a.principal(component("arw:x"));
-        for action in Action::ALL {
+        assert!(a.vocabulary().len() > Action::CORE.len(), "the capabilities' actions too");
+        for info in a.vocabulary().iter() {
+            let action = Action::new(Box::leak(info.name.clone().into_boxed_str()));
             let d = a.decide(&who, action, "anything");
             assert!(!d.allowed(), "{action} allowed with no policies");
             assert_eq!(d.reason(), "no policy permits it");
@@ -373,11 +430,11 @@ mod tests {
         );
         let admin = a.principal(Principal::caller("ci", ["admin"]));
         let anonymous = a.principal(Principal::caller("anonymous", ["anonymous"]));
-        for action in Action::ALL.into_iter().filter(|a| a.resource_kind() == ResourceKind::Operation) {
+        for action in Action::CORE.into_iter().filter(|a| a.as_str().starts_with("admin.")) {
             assert!(a.decide(&admin, action, "admin:x").allowed(), "{action}");
             assert!(!a.decide(&anonymous, action, "admin:x").allowed(), "{action}");
         }
-        assert!(!a.decide(&admin, Action::ToolInvoke, "text-stats").allowed());
+        assert!(!a.decide(&admin, Action::TOOL_INVOKE, "text-stats").allowed());
     }
 
     #[test]
@@ -387,11 +444,11 @@ mod tests {
         );
         let who = a.principal(component("arw:a"));
         let other = a.principal(component("arw:b"));
-        assert!(a.decide(&who, Action::BusPublish, "demo.x").allowed());
-        assert_eq!(a.decide(&who, Action::BusPublish, "demo.x").reason(), "permitted by t.cedar#p");
-        assert!(!a.decide(&who, Action::BusPublish, "billing.x").allowed());
-        assert!(!a.decide(&who, Action::BusSubscribe, "demo.x").allowed());
-        assert!(!a.decide(&other, Action::BusPublish, "demo.x").allowed());
+        assert!(a.decide(&who, Action::new("bus.publish"), "demo.x").allowed());
+        assert_eq!(a.decide(&who, Action::new("bus.publish"), "demo.x").reason(), "permitted by t.cedar#p");
+        assert!(!a.decide(&who, Action::new("bus.publish"), "billing.x").allowed());
+        assert!(!a.decide(&who, Action::new("bus.subscribe"), "demo.x").allowed());
+        assert!(!a.decide(&other, Action::new("bus.publish"), "demo.x").allowed());
     }
 
     #[test]
@@ -401,7 +458,7 @@ mod tests {
                @id("no-billing") forbid(principal, action, resource) when { resource has name && resource.name like "billing.*" };"#,
         );
         let who = a.principal(component("arw:a"));
-        let d = a.decide(&who, Action::BusPublish, "billing.x");
+        let d = a.decide(&who, Action::new("bus.publish"), "billing.x");
         assert!(!d.allowed());
         assert_eq!(d.reason(), "forbidden by t.cedar#no-billing");
     }
@@ -431,7 +488,7 @@ mod tests {
         let d = a.decide_tool(&anonymous, "text-stats", "evil:text-stats");
         assert!(!d.allowed(), "{}", d.reason());
         assert!(a.decide_tool(&anonymous, "text-stats", "arw:text-stats").allowed());
-        assert_eq!(a.counters().get(Action::ToolInvoke), (2, 1));
+        assert_eq!(a.counters().get(Action::TOOL_INVOKE), (2, 1));
     }
 
     /// Hardening #7: an allow that carries evaluation errors is a deny.
@@ -444,24 +501,24 @@ mod tests {
                @id("overflowing") forbid(principal, action, resource) when { 9223372036854775807 + 1 > 0 };"#,
         );
         let who = a.principal(component("arw:a"));
-        let d = a.decide(&who, Action::KvRead, "ns");
+        let d = a.decide(&who, Action::new("kv.read"), "ns");
         assert!(!d.allowed(), "an error inside a forbid must not allow: {}", d.reason());
         assert!(d.reason().contains("evaluation errors"), "{}", d.reason());
         assert!(d.reason().contains("overflowing"), "{}", d.reason());
         // An error in a permit alone is simply no permit.
         let a = authorizer(r#"@id("p") permit(principal, action, resource) when { 9223372036854775807 + 1 > 0 };"#);
-        assert!(!a.decide(&a.principal(component("arw:a")), Action::KvRead, "ns").allowed());
+        assert!(!a.decide(&a.principal(component("arw:a")), Action::new("kv.read"), "ns").allowed());
     }
 
     #[test]
     fn replacing_policies_invalidates_cached_decisions() {
         let a = authorizer(r#"permit(principal, action == Arw::Action::"kv.read", resource);"#);
         let who = a.principal(component("arw:a"));
-        assert!(a.decide(&who, Action::KvRead, "ns").allowed());
-        assert!(a.decide(&who, Action::KvRead, "ns").allowed(), "cached");
+        assert!(a.decide(&who, Action::new("kv.read"), "ns").allowed());
+        assert!(a.decide(&who, Action::new("kv.read"), "ns").allowed(), "cached");
         a.replace_policies(PolicySet::empty());
-        assert!(!a.decide(&who, Action::KvRead, "ns").allowed(), "revocation must apply at once");
-        assert_eq!(a.counters().get(Action::KvRead), (2, 1));
+        assert!(!a.decide(&who, Action::new("kv.read"), "ns").allowed(), "revocation must apply at once");
+        assert_eq!(a.counters().get(Action::new("kv.read")), (2, 1));
     }
 
     /// A clock the test moves.
@@ -497,7 +554,7 @@ mod tests {
         let d = a.decide_tool(&anonymous, "text-stats", "arw:text-stats");
         assert!(!d.allowed(), "the window closed at noon: {}", d.reason());
         assert_eq!(anonymous.cache.len(), 0, "decisions that read the time are never cached");
-        assert_eq!(a.counters().get(Action::ToolInvoke), (2, 1));
+        assert_eq!(a.counters().get(Action::TOOL_INVOKE), (2, 1));
     }
 
     #[test]
@@ -514,11 +571,11 @@ mod tests {
             gating_key: Some(key),
             chain: &[],
         };
-        assert!(a.decide_in(&anonymous, Action::ToolInvoke, tool, &from("10.1.2.3", "tools:invoke")).allowed());
-        assert!(!a.decide_in(&anonymous, Action::ToolInvoke, tool, &from("192.168.1.1", "tools:invoke")).allowed());
-        assert!(!a.decide_in(&anonymous, Action::ToolInvoke, tool, &from("10.1.2.3", "mcp:tools-call")).allowed());
-        assert!(!a.decide_in(&anonymous, Action::ToolInvoke, tool, &RequestContext::default()).allowed());
-        assert!(a.cached(&anonymous, Action::ToolInvoke, tool).is_none());
+        assert!(a.decide_in(&anonymous, Action::TOOL_INVOKE, tool, &from("10.1.2.3", "tools:invoke")).allowed());
+        assert!(!a.decide_in(&anonymous, Action::TOOL_INVOKE, tool, &from("192.168.1.1", "tools:invoke")).allowed());
+        assert!(!a.decide_in(&anonymous, Action::TOOL_INVOKE, tool, &from("10.1.2.3", "mcp:tools-call")).allowed());
+        assert!(!a.decide_in(&anonymous, Action::TOOL_INVOKE, tool, &RequestContext::default()).allowed());
+        assert!(a.cached(&anonymous, Action::TOOL_INVOKE, tool).is_none());
     }
 
     #[test]
@@ -532,12 +589,12 @@ mod tests {
         let who = a.principal(component("arw:a"));
         let chain: Vec<Arc<str>> = vec!["evil:x".into()];
         let via = RequestContext { chain: &chain, ..RequestContext::default() };
-        assert!(a.decide(&who, Action::KvRead, "ns").allowed());
-        assert!(!a.decide_in(&who, Action::KvRead, Resource::named("ns"), &via).allowed());
+        assert!(a.decide(&who, Action::new("kv.read"), "ns").allowed());
+        assert!(!a.decide_in(&who, Action::new("kv.read"), Resource::named("ns"), &via).allowed());
         let other = authorizer(
             r#"permit(principal, action == Arw::Action::"kv.read", resource) when { context.node_role == "edge" };"#,
         );
-        assert!(!other.decide(&other.principal(component("arw:a")), Action::KvRead, "ns").allowed());
+        assert!(!other.decide(&other.principal(component("arw:a")), Action::new("kv.read"), "ns").allowed());
     }
 
     #[test]
@@ -549,18 +606,21 @@ mod tests {
                permit(principal, action == Arw::Action::"log.write", resource) when { context.node_role == "" };"#,
         );
         let who = a.principal(component("arw:a"));
-        assert!(a.decide(&who, Action::KvRead, "ns").allowed());
-        assert!(a.cached(&who, Action::KvRead, Resource::named("ns")).is_some(), "no context read: cached");
-        assert!(a.decide(&who, Action::LogWrite, "info").allowed());
-        assert!(a.cached(&who, Action::LogWrite, Resource::named("info")).is_some(), "the node is fixed: cached");
-        assert!(a.decide(&who, Action::KvWrite, "ns").allowed());
-        assert!(a.cached(&who, Action::KvWrite, Resource::named("ns")).is_none(), "reads the time");
-        assert_eq!(a.policies().context_reads(Action::KvWrite), ["now"]);
-        assert_eq!(a.policies().context_reads(Action::AdminStatus), ["client_address"]);
-        assert!(a.policies().context_reads(Action::KvRead).is_empty());
+        assert!(a.decide(&who, Action::new("kv.read"), "ns").allowed());
+        assert!(a.cached(&who, Action::new("kv.read"), Resource::named("ns")).is_some(), "no context read: cached");
+        assert!(a.decide(&who, Action::new("log.write"), "info").allowed());
+        assert!(
+            a.cached(&who, Action::new("log.write"), Resource::named("info")).is_some(),
+            "the node is fixed: cached"
+        );
+        assert!(a.decide(&who, Action::new("kv.write"), "ns").allowed());
+        assert!(a.cached(&who, Action::new("kv.write"), Resource::named("ns")).is_none(), "reads the time");
+        assert_eq!(a.policies().context_reads(Action::new("kv.write")), ["now"]);
+        assert_eq!(a.policies().context_reads(Action::ADMIN_STATUS), ["client_address"]);
+        assert!(a.policies().context_reads(Action::new("kv.read")).is_empty());
         let admin = a.principal(Principal::caller("ci", ["admin"]));
-        assert!(!a.decide(&admin, Action::AdminStatus, "admin:status").allowed());
-        assert!(a.cached(&admin, Action::AdminStatus, Resource::named("admin:status")).is_none(), "group member");
+        assert!(!a.decide(&admin, Action::ADMIN_STATUS, "admin:status").allowed());
+        assert!(a.cached(&admin, Action::ADMIN_STATUS, Resource::named("admin:status")).is_none(), "group member");
     }
 
     /// The context the host builds matches `Arw::RequestContext` for every
@@ -575,17 +635,17 @@ mod tests {
             chain: &chain,
         };
         for context in [RequestContext::default(), full] {
-            for action in Action::ALL {
+            for action in a.vocabulary().iter() {
                 let built = a.fixed.with(&context, a.clock.now(), u8::MAX).unwrap_or_else(|e| panic!("{e}"));
-                let principal = if action.for_components() { component("arw:a") } else { Principal::local_operator() };
+                let principal = if action.for_components { component("arw:a") } else { Principal::local_operator() };
                 let request = Request::new(
                     principal.uid(),
-                    action.uid(),
-                    resource_uid(action.resource_kind(), "x"),
+                    action.uid.clone(),
+                    resource_uid(&action.resource_type, "x"),
                     built,
                     Some(a.schema()),
                 );
-                assert!(request.is_ok(), "{action}: {:?}", request.err());
+                assert!(request.is_ok(), "{}: {:?}", action.name, request.err());
             }
         }
     }

@@ -9,14 +9,14 @@
 //! decision about the tool `text-stats` provided by `arw:text-stats` is
 //! never returned for a `text-stats` provided by another component. The
 //! principal's own attributes are fixed for the life of its handle, and
-//! requests carry no context yet, so (action, resource) is every input a
-//! decision reads.
+//! requests whose policies read per-request context are never cached (see
+//! `context.rs`), so (action, resource) is every input a cached decision
+//! reads.
 
 use std::collections::HashMap;
 
 use parking_lot::RwLock;
 
-use crate::Action;
 use crate::authorizer::Decision;
 use crate::model::Resource;
 
@@ -52,27 +52,30 @@ impl ByAction {
 #[derive(Debug)]
 struct Inner {
     generation: u64,
-    by_action: [ByAction; Action::ALL.len()],
+    /// By the action's index in the authorizer's vocabulary.
+    by_action: Vec<ByAction>,
 }
 
 impl DecisionCache {
-    pub(crate) fn new(generation: u64) -> Self {
-        DecisionCache { inner: RwLock::new(Inner { generation, by_action: Default::default() }) }
+    /// A cache for `actions` actions (the vocabulary's size).
+    pub(crate) fn new(generation: u64, actions: usize) -> Self {
+        let by_action = (0..actions).map(|_| ByAction::default()).collect();
+        DecisionCache { inner: RwLock::new(Inner { generation, by_action }) }
     }
 
-    pub(crate) fn get(&self, generation: u64, action: Action, resource: Resource<'_>) -> Option<Decision> {
+    pub(crate) fn get(&self, generation: u64, action: usize, resource: Resource<'_>) -> Option<Decision> {
         let inner = self.inner.read();
         if inner.generation != generation {
             return None;
         }
-        let by_action = inner.by_action.get(action.index())?;
+        let by_action = inner.by_action.get(action)?;
         match resource.component {
             None => by_action.named.get(resource.name).cloned(),
             Some(component) => by_action.provided.get(resource.name)?.get(component).cloned(),
         }
     }
 
-    pub(crate) fn put(&self, generation: u64, action: Action, resource: Resource<'_>, decision: Decision) {
+    pub(crate) fn put(&self, generation: u64, action: usize, resource: Resource<'_>, decision: Decision) {
         let mut inner = self.inner.write();
         if inner.generation != generation {
             if inner.generation > generation {
@@ -82,7 +85,7 @@ impl DecisionCache {
             inner.generation = generation;
             inner.by_action.iter_mut().for_each(ByAction::clear);
         }
-        let Some(by_action) = inner.by_action.get_mut(action.index()) else { return };
+        let Some(by_action) = inner.by_action.get_mut(action) else { return };
         if by_action.len() >= MAX_ENTRIES_PER_ACTION {
             by_action.clear();
         }
@@ -109,21 +112,22 @@ mod tests {
 
     #[test]
     fn the_key_covers_the_providing_component() {
-        let cache = DecisionCache::new(1);
+        const TOOL_INVOKE: usize = 0;
+        let cache = DecisionCache::new(1, 1);
         let allow = Decision::allow("p");
         let tool = |component| Resource { name: "text-stats", component: Some(component) };
-        cache.put(1, Action::ToolInvoke, tool("arw:text-stats"), allow.clone());
-        assert_eq!(cache.get(1, Action::ToolInvoke, tool("arw:text-stats")), Some(allow));
-        assert_eq!(cache.get(1, Action::ToolInvoke, tool("evil:text-stats")), None);
-        assert_eq!(cache.get(1, Action::ToolInvoke, Resource::named("text-stats")), None);
-        assert_eq!(cache.get(2, Action::ToolInvoke, tool("arw:text-stats")), None, "newer generation");
+        cache.put(1, TOOL_INVOKE, tool("arw:text-stats"), allow.clone());
+        assert_eq!(cache.get(1, TOOL_INVOKE, tool("arw:text-stats")), Some(allow));
+        assert_eq!(cache.get(1, TOOL_INVOKE, tool("evil:text-stats")), None);
+        assert_eq!(cache.get(1, TOOL_INVOKE, Resource::named("text-stats")), None);
+        assert_eq!(cache.get(2, TOOL_INVOKE, tool("arw:text-stats")), None, "newer generation");
     }
 
     #[test]
     fn bounded_per_action() {
-        let cache = DecisionCache::new(1);
+        let cache = DecisionCache::new(1, 1);
         for i in 0..(MAX_ENTRIES_PER_ACTION * 2) {
-            cache.put(1, Action::BusPublish, Resource::named(&format!("t{i}")), Decision::allow("p"));
+            cache.put(1, 0, Resource::named(&format!("t{i}")), Decision::allow("p"));
         }
         assert!(cache.len() <= MAX_ENTRIES_PER_ACTION, "{}", cache.len());
     }

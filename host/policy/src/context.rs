@@ -26,8 +26,6 @@ use std::time::SystemTime;
 
 use cedar_policy::{Context, RestrictedExpression};
 
-use crate::Action;
-
 /// Where `context.now` comes from. Injected in tests to cross a
 /// time-window boundary on demand.
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -84,23 +82,26 @@ fn bit(attribute: &str) -> u8 {
 /// per-request ones.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ContextReads {
-    /// Bits of [`ATTRIBUTES`], per [`Action`] index.
-    per_action: [u8; Action::ALL.len()],
+    /// Bits of [`ATTRIBUTES`], per action id.
+    by_action: HashMap<String, u8>,
+    /// Some policy could not be looked into: assume every action reads
+    /// everything.
+    everything: bool,
 }
 
 impl ContextReads {
     /// Does any policy that can apply to `action` read a per-request input?
-    pub(crate) fn per_request(&self, action: Action) -> bool {
+    pub(crate) fn per_request(&self, action: &str) -> bool {
         self.read(action) & PER_REQUEST_BITS != 0
     }
 
     /// The attributes to build for `action`, as bits of [`ATTRIBUTES`].
-    pub(crate) fn read(&self, action: Action) -> u8 {
-        self.per_action.get(action.index()).copied().unwrap_or(u8::MAX)
+    pub(crate) fn read(&self, action: &str) -> u8 {
+        if self.everything { u8::MAX } else { self.by_action.get(action).copied().unwrap_or(0) }
     }
 
     /// The per-request attributes read for `action` (for diagnostics).
-    pub(crate) fn attributes(&self, action: Action) -> Vec<&'static str> {
+    pub(crate) fn attributes(&self, action: &str) -> Vec<&'static str> {
         let read = self.read(action) & PER_REQUEST_BITS;
         ATTRIBUTES.iter().enumerate().filter(|(i, _)| read & (1 << i) != 0).map(|(_, a)| *a).collect()
     }
@@ -141,13 +142,7 @@ impl ContextReads {
                 *by_action.entry(action).or_default() |= bits;
             }
         }
-        let mut reads = ContextReads::default();
-        for action in Action::ALL {
-            if let Some(slot) = reads.per_action.get_mut(action.index()) {
-                *slot = if everything { u8::MAX } else { by_action.get(action.as_str()).copied().unwrap_or(0) };
-            }
-        }
-        reads
+        ContextReads { by_action, everything }
     }
 }
 

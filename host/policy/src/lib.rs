@@ -21,8 +21,8 @@
 //! let authorizer = Authorizer::new(schema, policies);
 //! let me = Principal::component("acme:x", "1.0.0", "acme", "sha256:00");
 //! let handle = authorizer.principal(me);
-//! assert!(authorizer.decide(&handle, Action::KvRead, "anything").allowed());
-//! assert!(!authorizer.decide(&handle, Action::KvWrite, "anything").allowed());
+//! assert!(authorizer.decide(&handle, Action::new("kv.read"), "anything").allowed());
+//! assert!(!authorizer.decide(&handle, Action::new("kv.write"), "anything").allowed());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -33,9 +33,11 @@ mod error;
 mod model;
 mod policy_set;
 pub mod schema;
+mod vocabulary;
 
 pub use authorizer::{Authorizer, Decision, DecisionCounters, PrincipalHandle};
 pub use context::{Clock, Node, RequestContext, SystemClock};
 pub use error::{PolicyDiagnostic, PolicyError};
-pub use model::{Action, Principal, Resource, ResourceKind};
+pub use model::{Action, Principal, Resource};
 pub use policy_set::{PolicySet, PolicySource};
+pub use vocabulary::{ActionInfo, MAX_ACTIONS, Vocabulary};

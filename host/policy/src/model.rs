@@ -6,100 +6,66 @@ use std::str::FromStr;
 
 use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 
-/// Every action the host asks Cedar about. The Cedar schema declares exactly
-/// these (a unit test keeps the two in step).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
-    BusPublish,
-    BusSubscribe,
-    KvRead,
-    KvWrite,
-    LogWrite,
-    ConfigRead,
-    ToolInvoke,
-    /// A component sending an HTTP request (`wasi:http/outgoing-handler`),
-    /// per target authority `host:port`.
-    HttpRequest,
-    /// A caller watching the event stream (`GET /events`), per topic.
-    EventsSubscribe,
-    AdminInstall,
-    AdminUninstall,
-    AdminRollback,
-    AdminPolicyReload,
-    AdminGrants,
-    AdminStatus,
-}
+/// An action the host asks Cedar about, by its Cedar id (`"kv.read"`).
+///
+/// The vocabulary is open: the core declares the actions of callers from
+/// outside and of tools ([`Action::TOOL_INVOKE`], the admin actions), and
+/// each capability declares its own next to its code (its schema fragment
+/// and a constant such as `kv::READ`). What the host knows about an action
+/// (its resource type, who may be its principal, whether it belongs to a
+/// group) is read from the assembled schema ([`crate::Vocabulary`]); an
+/// action the schema does not declare is always denied.
+#[derive(Debug, Clone, Copy, Eq)]
+pub struct Action(&'static str);
 
 impl Action {
-    pub const ALL: [Action; 15] = [
-        Action::BusPublish,
-        Action::BusSubscribe,
-        Action::KvRead,
-        Action::KvWrite,
-        Action::LogWrite,
-        Action::ConfigRead,
-        Action::ToolInvoke,
-        Action::HttpRequest,
-        Action::EventsSubscribe,
-        Action::AdminInstall,
-        Action::AdminUninstall,
-        Action::AdminRollback,
-        Action::AdminPolicyReload,
-        Action::AdminGrants,
-        Action::AdminStatus,
+    /// The action with Cedar id `name`.
+    pub const fn new(name: &'static str) -> Self {
+        Action(name)
+    }
+
+    /// A caller (the CLI, HTTP or MCP) or a component invoking a tool.
+    pub const TOOL_INVOKE: Action = Action::new("tool.invoke");
+    pub const ADMIN_INSTALL: Action = Action::new("admin.install");
+    pub const ADMIN_UNINSTALL: Action = Action::new("admin.uninstall");
+    pub const ADMIN_ROLLBACK: Action = Action::new("admin.rollback");
+    pub const ADMIN_POLICY_RELOAD: Action = Action::new("admin.policy-reload");
+    pub const ADMIN_GRANTS: Action = Action::new("admin.grants");
+    pub const ADMIN_STATUS: Action = Action::new("admin.status");
+
+    /// The actions the core schema declares (`core.cedarschema`).
+    pub const CORE: [Action; 7] = [
+        Action::TOOL_INVOKE,
+        Action::ADMIN_INSTALL,
+        Action::ADMIN_UNINSTALL,
+        Action::ADMIN_ROLLBACK,
+        Action::ADMIN_POLICY_RELOAD,
+        Action::ADMIN_GRANTS,
+        Action::ADMIN_STATUS,
     ];
 
-    /// Can a component ask for this action in its manifest? The events and
-    /// admin actions belong to callers from outside (HTTP, MCP, the CLI).
-    pub fn for_components(self) -> bool {
-        !matches!(self.resource_kind(), ResourceKind::Operation) && self != Action::EventsSubscribe
-    }
-
     /// The Cedar action id, as written in policies and manifests.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::BusPublish => "bus.publish",
-            Action::BusSubscribe => "bus.subscribe",
-            Action::KvRead => "kv.read",
-            Action::KvWrite => "kv.write",
-            Action::LogWrite => "log.write",
-            Action::ConfigRead => "config.read",
-            Action::ToolInvoke => "tool.invoke",
-            Action::HttpRequest => "http.request",
-            Action::EventsSubscribe => "events.subscribe",
-            Action::AdminInstall => "admin.install",
-            Action::AdminUninstall => "admin.uninstall",
-            Action::AdminRollback => "admin.rollback",
-            Action::AdminPolicyReload => "admin.policy-reload",
-            Action::AdminGrants => "admin.grants",
-            Action::AdminStatus => "admin.status",
-        }
+    pub const fn as_str(self) -> &'static str {
+        self.0
     }
+}
 
-    /// The kind of resource this action applies to.
-    pub fn resource_kind(self) -> ResourceKind {
-        match self {
-            Action::BusPublish | Action::BusSubscribe | Action::EventsSubscribe => ResourceKind::Topic,
-            Action::KvRead | Action::KvWrite => ResourceKind::KvNamespace,
-            Action::LogWrite => ResourceKind::LogLevel,
-            Action::ConfigRead => ResourceKind::ConfigKey,
-            Action::ToolInvoke => ResourceKind::Tool,
-            Action::HttpRequest => ResourceKind::HttpAuthority,
-            Action::AdminInstall
-            | Action::AdminUninstall
-            | Action::AdminRollback
-            | Action::AdminPolicyReload
-            | Action::AdminGrants
-            | Action::AdminStatus => ResourceKind::Operation,
-        }
+impl PartialEq for Action {
+    fn eq(&self, other: &Action) -> bool {
+        // Usually the same literal; the text decides either way.
+        std::ptr::eq(self.0, other.0) || self.0 == other.0
     }
+}
 
-    pub(crate) fn index(self) -> usize {
-        self as usize
+impl std::hash::Hash for Action {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
     }
+}
 
-    pub(crate) fn uid(self) -> EntityUid {
-        uid("Action", self.as_str())
+impl PartialEq<str> for Action {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
     }
 }
 
@@ -112,45 +78,6 @@ impl fmt::Display for Action {
 impl serde::Serialize for Action {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
-    }
-}
-
-impl FromStr for Action {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Action::ALL.into_iter().find(|a| a.as_str() == s).ok_or_else(|| {
-            let known: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
-            format!("unknown action `{s}` (known actions: {})", known.join(", "))
-        })
-    }
-}
-
-/// The Cedar entity types of resources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ResourceKind {
-    Topic,
-    KvNamespace,
-    LogLevel,
-    ConfigKey,
-    Tool,
-    /// The target of an outgoing HTTP request, `host:port`.
-    HttpAuthority,
-    /// An operation of the HTTP API, named by its gating key (`admin:install`).
-    Operation,
-}
-
-impl ResourceKind {
-    /// The entity type name inside the `Arw` namespace.
-    pub fn type_name(self) -> &'static str {
-        match self {
-            ResourceKind::Topic => "Topic",
-            ResourceKind::KvNamespace => "KvNamespace",
-            ResourceKind::LogLevel => "LogLevel",
-            ResourceKind::ConfigKey => "ConfigKey",
-            ResourceKind::Tool => "Tool",
-            ResourceKind::HttpAuthority => "HttpAuthority",
-            ResourceKind::Operation => "Operation",
-        }
     }
 }
 
@@ -253,21 +180,22 @@ impl<'a> Resource<'a> {
     }
 }
 
-/// The resource entity of `resource`, of `kind`. Tools also carry the
-/// providing component (`""` when none is given).
-pub(crate) fn resource_entity(kind: ResourceKind, resource: Resource<'_>) -> Result<Entity, String> {
+/// The resource entity of `resource`, of the Cedar type `type_name`
+/// (`Arw::Topic`). Tools also carry the providing component (`""` when
+/// none is given).
+pub(crate) fn resource_entity(type_name: &EntityTypeName, resource: Resource<'_>) -> Result<Entity, String> {
     let mut attrs = HashMap::from([("name".to_string(), RestrictedExpression::new_string(resource.name.to_string()))]);
-    if kind == ResourceKind::Tool {
+    if type_name.basename() == "Tool" {
         attrs.insert(
             "component".to_string(),
             RestrictedExpression::new_string(resource.component.unwrap_or_default().to_string()),
         );
     }
-    entity(uid(kind.type_name(), resource.name), attrs, HashSet::new())
+    entity(resource_uid(type_name, resource.name), attrs, HashSet::new())
 }
 
-pub(crate) fn resource_uid(kind: ResourceKind, name: &str) -> EntityUid {
-    uid(kind.type_name(), name)
+pub(crate) fn resource_uid(type_name: &EntityTypeName, name: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(type_name.clone(), EntityId::new(name))
 }
 
 fn uid(type_name: &str, id: &str) -> EntityUid {
@@ -301,25 +229,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn actions_round_trip_through_their_names() {
-        for action in Action::ALL {
-            assert_eq!(action.as_str().parse::<Action>(), Ok(action));
-        }
-        assert!("kv.delete".parse::<Action>().unwrap_err().contains("known actions"));
-    }
-
-    #[test]
-    fn every_resource_type_name_is_valid_cedar() {
-        for kind in [
-            ResourceKind::Topic,
-            ResourceKind::KvNamespace,
-            ResourceKind::LogLevel,
-            ResourceKind::ConfigKey,
-            ResourceKind::Tool,
-            ResourceKind::HttpAuthority,
-            ResourceKind::Operation,
-        ] {
-            assert!(EntityTypeName::from_str(&format!("Arw::{}", kind.type_name())).is_ok());
-        }
+    fn actions_compare_by_their_text() {
+        let owned = String::from("kv.read");
+        let leaked: &'static str = Box::leak(owned.into_boxed_str());
+        assert_eq!(Action::new("kv.read"), Action::new(leaked));
+        assert_ne!(Action::new("kv.read"), Action::new("kv.write"));
+        assert!(Action::TOOL_INVOKE == *"tool.invoke");
     }
 }

@@ -171,7 +171,7 @@ impl PolicySet {
     /// that policies which can apply to `action` read. Non-empty means
     /// decisions about `action` are evaluated every time, never cached.
     pub fn context_reads(&self, action: crate::Action) -> Vec<&'static str> {
-        self.reads.attributes(action)
+        self.reads.attributes(action.as_str())
     }
 
     /// The ids of the policies, `file#id`, in load order.
@@ -306,7 +306,7 @@ mod tests {
         let set = PolicySet::from_sources(&schema(), [PolicySource::new("policy.md", block)])
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(set.len(), 3);
-        assert_eq!(set.context_reads(crate::Action::ToolInvoke), ["now", "client_address"]);
+        assert_eq!(set.context_reads(crate::Action::TOOL_INVOKE), ["now", "client_address"]);
     }
 
     #[test]

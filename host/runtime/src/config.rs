@@ -11,42 +11,50 @@ use serde::{Deserialize, Serialize};
 pub use crate::capabilities::bus::BusConfig;
 pub use crate::capabilities::kv::KvConfig;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct HostConfig {
-    /// Where the host keeps durable state (the kv store). The CLI defaults it
-    /// to `$XDG_STATE_HOME/arw`.
-    pub state_dir: Option<PathBuf>,
-    /// A directory of `*.cedar` policies; unset means the embedded defaults.
-    pub policies_dir: Option<PathBuf>,
-    /// A directory of unsigned component manifests (`*.toml`) and their
-    /// `.wasm` files, for development; needs `allow-unsigned`. Unset means
-    /// the installed components.
-    pub components_dir: Option<PathBuf>,
-    /// Load components that no trusted signer vouches for. Off by default;
-    /// each such load logs a warning.
-    pub allow_unsigned: bool,
-    /// The local component registry. The CLI defaults it to
-    /// `$XDG_DATA_HOME/arw/registry`.
-    pub registry_dir: Option<PathBuf>,
-    /// Signing keys (`NAME.key`, `NAME.pub`). Default `$XDG_CONFIG_HOME/arw/keys`.
-    pub keys_dir: Option<PathBuf>,
-    /// Trusted publisher keys (`NAME.pub`). Default `$XDG_CONFIG_HOME/arw/trust`.
-    pub trust_dir: Option<PathBuf>,
-    pub engine: EngineConfig,
-    pub kv: KvConfig,
-    pub bus: BusConfig,
-    pub swap: SwapConfig,
-    pub http: HttpConfig,
-    pub outgoing_http: crate::capabilities::http::OutgoingHttpConfig,
-    pub log: crate::capabilities::log::LogConfig,
-    pub limits: LimitsConfig,
-    pub node: NodeConfig,
-    pub resident: crate::roles::resident::ResidentConfig,
-    pub tools: crate::capabilities::tools::ToolsConfig,
-    /// Per-component overrides, keyed by component id (`arw:announce`).
-    pub components: BTreeMap<String, ComponentOverrides>,
+/// The host's configuration: the core's sections, then one per configured
+/// capability, from [`crate::capabilities::for_each_capability`] (so a new
+/// capability's section needs no line here).
+macro_rules! define_host_config {
+    (configured: [$($field:ident: $unit:ident::$ty:ident,)*], unconfigured: [$($plain:ident: $punit:ident::$pty:ident,)*],) => {
+        #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+        #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+        pub struct HostConfig {
+            /// Where the host keeps durable state (the kv store). The CLI defaults it
+            /// to `$XDG_STATE_HOME/arw`.
+            pub state_dir: Option<PathBuf>,
+            /// A directory of `*.cedar` policies; unset means the embedded defaults.
+            pub policies_dir: Option<PathBuf>,
+            /// A directory of unsigned component manifests (`*.toml`) and their
+            /// `.wasm` files, for development; needs `allow-unsigned`. Unset means
+            /// the installed components.
+            pub components_dir: Option<PathBuf>,
+            /// Load components that no trusted signer vouches for. Off by default;
+            /// each such load logs a warning.
+            pub allow_unsigned: bool,
+            /// The local component registry. The CLI defaults it to
+            /// `$XDG_DATA_HOME/arw/registry`.
+            pub registry_dir: Option<PathBuf>,
+            /// Signing keys (`NAME.key`, `NAME.pub`). Default `$XDG_CONFIG_HOME/arw/keys`.
+            pub keys_dir: Option<PathBuf>,
+            /// Trusted publisher keys (`NAME.pub`). Default `$XDG_CONFIG_HOME/arw/trust`.
+            pub trust_dir: Option<PathBuf>,
+            pub engine: EngineConfig,
+            pub swap: SwapConfig,
+            pub http: HttpConfig,
+            pub limits: LimitsConfig,
+            pub node: NodeConfig,
+            pub resident: crate::roles::resident::ResidentConfig,
+            /// Per-component overrides, keyed by component id (`arw:announce`).
+            pub components: BTreeMap<String, ComponentOverrides>,
+            $(
+                /// A capability's section (`capabilities/<folder>/`).
+                pub $field: <crate::capabilities::$unit::$ty as crate::capabilities::Capability>::Config,
+            )*
+        }
+    };
 }
+
+crate::capabilities::for_each_capability!(define_host_config);
 
 /// Sizing of the wasmtime engine and its pooling allocator.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

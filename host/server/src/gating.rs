@@ -33,28 +33,28 @@ keys! {
     READY = "health:ready", "GET" "/readyz", None, "Readiness: components are loaded and the host is not stopping.";
     COMPONENTS_LIST = "components:list", "GET" "/components", None, "The loaded components: versions, worlds, digests, publishers, tools, limits.";
     TOOLS_LIST = "tools:list", "GET" "/tools", None, "The callable tools with their input and output JSON Schemas.";
-    TOOLS_INVOKE = "tools:invoke", "POST" "/tools/{name}/invoke", Some(Action::ToolInvoke),
+    TOOLS_INVOKE = "tools:invoke", "POST" "/tools/{name}/invoke", Some(Action::TOOL_INVOKE),
         "Call a tool: Cedar `tool.invoke` on `Arw::Tool::\"<name>\"`.";
-    EVENTS_SUBSCRIBE = "events:subscribe", "GET" "/events", Some(Action::EventsSubscribe),
+    EVENTS_SUBSCRIBE = "events:subscribe", "GET" "/events", Some(arw_host::capabilities::bus::EVENTS_SUBSCRIBE),
         "Live bus events (SSE); each event is shown only if Cedar permits `events.subscribe` on its topic.";
     METRICS = "metrics:scrape", "GET" "/metrics", None, "Prometheus text exposition.";
     SPEC_OPENAPI = "spec:openapi", "GET" "/spec/openapi.json", None, "This API as OpenAPI 3.1.";
     SPEC_ASYNCAPI = "spec:asyncapi", "GET" "/spec/asyncapi.yaml", None, "The event stream as AsyncAPI 3.1.";
     SPEC_MCP_TOOLS = "spec:mcp-tools", "GET" "/spec/mcp-tools.json", None, "The tools as MCP `Tool` objects.";
     SPEC_CEDAR = "spec:cedar-schema", "GET" "/spec/arw.cedarschema", None, "The Cedar schema policies are checked against.";
-    MCP = "mcp:session", "POST" "/mcp", Some(Action::ToolInvoke),
+    MCP = "mcp:session", "POST" "/mcp", Some(Action::TOOL_INVOKE),
         "Model Context Protocol (Streamable HTTP); `tools/call` is authorized like `tools:invoke`.";
-    ADMIN_INSTALL = "admin:install", "POST" "/admin/install", Some(Action::AdminInstall),
+    ADMIN_INSTALL = "admin:install", "POST" "/admin/install", Some(Action::ADMIN_INSTALL),
         "Install (or upgrade to) a package from the local registry and activate it.";
-    ADMIN_UNINSTALL = "admin:uninstall", "POST" "/admin/uninstall", Some(Action::AdminUninstall),
+    ADMIN_UNINSTALL = "admin:uninstall", "POST" "/admin/uninstall", Some(Action::ADMIN_UNINSTALL),
         "Uninstall a component; it drains and stops.";
-    ADMIN_ROLLBACK = "admin:rollback", "POST" "/admin/rollback", Some(Action::AdminRollback),
+    ADMIN_ROLLBACK = "admin:rollback", "POST" "/admin/rollback", Some(Action::ADMIN_ROLLBACK),
         "Go back to the previous (or a named) installed version.";
-    ADMIN_POLICY_RELOAD = "admin:policy-reload", "POST" "/admin/policy/reload", Some(Action::AdminPolicyReload),
+    ADMIN_POLICY_RELOAD = "admin:policy-reload", "POST" "/admin/policy/reload", Some(Action::ADMIN_POLICY_RELOAD),
         "Re-read and hot-swap the Cedar policies.";
-    ADMIN_GRANTS = "admin:grants", "GET" "/admin/grants", Some(Action::AdminGrants),
+    ADMIN_GRANTS = "admin:grants", "GET" "/admin/grants", Some(Action::ADMIN_GRANTS),
         "Every component's requested capabilities with Cedar's decision.";
-    ADMIN_STATUS = "admin:status", "GET" "/admin/status", Some(Action::AdminStatus),
+    ADMIN_STATUS = "admin:status", "GET" "/admin/status", Some(Action::ADMIN_STATUS),
         "Active and draining versions, last transitions, policies, bus counters.";
 }
 
@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn every_admin_action_has_exactly_one_key() {
-        for action in Action::ALL.into_iter().filter(|a| a.as_str().starts_with("admin.")) {
+        for action in Action::CORE.into_iter().filter(|a| a.as_str().starts_with("admin.")) {
             assert_eq!(KEYS.iter().filter(|k| k.action == Some(action)).count(), 1, "{action}");
         }
     }

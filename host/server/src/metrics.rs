@@ -8,7 +8,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arw_host::Host;
-use arw_policy::Action;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -196,11 +195,10 @@ impl Collector for HostCollector {
             MetricType::Counter,
         )?;
         let counters = host.authorizer().counters();
-        for action in Action::ALL {
-            let (allowed, denied) = counters.get(action);
+        for (action, allowed, denied) in counters.iter() {
             for (decision, value) in [("allow", allowed), ("deny", denied)] {
                 ConstCounter::new(value)
-                    .encode(decisions.encode_family(&[("action", action.as_str()), ("decision", decision)])?)?;
+                    .encode(decisions.encode_family(&[("action", action), ("decision", decision)])?)?;
             }
         }
 

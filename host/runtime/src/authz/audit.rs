@@ -219,9 +219,9 @@ mod tests {
         let mut events = bus.observe();
         let audit = Audit::new(Arc::downgrade(&bus));
         for i in 0..10_000 {
-            audit.denied(&denied("Arw::Component::\"a:b\"", Action::ConfigRead, &format!("k{i}")));
+            audit.denied(&denied("Arw::Component::\"a:b\"", crate::capabilities::kv::WRITE, &format!("k{i}")));
         }
-        audit.denied(&denied("Arw::Component::\"a:b\"", Action::KvRead, "ns"));
+        audit.denied(&denied("Arw::Component::\"a:b\"", crate::capabilities::kv::READ, "ns"));
         audit.flush(true);
         let mut reported = Vec::new();
         while let Ok(event) = events.try_recv() {
@@ -230,7 +230,7 @@ mod tests {
         // One event at the first refusal, one summary, one for the other action.
         assert_eq!(reported.len(), 3, "{reported:?}");
         let total: u64 =
-            reported.iter().filter(|e| e["action"] == "config.read").map(|e| e["count"].as_u64().unwrap_or(0)).sum();
+            reported.iter().filter(|e| e["action"] == "kv.write").map(|e| e["count"].as_u64().unwrap_or(0)).sum();
         assert_eq!(total, 10_000, "every refusal is counted");
         let summary = reported.iter().find(|e| e["count"].as_u64() > Some(1)).cloned().unwrap_or_default();
         assert_eq!(summary["resource"], "k9999", "the summary names the last resource");
@@ -244,10 +244,10 @@ mod tests {
         // A bus whose payload cap is smaller than any audit event.
         let bus = Arc::new(Bus::new(BusConfig { max_payload_bytes: 8, ..BusConfig::default() }));
         let audit = Audit::new(Arc::downgrade(&bus));
-        audit.denied(&denied("p", Action::KvRead, "ns"));
+        audit.denied(&denied("p", crate::capabilities::kv::READ, "ns"));
         assert_eq!(audit.stats().undelivered, 1);
         drop(bus);
-        audit.denied(&denied("q", Action::KvRead, "ns"));
+        audit.denied(&denied("q", crate::capabilities::kv::READ, "ns"));
         assert_eq!(audit.stats().undelivered, 2);
     }
 
@@ -256,7 +256,7 @@ mod tests {
         let bus = Arc::new(Bus::new(BusConfig::default()));
         let audit = Audit::new(Arc::downgrade(&bus));
         for i in 0..(MAX_OPEN_WINDOWS * 3) {
-            audit.denied(&denied(&format!("p{i}"), Action::KvRead, "ns"));
+            audit.denied(&denied(&format!("p{i}"), crate::capabilities::kv::READ, "ns"));
         }
         assert!(audit.windows.lock().len() <= MAX_OPEN_WINDOWS);
     }

@@ -36,10 +36,8 @@ pub use views::{
 };
 
 use crate::authz::Chokepoint;
-use crate::capabilities::Capabilities;
 use crate::capabilities::bus::{Bus, BusStats};
-use crate::capabilities::kv::KvStore;
-use crate::capabilities::log::GuestOutputSink;
+use crate::capabilities::{Capabilities, StartEnv};
 use crate::config::HostConfig;
 use crate::error::{HostError, LoadError};
 use crate::roles::Worker;
@@ -159,20 +157,17 @@ impl Host {
                     .into(),
             ));
         }
-        config.log.check().map_err(HostError::Config)?;
         config.node.check().map_err(HostError::Config)?;
         let pool = InstancePool::new(config.engine.max_instances)?;
         let engine = engine::build(&config.engine)?;
         engine::start_ticker(&engine, Duration::from_millis(config.engine.epoch_tick_ms));
         let linker = crate::runtime::linker(&engine).map_err(|e| HostError::Engine(format!("{e:#}")))?;
-        let bus = Arc::new(Bus::new(config.bus.clone()));
-        let kv = Arc::new(KvStore::open(&state_dir, config.kv.clone())?);
+        let capabilities = Capabilities::start(&config, &StartEnv { state_dir: &state_dir })?;
+        let bus = capabilities.bus.clone();
         let authorizer = Arc::new(
             Authorizer::new(crate::capabilities::schema()?.0, policies).with_node(&config.node.to_policy_node()),
         );
         let chokepoint = Arc::new(Chokepoint::new(authorizer, &bus));
-        let guest_output = GuestOutputSink::start(config.log)
-            .map_err(|e| HostError::Engine(format!("cannot start the guest-output thread: {e}")))?;
         let aot = match AotCache::for_config(&config) {
             Ok(cache) => Some(cache),
             Err(e) => {
@@ -181,21 +176,7 @@ impl Host {
             }
         };
         let announcer = Announcer::new(bus.clone());
-        let runtime = Arc::new(Runtime {
-            engine,
-            linker,
-            capabilities: Capabilities {
-                bus,
-                kv,
-                outgoing_http: config.outgoing_http,
-                guest_output,
-                tools: Arc::new(crate::capabilities::tools::Directory::new(config.tools)),
-            },
-            chokepoint,
-            config,
-            aot,
-            pool,
-        });
+        let runtime = Arc::new(Runtime { engine, linker, capabilities, chokepoint, config, aot, pool });
         spawn_audit_flusher(&runtime.chokepoint);
 
         let (shutdown, _) = watch::channel(false);
@@ -294,7 +275,7 @@ impl Host {
             aborts.iter().for_each(tokio::task::AbortHandle::abort);
         }
         // What guests wrote to stdout and stderr reaches the log.
-        let output = self.runtime.capabilities.guest_output.clone();
+        let output = self.runtime.capabilities.log.clone();
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(100));
         let _ = tokio::task::spawn_blocking(move || output.flush(remaining)).await;
         self.runtime.chokepoint.audit().flush(true);

@@ -207,7 +207,7 @@ impl Host {
             policies: self.authorizer().policies().len(),
             bus: BusStatsView { published, delivered, dropped, failed },
             audit: self.runtime.chokepoint.audit().stats(),
-            guest_output: self.runtime.capabilities.guest_output.stats(),
+            guest_output: self.runtime.capabilities.log.stats(),
             pool_in_use: self.runtime.pool.calls_in_use(),
             pool_budget: self.runtime.pool.calls_budget(),
             component_calls: self.runtime.capabilities.tools.calls(),

@@ -71,7 +71,7 @@ pub(crate) fn subscribe(
     runtime
         .capabilities
         .bus
-        .subscribe(move |topic| filter_slot.active().grants().requests(arw_policy::Action::BusSubscribe, topic))
+        .subscribe(move |topic| filter_slot.active().grants().requests(crate::capabilities::bus::SUBSCRIBE, topic))
 }
 
 /// Every role of the host, one line each.

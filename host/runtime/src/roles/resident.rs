@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arw_policy::Action;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
@@ -409,7 +408,7 @@ impl Driver {
 
     /// One mailbox event, if the active version may still hear its topic.
     async fn deliver(&mut self, event: &Event) {
-        if !self.slot.active().grants().allows(Action::BusSubscribe, &event.topic) {
+        if !self.slot.active().grants().allows(crate::capabilities::bus::SUBSCRIBE, &event.topic) {
             return;
         }
         let wit_event = super::subscriber::wit_event(event);

@@ -10,7 +10,6 @@
 
 use std::sync::Arc;
 
-use arw_policy::Action;
 use tokio::sync::watch;
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
@@ -67,7 +66,7 @@ pub(crate) fn spawn(
                 }
             };
             let component = slot.active();
-            if !component.grants().allows(Action::BusSubscribe, &event.topic) {
+            if !component.grants().allows(crate::capabilities::bus::SUBSCRIBE, &event.topic) {
                 continue;
             }
             let result = runtime.deliver(&component, &event).await;

@@ -44,7 +44,7 @@ impl Runtime {
         self.chokepoint.authorize_in(
             caller,
             None,
-            Action::ToolInvoke,
+            Action::TOOL_INVOKE,
             Resource::tool(tool, component.id()),
             context,
         )?;
@@ -69,7 +69,7 @@ impl Runtime {
         let verdict = match self.chokepoint.authorize_cached(
             caller.principal(),
             Some(caller.requested()),
-            Action::ToolInvoke,
+            Action::TOOL_INVOKE,
             resource,
         ) {
             Some(verdict) => verdict,
@@ -82,7 +82,7 @@ impl Runtime {
                     chokepoint.authorize_in(
                         grants.principal(),
                         Some(grants.requested()),
-                        Action::ToolInvoke,
+                        Action::TOOL_INVOKE,
                         resource,
                         &context,
                     )
@@ -90,7 +90,7 @@ impl Runtime {
                 tokio::task::spawn_blocking(ask).await.unwrap_or_else(|e| {
                     Err(crate::authz::Denied {
                         principal: caller.principal().principal().cedar_uid(),
-                        action: Action::ToolInvoke,
+                        action: Action::TOOL_INVOKE,
                         resource: tool_name(component).unwrap_or_default().to_string(),
                         reason: format!("authorization failed: {e}"),
                     })

@@ -198,6 +198,9 @@ impl Runtime {
             }
             tracing::warn!(%origin, "loading an UNSIGNED component (allow-unsigned is on; development only)");
         }
+        if let Err(message) = crate::capabilities::check_manifest(&manifest) {
+            return Err(LoadError::Manifest { origin, message });
+        }
         if let Err(message) = self
             .check_limits(&manifest.limits)
             .and_then(|()| self.check_pool(&manifest.limits))
@@ -258,7 +261,7 @@ impl Runtime {
                 &manifest.config,
                 self.config.components.get(manifest.id.as_str()).map(|o| &o.config),
             )),
-            output_budget: self.capabilities.guest_output.budget(),
+            output_budget: self.capabilities.log.budget(),
         };
 
         let subscriber = if manifest.worlds.contains(&World::Subscriber) {
@@ -475,14 +478,16 @@ impl LoadedComponent {
         grants
             .requested()
             .iter()
-            .map(|r| {
-                let d = authorizer.decide(grants.principal(), r.action, &r.resource);
-                GrantDecision {
-                    action: r.action,
+            .filter_map(|r| {
+                // Every request's action is known: the load checked them.
+                let action = crate::capabilities::action(&r.action)?;
+                let d = authorizer.decide(grants.principal(), action, &r.resource);
+                Some(GrantDecision {
+                    action,
                     resource: r.resource.clone(),
                     allowed: d.allowed(),
                     reason: d.reason().to_string(),
-                }
+                })
             })
             .collect()
     }

@@ -27,10 +27,11 @@ impl WasiView for InstanceState {
     }
 }
 
-impl wasmtime_wasi_http::WasiHttpView for InstanceState {
-    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
-        let http = &mut self.capabilities.http;
-        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut http.ctx, table: &mut self.table, hooks: &mut http.hooks }
+impl InstanceState {
+    /// The resource table and the capabilities' per-instance state, apart,
+    /// for a capability whose bindings need both (WASI views).
+    pub(crate) fn table_and_capabilities(&mut self) -> (&mut ResourceTable, &mut CapabilityInstances) {
+        (&mut self.table, &mut self.capabilities)
     }
 }
 

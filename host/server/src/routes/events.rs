@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arw_host::capabilities::bus::{Event as BusEvent, Payload, ReplayFrom};
-use arw_policy::Action;
 use axum::extract::{Extension, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -137,7 +136,13 @@ impl Cursor {
             client_address: self.client,
             chain: &[],
         };
-        in_prefix && self.state.host.permits(&self.identity.caller, Action::EventsSubscribe, topic, &context)
+        in_prefix
+            && self.state.host.permits(
+                &self.identity.caller,
+                arw_host::capabilities::bus::EVENTS_SUBSCRIBE,
+                topic,
+                &context,
+            )
     }
 
     fn render(&self, event: &BusEvent) -> Event {

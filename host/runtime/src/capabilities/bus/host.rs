@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use arw_policy::Action;
-
 use super::{Bus, BusError, Payload};
 use crate::authz::Grants;
 use crate::bindings::CapabilityError;
@@ -44,7 +42,7 @@ impl wit::Host for BusInstance {
         if let Some(prefix) = super::reserved_prefix(&topic) {
             return Err(BusError::Reserved { topic, prefix }.into());
         }
-        self.grants.check(Action::BusPublish, &topic).await?;
+        self.grants.check(crate::capabilities::bus::PUBLISH, &topic).await?;
         let payload = match payload {
             wit::Payload::Json(text) => Payload::Json(text),
             wit::Payload::Bytes(bytes) => Payload::Bytes(bytes),

@@ -7,6 +7,11 @@
 //! the SSE stream) get a broadcast copy of every event, and the last
 //! `bus.replay` events are kept so an observer can start from the past.
 
+use arw_policy::Action;
+
+use crate::capabilities::unit::Request;
+use crate::manifest::Manifest;
+
 mod host;
 
 pub use host::BusInstance;
@@ -26,7 +31,30 @@ pub use crate::manifest::MAX_TOPIC_BYTES;
 /// (`component.`), policy reloads (`policy.`), refusals (`audit.`) and the
 /// event stream's own notices (`bus.`). No component may publish there (and
 /// no manifest may ask to), so an event under them is the host's word.
-pub use crate::manifest::RESERVED_TOPIC_PREFIXES as RESERVED_PREFIXES;
+pub const RESERVED_PREFIXES: &[&str] = &["component.", "policy.", "audit.", "bus."];
+
+/// A component publishing on a topic (`Arw::Topic`).
+pub const PUBLISH: Action = Action::new("bus.publish");
+/// A component receiving a topic's events (a subscriber or resident).
+pub const SUBSCRIBE: Action = Action::new("bus.subscribe");
+/// A caller watching a topic on the event stream (`GET /events`).
+pub const EVENTS_SUBSCRIBE: Action = Action::new("events.subscribe");
+
+fn check_publish(_: &Manifest, resource: &str) -> Result<(), String> {
+    match reserved_prefix(resource) {
+        Some(prefix) => Err(format!(
+            "`bus.publish` on `{resource}`: topics under `{prefix}` are reserved for the host's own events"
+        )),
+        None => Ok(()),
+    }
+}
+
+fn check_subscribe(manifest: &Manifest, _: &str) -> Result<(), String> {
+    if !manifest.worlds.iter().any(|w| w.receives_events()) {
+        return Err("`bus.subscribe` is requested but `worlds` includes neither \"subscriber\" nor \"resident\"".into());
+    }
+    Ok(())
+}
 
 /// This capability, described (see [`crate::capabilities::unit`]).
 pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
@@ -34,11 +62,43 @@ pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     wit: &["arw:host/bus", "arw:host/types"],
     // `events.subscribe` is the callers' view of the same topics (the
     // HTTP event stream), decided by the server.
-    actions: &[arw_policy::Action::BusPublish, arw_policy::Action::BusSubscribe, arw_policy::Action::EventsSubscribe],
+    actions: &[PUBLISH, SUBSCRIBE, EVENTS_SUBSCRIBE],
+    requests: &[
+        Request { action: PUBLISH, check: check_publish },
+        Request { action: SUBSCRIBE, check: check_subscribe },
+    ],
     schema: include_str!("schema.cedarschema"),
     config_section: Some("bus"),
     link,
 };
+
+/// This folder as a capability unit (see [`crate::capabilities::Capability`]).
+#[derive(Debug)]
+pub struct BusCapability;
+
+impl crate::capabilities::Capability for BusCapability {
+    const UNIT: crate::capabilities::Unit = UNIT;
+    type Config = BusConfig;
+    type State = std::sync::Arc<Bus>;
+    type Instance = BusInstance;
+
+    fn start(
+        config: &BusConfig,
+        env: &crate::capabilities::StartEnv<'_>,
+    ) -> Result<std::sync::Arc<Bus>, crate::HostError> {
+        let _ = env;
+        Ok(std::sync::Arc::new(Bus::new(config.clone())))
+    }
+
+    fn instance(
+        state: &std::sync::Arc<Bus>,
+        component: &crate::capabilities::ComponentCapabilities,
+        chain: &crate::runtime::entry::Chain,
+    ) -> BusInstance {
+        let _ = chain;
+        BusInstance::new(state.clone(), component)
+    }
+}
 
 /// `arw:host/bus` (0.2.0 and 0.1.0) on [`BusInstance`].
 fn link(linker: &mut wasmtime::component::Linker<crate::runtime::store::InstanceState>) -> wasmtime::Result<()> {

@@ -3,8 +3,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arw_policy::Action;
-
 use crate::authz::Grants;
 use crate::bindings::CapabilityError;
 use crate::bindings::tool::arw::host::config as wit;
@@ -24,7 +22,7 @@ impl ConfigInstance {
 
 impl wit::Host for ConfigInstance {
     async fn get(&mut self, key: String) -> Result<Option<String>, CapabilityError> {
-        self.grants.check(Action::ConfigRead, &key).await?;
+        self.grants.check(crate::capabilities::config::READ, &key).await?;
         Ok(self.values.get(&key).cloned())
     }
 }

@@ -14,8 +14,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use arw_policy::Action;
-
 use crate::manifest::CapabilityRequest;
 
 /// Why an address is special (not reachable through a name or a wildcard),
@@ -91,8 +89,7 @@ pub fn literal_authority(ip: IpAddr, port: u16) -> String {
 pub fn literally_requested(requested: &[CapabilityRequest], ip: IpAddr, port: u16) -> bool {
     let authority = literal_authority(ip, port);
     requested.iter().any(|r| {
-        r.action == Action::HttpRequest
-            && r.covers(Action::HttpRequest, &authority)
+        r.covers(super::REQUEST, &authority)
             && host_part(&r.resource).is_some_and(|host| !host.contains('*') && host_ip(host) == Some(ip))
     })
 }
@@ -114,7 +111,7 @@ mod tests {
     use super::*;
 
     fn request(resource: &str) -> CapabilityRequest {
-        CapabilityRequest { action: Action::HttpRequest, resource: resource.into() }
+        CapabilityRequest { action: crate::capabilities::http::REQUEST.as_str().into(), resource: resource.into() }
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use arw_policy::Action;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpHooks};
@@ -70,7 +69,7 @@ async fn resolve_and_check(
             ));
             continue;
         }
-        match grants.check(Action::HttpRequest, &literal).await {
+        match grants.check(crate::capabilities::http::REQUEST, &literal).await {
             Ok(()) => return Ok(*address),
             Err(denied) => refusals.push(denied.to_string()),
         }
@@ -78,7 +77,7 @@ async fn resolve_and_check(
     let reason = if refusals.is_empty() { format!("`{host}` resolved to no address") } else { refusals.join("; ") };
     let denied = crate::authz::Denied {
         principal: grants.principal().principal().cedar_uid(),
-        action: Action::HttpRequest,
+        action: crate::capabilities::http::REQUEST,
         resource: crate::authz::shown(&format!("{host}:{port}"), crate::authz::SHOWN_RESOURCE_CHARS),
         reason,
     };
@@ -118,7 +117,7 @@ impl WasiHttpHooks for ArwHttpHooks {
                 return Err(HttpError::HttpRequestUriInvalid);
             };
             // This future runs on a tokio task, not on the guest's stack.
-            if let Err(denied) = grants.check(Action::HttpRequest, &authority).await {
+            if let Err(denied) = grants.check(crate::capabilities::http::REQUEST, &authority).await {
                 tracing::warn!(component = %component, %authority, "outgoing HTTP request refused: {denied}");
                 return Err(HttpError::HttpRequestDenied);
             }
@@ -146,5 +145,15 @@ impl WasiHttpHooks for ArwHttpHooks {
             });
             Ok((response, Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>))
         })
+    }
+}
+
+/// `wasi:http`'s view of an instance: this capability's context and hooks,
+/// on the instance's resource table.
+impl wasmtime_wasi_http::WasiHttpView for crate::runtime::store::InstanceState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        let (table, capabilities) = self.table_and_capabilities();
+        let http = &mut capabilities.outgoing_http;
+        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut http.ctx, table, hooks: &mut http.hooks }
     }
 }

@@ -21,6 +21,10 @@
 //! A refused request fails with the `HTTP-request-denied` error code; the
 //! reason is in the host log and the `audit.denied` event.
 
+use arw_policy::Action;
+
+use crate::capabilities::unit::Request;
+
 pub mod address;
 mod host;
 mod send;
@@ -31,15 +35,59 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// A component sending an HTTP request, per target authority `host:port`
+/// (`Arw::HttpAuthority`).
+pub const REQUEST: Action = Action::new("http.request");
+
+/// A request's resource is a lower-case `host:port` pattern, as
+/// [`address::authority`] writes the target.
+fn check_authority_pattern(_: &crate::manifest::Manifest, resource: &str) -> Result<(), String> {
+    if resource.bytes().any(|b| b.is_ascii_uppercase()) || !resource.contains(':') {
+        return Err(format!(
+            "`http.request` resource `{resource}` must be a lower-case `host:port` pattern (e.g. \"api.example.com:443\", \"127.0.0.1:*\")"
+        ));
+    }
+    Ok(())
+}
+
 /// This capability, described (see [`crate::capabilities::unit`]).
 pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     name: "http",
     wit: &["wasi:http/outgoing-handler", "wasi:http/types"],
-    actions: &[arw_policy::Action::HttpRequest],
+    actions: &[REQUEST],
+    requests: &[Request { action: REQUEST, check: check_authority_pattern }],
     schema: include_str!("schema.cedarschema"),
     config_section: Some("outgoing-http"),
     link,
 };
+
+/// This folder as a capability unit (see [`crate::capabilities::Capability`]).
+#[derive(Debug)]
+pub struct OutgoingHttpCapability;
+
+impl crate::capabilities::Capability for OutgoingHttpCapability {
+    const UNIT: crate::capabilities::Unit = UNIT;
+    type Config = OutgoingHttpConfig;
+    type State = OutgoingHttpConfig;
+    type Instance = HttpInstance;
+
+    fn start(
+        config: &OutgoingHttpConfig,
+        env: &crate::capabilities::StartEnv<'_>,
+    ) -> Result<OutgoingHttpConfig, crate::HostError> {
+        let _ = env;
+        Ok(*config)
+    }
+
+    fn instance(
+        state: &OutgoingHttpConfig,
+        component: &crate::capabilities::ComponentCapabilities,
+        chain: &crate::runtime::entry::Chain,
+    ) -> HttpInstance {
+        let _ = chain;
+        HttpInstance::new(*state, component)
+    }
+}
 
 /// `wasi:http/outgoing-handler` (from `wasmtime-wasi-http`), whose hooks
 /// authorize each request.

@@ -55,17 +55,17 @@ impl From<KvError> for CapabilityError {
 
 impl wit::Host for KvInstance {
     async fn get(&mut self, namespace: String, key: String) -> Result<Option<Vec<u8>>, CapabilityError> {
-        self.admit(Action::KvRead, &namespace, &key).await?;
+        self.admit(crate::capabilities::kv::READ, &namespace, &key).await?;
         Ok(self.store.get(&namespace, &key)?)
     }
 
     async fn set(&mut self, namespace: String, key: String, value: Vec<u8>) -> Result<(), CapabilityError> {
-        self.admit(Action::KvWrite, &namespace, &key).await?;
+        self.admit(crate::capabilities::kv::WRITE, &namespace, &key).await?;
         self.blocking(move |s| s.set(&namespace, &key, &value)).await
     }
 
     async fn delete(&mut self, namespace: String, key: String) -> Result<bool, CapabilityError> {
-        self.admit(Action::KvWrite, &namespace, &key).await?;
+        self.admit(crate::capabilities::kv::WRITE, &namespace, &key).await?;
         self.blocking(move |s| s.delete(&namespace, &key)).await
     }
 
@@ -75,7 +75,7 @@ impl wit::Host for KvInstance {
         prefix: String,
         limit: u32,
     ) -> Result<Vec<String>, CapabilityError> {
-        self.admit(Action::KvRead, &namespace, &prefix).await?;
+        self.admit(crate::capabilities::kv::READ, &namespace, &prefix).await?;
         Ok(self.store.list_keys(&namespace, &prefix, limit)?)
     }
 }

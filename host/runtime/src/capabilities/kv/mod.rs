@@ -6,6 +6,10 @@
 //! never crosses into another namespace. Which namespaces a component may
 //! read or write is Cedar's call (`kv.read`, `kv.write`).
 
+use arw_policy::Action;
+
+use crate::capabilities::unit::Request;
+
 mod host;
 
 pub use host::KvInstance;
@@ -15,15 +19,48 @@ use std::path::{Path, PathBuf};
 use redb::{Database, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+/// A component reading a key of a namespace (`Arw::KvNamespace`).
+pub const READ: Action = Action::new("kv.read");
+/// A component writing or deleting a key of a namespace.
+pub const WRITE: Action = Action::new("kv.write");
+
 /// This capability, described (see [`crate::capabilities::unit`]).
 pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     name: "kv",
     wit: &["arw:host/kv"],
-    actions: &[arw_policy::Action::KvRead, arw_policy::Action::KvWrite],
+    actions: &[READ, WRITE],
+    requests: &[Request::any(READ), Request::any(WRITE)],
     schema: include_str!("schema.cedarschema"),
     config_section: Some("kv"),
     link,
 };
+
+/// This folder as a capability unit (see [`crate::capabilities::Capability`]).
+#[derive(Debug)]
+pub struct KvCapability;
+
+impl crate::capabilities::Capability for KvCapability {
+    const UNIT: crate::capabilities::Unit = UNIT;
+    type Config = KvConfig;
+    type State = std::sync::Arc<KvStore>;
+    type Instance = KvInstance;
+
+    fn start(
+        config: &KvConfig,
+        env: &crate::capabilities::StartEnv<'_>,
+    ) -> Result<std::sync::Arc<KvStore>, crate::HostError> {
+        Ok(std::sync::Arc::new(KvStore::open(env.state_dir, config.clone())?))
+    }
+
+    fn instance(
+        state: &std::sync::Arc<KvStore>,
+        component: &crate::capabilities::ComponentCapabilities,
+        chain: &crate::runtime::entry::Chain,
+    ) -> KvInstance {
+        let _ = chain;
+        KvInstance::new(state.clone(), component)
+    }
+}
 
 /// `arw:host/kv` (0.2.0 and 0.1.0) on [`KvInstance`].
 fn link(linker: &mut wasmtime::component::Linker<crate::runtime::store::InstanceState>) -> wasmtime::Result<()> {

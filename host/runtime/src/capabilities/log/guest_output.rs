@@ -20,7 +20,6 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use arw_policy::Action;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWrite;
@@ -127,7 +126,7 @@ impl GuestOutputSink {
                 };
                 // A plain thread: Cedar may evaluate here (never on a
                 // guest's fiber stack), and a slow log writer waits here.
-                match grants.check_now(Action::LogWrite, stream) {
+                match grants.check_now(crate::capabilities::log::WRITE, stream) {
                     Ok(()) => {
                         thread_counters.logged.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(target: "arw::guest", component = &*component, stream, "{text}");

@@ -3,8 +3,6 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use arw_policy::Action;
-
 use super::{MAX_FIELDS, MAX_MESSAGE_BYTES};
 use crate::authz::Grants;
 use crate::bindings::CapabilityError;
@@ -48,7 +46,7 @@ impl wit::Host for LogInstance {
         message: String,
         fields: Vec<wit::Field>,
     ) -> Result<(), CapabilityError> {
-        self.grants.check(Action::LogWrite, level_name(level)).await?;
+        self.grants.check(crate::capabilities::log::WRITE, level_name(level)).await?;
         let mut rendered = String::new();
         for field in fields.iter().take(MAX_FIELDS) {
             let _ = write!(rendered, "{}={:?} ", truncate(&field.key, 64), truncate(&field.value, 1024));

@@ -10,6 +10,10 @@
 //! host's [`Router`], set once the host is built; this unit only turns the
 //! guest's call into a [`NestedCall`] and the answer back.
 
+use arw_policy::Action;
+
+use crate::capabilities::unit::Request;
+
 mod host;
 
 pub use host::ToolsInstance;
@@ -25,16 +29,55 @@ use crate::authz::Grants;
 use crate::error::CallError;
 use crate::runtime::entry::Chain;
 
+/// A request's resource is a tool name pattern.
+fn check_tool_pattern(_: &crate::manifest::Manifest, resource: &str) -> Result<(), String> {
+    if !resource.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'*') {
+        return Err(format!(
+            "`tool.invoke` resource `{resource}` must be a tool name pattern of a-z, 0-9, `-` and `*` (e.g. \"text-stats\")"
+        ));
+    }
+    Ok(())
+}
+
 /// This capability, described (see [`crate::capabilities::unit`]).
 pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     name: "tools",
     wit: &["arw:host/tools"],
-    // `tool.invoke` belongs to the core (callers use it too).
+    // `tool.invoke` belongs to the core (callers use it too); a manifest
+    // asks this unit for it.
     actions: &[],
+    requests: &[Request { action: Action::TOOL_INVOKE, check: check_tool_pattern }],
     schema: include_str!("schema.cedarschema"),
     config_section: Some("tools"),
     link,
 };
+
+/// This folder as a capability unit (see [`crate::capabilities::Capability`]).
+#[derive(Debug)]
+pub struct ToolsCapability;
+
+impl crate::capabilities::Capability for ToolsCapability {
+    const UNIT: crate::capabilities::Unit = UNIT;
+    type Config = ToolsConfig;
+    type State = std::sync::Arc<Directory>;
+    type Instance = ToolsInstance;
+
+    fn start(
+        config: &ToolsConfig,
+        env: &crate::capabilities::StartEnv<'_>,
+    ) -> Result<std::sync::Arc<Directory>, crate::HostError> {
+        let _ = env;
+        Ok(std::sync::Arc::new(Directory::new(*config)))
+    }
+
+    fn instance(
+        state: &std::sync::Arc<Directory>,
+        component: &crate::capabilities::ComponentCapabilities,
+        chain: &crate::runtime::entry::Chain,
+    ) -> ToolsInstance {
+        ToolsInstance::new(state.clone(), component, chain.clone())
+    }
+}
 
 /// `arw:host/tools` (0.2.0), on the whole instance state: a call needs
 /// the entry's deadline.

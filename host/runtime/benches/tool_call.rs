@@ -21,7 +21,7 @@
 
 use std::hint::black_box;
 
-use arw_host::bindings::tool::ToolPre;
+use arw_host::roles::tool::bindings::ToolPre;
 use arw_host::source::EmbeddedSource;
 use arw_host::{Host, HostConfig};
 use arw_policy::{PolicySet, PolicySource, Principal};

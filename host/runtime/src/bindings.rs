@@ -1,8 +1,7 @@
 //! Every `bindgen!` of the host, next to each other, generated from `wit/`.
 //!
-//! The `tool` world generates the capability interfaces (`arw:host/bus`,
-//! `kv`, `log`, `config`, `tools`, `types`); the other worlds reuse them via `with`,
-//! so a capability's host implementation is written once.
+//! [`imports`] generates the capability interfaces; each role generates
+//! its world next to its code and maps `arw:host` onto these.
 //!
 //! [`v0_1`] are the bindings of `arw:host@0.1.0` (the frozen copy in
 //! `wit/compat/arw-host-0.1.0/`), so components built against it keep
@@ -10,52 +9,17 @@
 //! forwarding to its 0.2.0 one, and each role calls a 0.1.0 export through
 //! these.
 
-/// Bindings for `arw:host/tool`: capability imports plus the
-/// `tool-handler` export.
-pub mod tool {
+/// Bindings for `arw:host/imports`: the capability interfaces (`bus`,
+/// `kv`, `log`, `config`, `tools`, `types`), generated once. Each role's
+/// world is generated in its own unit (`roles/<name>.rs`) with `with: {
+/// "arw:host": crate::bindings::imports::arw::host }`, so a capability's
+/// host implementation is written once and a new role or interface needs
+/// no line here.
+pub mod imports {
     wasmtime::component::bindgen!({
         path: "../../wit",
-        world: "arw:host/tool",
+        world: "arw:host/imports",
         imports: { default: async },
-        exports: { default: async },
-    });
-}
-
-/// Bindings for `arw:host/subscriber`: the same imports plus the
-/// `event-handler` export.
-pub mod subscriber {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "arw:host/subscriber",
-        imports: { default: async },
-        exports: { default: async },
-        with: {
-            "arw:host/types": super::tool::arw::host::types,
-            "arw:host/bus": super::tool::arw::host::bus,
-            "arw:host/kv": super::tool::arw::host::kv,
-            "arw:host/log": super::tool::arw::host::log,
-            "arw:host/config": super::tool::arw::host::config,
-            "arw:host/tools": super::tool::arw::host::tools,
-        },
-    });
-}
-
-/// Bindings for `arw:host/resident`: the same imports plus the `lifecycle`
-/// and `event-handler` exports.
-pub mod resident {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "arw:host/resident",
-        imports: { default: async },
-        exports: { default: async },
-        with: {
-            "arw:host/types": super::tool::arw::host::types,
-            "arw:host/bus": super::tool::arw::host::bus,
-            "arw:host/kv": super::tool::arw::host::kv,
-            "arw:host/log": super::tool::arw::host::log,
-            "arw:host/config": super::tool::arw::host::config,
-            "arw:host/tools": super::tool::arw::host::tools,
-        },
     });
 }
 
@@ -70,7 +34,7 @@ pub mod v0_1 {
             imports: { default: async },
             exports: { default: async },
             with: {
-                "arw:host/types@0.1.0": crate::bindings::tool::arw::host::types,
+                "arw:host/types@0.1.0": crate::bindings::imports::arw::host::types,
             },
         });
     }
@@ -83,7 +47,7 @@ pub mod v0_1 {
             imports: { default: async },
             exports: { default: async },
             with: {
-                "arw:host/types@0.1.0": crate::bindings::tool::arw::host::types,
+                "arw:host/types@0.1.0": crate::bindings::imports::arw::host::types,
                 "arw:host/bus@0.1.0": super::tool::arw::host::bus,
                 "arw:host/kv@0.1.0": super::tool::arw::host::kv,
                 "arw:host/log@0.1.0": super::tool::arw::host::log,
@@ -93,6 +57,6 @@ pub mod v0_1 {
     }
 }
 
-pub use tool::arw::host::types::CapabilityError;
+pub use imports::arw::host::types::CapabilityError;
 
 pub use arw_manifest::exports;

@@ -5,20 +5,8 @@
 /// The package id, as components import it.
 pub const PACKAGE: &str = "arw:host@0.2.0";
 
-/// Every file of `wit/`, by name.
-pub const FILES: [(&str, &str); 11] = [
-    ("types.wit", include_str!("../../../wit/types.wit")),
-    ("bus.wit", include_str!("../../../wit/bus.wit")),
-    ("kv.wit", include_str!("../../../wit/kv.wit")),
-    ("log.wit", include_str!("../../../wit/log.wit")),
-    ("config.wit", include_str!("../../../wit/config.wit")),
-    ("tools.wit", include_str!("../../../wit/tools.wit")),
-    ("imports.wit", include_str!("../../../wit/imports.wit")),
-    ("tool.wit", include_str!("../../../wit/tool.wit")),
-    ("subscriber.wit", include_str!("../../../wit/subscriber.wit")),
-    ("lifecycle.wit", include_str!("../../../wit/lifecycle.wit")),
-    ("resident.wit", include_str!("../../../wit/resident.wit")),
-];
+// `FILES`: every file of `wit/`, embedded by `build.rs`.
+include!(concat!(env!("OUT_DIR"), "/wit_files.rs"));
 
 #[cfg(test)]
 mod tests {

@@ -27,7 +27,7 @@ use arw_policy::Action;
 
 use crate::authz::{Denied, Grants};
 use crate::bindings::CapabilityError;
-use crate::bindings::tool::arw::host as wit;
+use crate::bindings::imports::arw::host as wit;
 use crate::manifest::Manifest;
 use crate::runtime::entry::Chain;
 use crate::runtime::store::InstanceState;

@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use super::{Host, MAX_REFUSALS, Refusal, RouteTable};
 use crate::error::LoadError;
 use crate::host::views::{ActivationError, PolicyReload};
-use crate::roles::{resident, subscriber};
+use crate::roles::resident;
 use crate::runtime::component::LoadedComponent;
 use crate::source::ComponentPackage;
 use crate::supervisor::{self, ControlEvent, Slot, Transition, events};
@@ -263,14 +263,20 @@ impl Host {
         if workers.contains_key(&slot.id) {
             return;
         }
-        let worker = if active.resident.is_some() {
-            resident::spawn(self.runtime.clone(), slot.clone(), self.rollback.clone(), self.shutdown.subscribe())
-        } else if active.subscriber.is_some() {
-            subscriber::spawn(self.runtime.clone(), slot.clone(), self.rollback.clone(), self.shutdown.subscribe())
-        } else {
-            return;
+        // A component has at most one role with a worker: `resident`
+        // stands alone, and a tool has none.
+        let spawn = crate::roles::ROLES
+            .iter()
+            .filter(|role| active.manifest.worlds.contains(&role.world))
+            .find_map(|role| role.worker);
+        let Some(spawn) = spawn else { return };
+        let start = crate::roles::WorkerStart {
+            runtime: self.runtime.clone(),
+            slot: slot.clone(),
+            rollback: self.rollback.clone(),
+            shutdown: self.shutdown.subscribe(),
         };
-        workers.insert(slot.id.clone(), worker);
+        workers.insert(slot.id.clone(), spawn(start));
     }
 
     /// Swap a resident component: its driver snapshots the old instance,

@@ -56,6 +56,23 @@ pub struct Role {
     pub export: &'static str,
     /// The lifecycles it supports, its default first.
     pub lifecycles: &'static [Lifecycle],
+    /// The task that feeds a loaded component of this role from the bus
+    /// (a subscriber's worker, a resident's driver), started when the
+    /// component is first activated; `None` for a role entered only by
+    /// callers (a tool).
+    pub worker: Option<fn(WorkerStart) -> Worker>,
+}
+
+/// What a role's worker is started with.
+pub struct WorkerStart {
+    pub(crate) runtime: std::sync::Arc<crate::runtime::Runtime>,
+    /// The component's slot: the worker enters whichever version is
+    /// active.
+    pub(crate) slot: std::sync::Arc<crate::supervisor::Slot>,
+    /// How the worker reports a faulting version on probation.
+    pub(crate) rollback: crate::host::control::Rollback,
+    /// Fires when the host stops.
+    pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Subscribe `slot`'s component to the bus: the filter (run inside

@@ -25,13 +25,12 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
 use super::Worker;
-use crate::bindings::resident::{Resident, ResidentPre};
 use crate::capabilities::bus::Event;
 use crate::error::CallError;
 use crate::host::control::Rollback;
@@ -41,6 +40,19 @@ use crate::runtime::entry::DEADLINE_MARGIN;
 use crate::runtime::outcome::classify;
 use crate::runtime::store::InstanceState;
 use crate::supervisor::Slot;
+use bindings::{Resident, ResidentPre};
+
+/// The bindings of `arw:host/resident`: the `lifecycle` and `event-handler` exports; the capability
+/// interfaces are [`crate::bindings::imports`].
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "arw:host/resident",
+        imports: { default: async },
+        exports: { default: async },
+        with: { "arw:host": crate::bindings::imports::arw::host },
+    });
+}
 
 /// This role, described (see [`crate::roles`]).
 pub const UNIT: super::Role = super::Role {
@@ -48,6 +60,7 @@ pub const UNIT: super::Role = super::Role {
     wit_world: "arw:host/resident",
     export: arw_manifest::exports::LIFECYCLE,
     lifecycles: &[super::Lifecycle::Resident],
+    worker: Some(spawn),
 };
 
 /// The host's bounds on resident components (`[resident]`).
@@ -167,12 +180,8 @@ const COMMAND_QUEUE: usize = 4;
 /// bus, start its instance, tick it. It stops when the subscription is
 /// removed (the component was removed) or, after delivering what is
 /// queued, when `shutdown` flips to true.
-pub(crate) fn spawn(
-    runtime: Arc<Runtime>,
-    slot: Arc<Slot>,
-    rollback: Rollback,
-    mut shutdown: watch::Receiver<bool>,
-) -> Worker {
+pub(crate) fn spawn(start: super::WorkerStart) -> Worker {
+    let super::WorkerStart { runtime, slot, rollback, mut shutdown } = start;
     let (subscription, mut events) = super::subscribe(&runtime, &slot);
     let (commands, mut inbox) = mpsc::channel(COMMAND_QUEUE);
     let counters = Arc::new(Counters::default());
@@ -301,7 +310,7 @@ impl Restart {
 /// One entry into the instance.
 enum Call<'a> {
     Tick,
-    Handle(&'a crate::bindings::tool::arw::host::bus::Event),
+    Handle(&'a crate::bindings::imports::arw::host::bus::Event),
     Snapshot,
     Restore(&'a [u8]),
 }

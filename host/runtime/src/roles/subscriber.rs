@@ -8,25 +8,32 @@
 //! silently: not hearing a topic is not a refusal) and calls the component
 //! once per permitted event, in order, one at a time.
 
-use std::sync::Arc;
-
-use tokio::sync::watch;
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
 use super::Worker;
-use crate::bindings::subscriber::SubscriberPre;
-use crate::bindings::tool::arw::host::bus as wit_bus;
+use crate::bindings::imports::arw::host::bus as wit_bus;
 use crate::bindings::v0_1;
 use crate::capabilities::bus::{Event, Payload};
 use crate::error::CallError;
-use crate::host::control::Rollback;
 use crate::runtime::Runtime;
 use crate::runtime::component::LoadedComponent;
 use crate::runtime::entry::Entry;
 use crate::runtime::outcome::{classify, pool_busy, timeout};
 use crate::runtime::store::InstanceState;
-use crate::supervisor::Slot;
+use bindings::SubscriberPre;
+
+/// The bindings of `arw:host/subscriber`: the `event-handler` export; the capability
+/// interfaces are [`crate::bindings::imports`].
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "arw:host/subscriber",
+        imports: { default: async },
+        exports: { default: async },
+        with: { "arw:host": crate::bindings::imports::arw::host },
+    });
+}
 
 /// This role, described (see [`crate::roles`]).
 pub const UNIT: super::Role = super::Role {
@@ -34,18 +41,15 @@ pub const UNIT: super::Role = super::Role {
     wit_world: "arw:host/subscriber",
     export: arw_manifest::exports::EVENT_HANDLER,
     lifecycles: &[super::Lifecycle::PerEntry],
+    worker: Some(spawn),
 };
 
 /// Subscribe `component` to the bus and start its worker. When `shutdown`
 /// flips to true the worker delivers what is already queued, then stops
 /// (the host bounds this by its grace period); it also stops when the
 /// subscription is removed and its queue is empty.
-pub(crate) fn spawn(
-    runtime: Arc<Runtime>,
-    slot: Arc<Slot>,
-    rollback: Rollback,
-    mut shutdown: watch::Receiver<bool>,
-) -> Worker {
+pub(crate) fn spawn(start: super::WorkerStart) -> Worker {
+    let super::WorkerStart { runtime, slot, rollback, mut shutdown } = start;
     let bus = runtime.capabilities.bus.clone();
     let (subscription, mut events) = super::subscribe(&runtime, &slot);
     let task = tokio::spawn(async move {

@@ -10,8 +10,6 @@ use arw_policy::{Action, Resource};
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
-use crate::bindings::tool::ToolPre;
-use crate::bindings::tool::exports::arw::host::tool_handler::{Descriptor, ToolError};
 use crate::bindings::v0_1;
 use crate::capabilities::tools::NestedCall;
 use crate::error::CallError;
@@ -21,6 +19,20 @@ use crate::runtime::entry::Entry;
 use crate::runtime::outcome::{classify, pool_busy, timeout};
 use crate::runtime::store::InstanceState;
 use crate::runtime::warm::{Warm, WarmPool};
+use bindings::ToolPre;
+use bindings::exports::arw::host::tool_handler::{Descriptor, ToolError};
+
+/// The bindings of `arw:host/tool`: the `tool-handler` export; the capability
+/// interfaces are [`crate::bindings::imports`].
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "arw:host/tool",
+        imports: { default: async },
+        exports: { default: async },
+        with: { "arw:host": crate::bindings::imports::arw::host },
+    });
+}
 
 /// This role, described (see [`crate::roles`]).
 pub const UNIT: super::Role = super::Role {
@@ -28,6 +40,7 @@ pub const UNIT: super::Role = super::Role {
     wit_world: "arw:host/tool",
     export: arw_manifest::exports::TOOL_HANDLER,
     lifecycles: &[super::Lifecycle::PerEntry, super::Lifecycle::Pooled],
+    worker: None,
 };
 
 impl Runtime {
@@ -214,7 +227,7 @@ fn tool_name(component: &LoadedComponent) -> Result<&str, CallError> {
 
 /// An instance of a tool, at the `arw:host` version it was built against.
 pub(crate) enum ToolInstance {
-    Current(crate::bindings::tool::Tool),
+    Current(bindings::Tool),
     V0_1(v0_1::tool::Tool),
 }
 

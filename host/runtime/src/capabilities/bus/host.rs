@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::{Bus, BusError, Payload};
 use crate::authz::Grants;
 use crate::bindings::CapabilityError;
-use crate::bindings::tool::arw::host::{bus as wit, types};
+use crate::bindings::imports::arw::host::{bus as wit, types};
 use crate::capabilities::ComponentCapabilities;
 
 /// The bus as one instance of one component sees it.

@@ -104,7 +104,7 @@ impl crate::capabilities::Capability for BusCapability {
 fn link(linker: &mut wasmtime::component::Linker<crate::runtime::store::InstanceState>) -> wasmtime::Result<()> {
     use wasmtime::component::HasSelf;
     type State = crate::runtime::store::InstanceState;
-    crate::bindings::tool::arw::host::bus::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {
+    crate::bindings::imports::arw::host::bus::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {
         &mut s.capabilities.bus
     })?;
     crate::bindings::v0_1::tool::arw::host::bus::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::authz::Grants;
 use crate::bindings::CapabilityError;
-use crate::bindings::tool::arw::host::config as wit;
+use crate::bindings::imports::arw::host::config as wit;
 use crate::capabilities::ComponentCapabilities;
 
 #[derive(Debug)]

@@ -7,7 +7,7 @@ use arw_policy::Action;
 use super::{KvError, KvStore};
 use crate::authz::Grants;
 use crate::bindings::CapabilityError;
-use crate::bindings::tool::arw::host::kv as wit;
+use crate::bindings::imports::arw::host::kv as wit;
 use crate::capabilities::ComponentCapabilities;
 
 /// The kv store as one instance of one component sees it.

@@ -66,7 +66,7 @@ impl crate::capabilities::Capability for KvCapability {
 fn link(linker: &mut wasmtime::component::Linker<crate::runtime::store::InstanceState>) -> wasmtime::Result<()> {
     use wasmtime::component::HasSelf;
     type State = crate::runtime::store::InstanceState;
-    crate::bindings::tool::arw::host::kv::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {
+    crate::bindings::imports::arw::host::kv::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {
         &mut s.capabilities.kv
     })?;
     crate::bindings::v0_1::tool::arw::host::kv::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{MAX_FIELDS, MAX_MESSAGE_BYTES};
 use crate::authz::Grants;
 use crate::bindings::CapabilityError;
-use crate::bindings::tool::arw::host::log as wit;
+use crate::bindings::imports::arw::host::log as wit;
 use crate::capabilities::ComponentCapabilities;
 
 #[derive(Debug)]

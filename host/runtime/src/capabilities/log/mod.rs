@@ -59,7 +59,7 @@ impl crate::capabilities::Capability for LogCapability {
 fn link(linker: &mut wasmtime::component::Linker<crate::runtime::store::InstanceState>) -> wasmtime::Result<()> {
     use wasmtime::component::HasSelf;
     type State = crate::runtime::store::InstanceState;
-    crate::bindings::tool::arw::host::log::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {
+    crate::bindings::imports::arw::host::log::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {
         &mut s.capabilities.log
     })?;
     crate::bindings::v0_1::tool::arw::host::log::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{Directory, NestedCall};
 use crate::authz::Grants;
-use crate::bindings::tool::arw::host::tools as wit;
+use crate::bindings::imports::arw::host::tools as wit;
 use crate::capabilities::ComponentCapabilities;
 use crate::error::CallError;
 use crate::runtime::entry::Chain;

@@ -84,7 +84,7 @@ impl crate::capabilities::Capability for ToolsCapability {
 fn link(linker: &mut wasmtime::component::Linker<crate::runtime::store::InstanceState>) -> wasmtime::Result<()> {
     use wasmtime::component::HasSelf;
     type State = crate::runtime::store::InstanceState;
-    crate::bindings::tool::arw::host::tools::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| s)
+    crate::bindings::imports::arw::host::tools::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| s)
 }
 
 /// The host event published for every call between components.

@@ -1,10 +1,12 @@
 //! One unit per role: a world a component exports, and how the host
 //! drives it.
 //!
-//! Each role is a module here with a `UNIT` ([`Role`]) and the code that
-//! enters the component for it; [`ROLES`] lists them, one line each. A
-//! test checks each is complete: its world is in `wit/`, exports what the
-//! unit says, and is documented in `docs/wit.md`.
+//! Each role is a module here with its bindings, a `UNIT` ([`Role`]), a
+//! [`RoleUnit`] type (what it keeps of a loaded component, and how it
+//! prepares and health-checks it) and the code that enters the component
+//! for it; [`for_each_role`] lists them, one line each. A test checks each
+//! is complete: its world is in `wit/`, exports what the unit says, and is
+//! documented in `docs/wit.md`.
 //!
 //! | role | world | export | lifecycle |
 //! |---|---|---|---|
@@ -91,8 +93,74 @@ pub(crate) fn subscribe(
         .subscribe(move |topic| filter_slot.active().grants().requests(crate::capabilities::bus::SUBSCRIBE, topic))
 }
 
-/// Every role of the host, one line each.
-pub const ROLES: &[Role] = &[tool::UNIT, subscriber::UNIT, resident::UNIT];
+/// Every role of the host, one line each: `field: module::Type`, where
+/// `Type` implements [`RoleUnit`]. Expanded into [`ROLES`] and
+/// [`Prepared`] (what a loaded component keeps per role).
+macro_rules! for_each_role {
+    ($then:ident) => {
+        $then! {
+            tool: tool::ToolRole,
+            subscriber: subscriber::SubscriberRole,
+            resident: resident::ResidentRole,
+        }
+    };
+}
+
+/// What a role module implements, on a type of its own.
+pub(crate) trait RoleUnit {
+    /// Its world, export, lifecycles and worker.
+    const UNIT: Role;
+    /// What the role keeps of a loaded component of its world (its
+    /// export's `*Pre`, a tool's descriptor and pool), made at load.
+    type Prepared: Send + Sync + 'static;
+
+    /// Link `loaded`'s export for this role and run the role's health
+    /// check. `loaded` has no role's part yet; `exports` are the names the
+    /// component exports.
+    fn prepare<'a>(
+        runtime: &'a crate::runtime::Runtime,
+        loaded: &'a crate::runtime::component::LoadedComponent,
+        pre: &'a wasmtime::component::InstancePre<crate::runtime::store::InstanceState>,
+        exports: &'a [String],
+    ) -> impl std::future::Future<Output = Result<Self::Prepared, crate::LoadError>> + Send + 'a;
+}
+
+macro_rules! define_roles {
+    ($($field:ident: $module:ident::$ty:ident,)*) => {
+        /// Every role's description.
+        pub const ROLES: &[Role] = &[$(<$module::$ty as RoleUnit>::UNIT,)*];
+
+        /// What a loaded component keeps for each role its manifest names.
+        #[derive(Default)]
+        pub struct Prepared {
+            $(pub(crate) $field: Option<<$module::$ty as RoleUnit>::Prepared>,)*
+        }
+
+        impl std::fmt::Debug for Prepared {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("Prepared")$(.field(stringify!($field), &self.$field.is_some()))*.finish()
+            }
+        }
+
+        /// Prepare every role `loaded`'s manifest names, in list order.
+        pub(crate) async fn prepare(
+            runtime: &crate::runtime::Runtime,
+            loaded: &mut crate::runtime::component::LoadedComponent,
+            pre: &wasmtime::component::InstancePre<crate::runtime::store::InstanceState>,
+            exports: &[String],
+        ) -> Result<(), crate::LoadError> {
+            $(
+                if loaded.manifest.worlds.contains(&<$module::$ty as RoleUnit>::UNIT.world) {
+                    let prepared = <$module::$ty as RoleUnit>::prepare(runtime, loaded, pre, exports).await?;
+                    loaded.roles.$field = Some(prepared);
+                }
+            )*
+            Ok(())
+        }
+    };
+}
+
+for_each_role!(define_roles);
 
 #[cfg(test)]
 mod tests {

@@ -63,6 +63,30 @@ pub const UNIT: super::Role = super::Role {
     worker: Some(spawn),
 };
 
+/// The `resident` role as a unit (see [`super::RoleUnit`]).
+#[derive(Debug)]
+pub struct ResidentRole;
+
+impl super::RoleUnit for ResidentRole {
+    const UNIT: super::Role = UNIT;
+    type Prepared = ResidentExport;
+
+    /// The health check: the component instantiates, under its deadline (the
+    /// driver starts the instance it keeps once the version is active).
+    async fn prepare(
+        runtime: &crate::runtime::Runtime,
+        loaded: &crate::runtime::component::LoadedComponent,
+        pre: &wasmtime::component::InstancePre<crate::runtime::store::InstanceState>,
+        exports: &[String],
+    ) -> Result<ResidentExport, crate::LoadError> {
+        let _ = exports;
+        let export = ResidentExport::new(pre.clone()).map_err(|e| loaded.link_error(e))?;
+        let mut check = runtime.health_store(loaded).await?;
+        crate::runtime::component::health_result(loaded, &check.entry, export.instantiate(&mut check.store)).await?;
+        Ok(export)
+    }
+}
+
 /// The host's bounds on resident components (`[resident]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -255,7 +279,7 @@ struct Live {
 
 /// A fresh, cold instance of `version`.
 async fn start(runtime: &Runtime, version: &Arc<LoadedComponent>) -> Result<Live, String> {
-    let Some(export) = version.resident.as_ref() else {
+    let Some(export) = version.roles.resident.as_ref() else {
         return Err(format!("`{}` {} is not a resident component", version.id(), version.version()));
     };
     let deadline = Instant::now() + version.timeout();

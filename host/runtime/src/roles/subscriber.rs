@@ -44,6 +44,28 @@ pub const UNIT: super::Role = super::Role {
     worker: Some(spawn),
 };
 
+/// The `subscriber` role as a unit (see [`super::RoleUnit`]).
+#[derive(Debug)]
+pub struct SubscriberRole;
+
+impl super::RoleUnit for SubscriberRole {
+    const UNIT: super::Role = UNIT;
+    type Prepared = EventExport;
+
+    /// The health check: the component instantiates, under its deadline.
+    async fn prepare(
+        runtime: &crate::runtime::Runtime,
+        loaded: &crate::runtime::component::LoadedComponent,
+        pre: &wasmtime::component::InstancePre<crate::runtime::store::InstanceState>,
+        exports: &[String],
+    ) -> Result<EventExport, crate::LoadError> {
+        let export = EventExport::new(pre.clone(), exports).map_err(|e| loaded.link_error(e))?;
+        let mut check = runtime.health_store(loaded).await?;
+        crate::runtime::component::health_result(loaded, &check.entry, export.instantiate(&mut check.store)).await?;
+        Ok(export)
+    }
+}
+
 /// Subscribe `component` to the bus and start its worker. When `shutdown`
 /// flips to true the worker delivers what is already queued, then stops
 /// (the host bounds this by its grace period); it also stops when the
@@ -92,7 +114,7 @@ impl Runtime {
     /// Deliver one bus event to a subscriber component, under the same
     /// deadline and pool budget as a tool call.
     pub async fn deliver(&self, component: &LoadedComponent, event: &Event) -> Result<(), CallError> {
-        let Some(pre) = component.subscriber.as_ref() else {
+        let Some(pre) = component.roles.subscriber.as_ref() else {
             return Ok(());
         };
         let name = component.id();

@@ -7,14 +7,15 @@
 use std::sync::Arc;
 
 use arw_policy::{Action, Resource};
+use serde::Serialize;
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
 use crate::bindings::v0_1;
 use crate::capabilities::tools::NestedCall;
-use crate::error::CallError;
+use crate::error::{CallError, LoadError};
 use crate::runtime::Runtime;
-use crate::runtime::component::LoadedComponent;
+use crate::runtime::component::{LoadedComponent, health_result};
 use crate::runtime::entry::Entry;
 use crate::runtime::outcome::{classify, pool_busy, timeout};
 use crate::runtime::store::InstanceState;
@@ -42,6 +43,117 @@ pub const UNIT: super::Role = super::Role {
     lifecycles: &[super::Lifecycle::PerEntry, super::Lifecycle::Pooled],
     worker: None,
 };
+
+/// What a tool says about itself (its `describe` export), schemas parsed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ToolDescriptor {
+    pub name: String,
+    pub version: String,
+    pub summary: String,
+    pub input_schema: serde_json::Value,
+    pub output_schema: serde_json::Value,
+}
+
+/// The `tool` role as a unit (see [`super::RoleUnit`]).
+#[derive(Debug)]
+pub struct ToolRole;
+
+/// What the tool role keeps of a loaded component.
+pub(crate) struct ToolPrepared {
+    pub(crate) export: ToolExport,
+    pub(crate) descriptor: ToolDescriptor,
+    /// The input schema, compiled: every call's input is checked against
+    /// it before the guest runs.
+    pub(crate) validator: Arc<jsonschema::Validator>,
+    /// Kept instances, for a `[pooled]` manifest.
+    pub(crate) warm: Option<WarmPool<ToolInstance>>,
+}
+
+impl std::fmt::Debug for ToolPrepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolPrepared").field("descriptor", &self.descriptor).finish_non_exhaustive()
+    }
+}
+
+impl super::RoleUnit for ToolRole {
+    const UNIT: super::Role = UNIT;
+    type Prepared = ToolPrepared;
+
+    /// The tool health check (instantiate, `describe`, check the answer),
+    /// then a `[pooled]` tool's instances made ahead.
+    async fn prepare(
+        runtime: &Runtime,
+        loaded: &LoadedComponent,
+        pre: &InstancePre<InstanceState>,
+        exports: &[String],
+    ) -> Result<ToolPrepared, LoadError> {
+        let export = ToolExport::new(pre.clone(), exports).map_err(|e| loaded.link_error(e))?;
+        let mut check = runtime.health_store(loaded).await?;
+        let described = health_result(loaded, &check.entry, export.describe(&mut check.store)).await?;
+        drop(check);
+        let descriptor = check_descriptor(loaded, described)?;
+        let validator = jsonschema::validator_for(&descriptor.input_schema).map_err(|e| LoadError::Health {
+            origin: loaded.origin.clone(),
+            message: format!("the input schema of `{}` is not a valid JSON Schema: {e}", descriptor.name),
+        })?;
+        let warm = loaded.manifest.pooled.as_ref().map(|p| WarmPool::new(p.size as usize, p.stateless));
+        if let (Some(warm), Some(pooled)) = (&warm, &loaded.manifest.pooled) {
+            pre_make(runtime, loaded, &export, warm, pooled.size).await;
+        }
+        Ok(ToolPrepared { export, descriptor, validator: Arc::new(validator), warm })
+    }
+}
+
+/// Check what `describe` answered: a valid tool name and JSON schemas.
+fn check_descriptor(loaded: &LoadedComponent, d: Descriptor) -> Result<ToolDescriptor, LoadError> {
+    let fail = |message: String| LoadError::Health { origin: loaded.origin.clone(), message };
+    let valid_name = !d.name.is_empty()
+        && d.name.len() <= 64
+        && d.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid_name {
+        return Err(fail(format!("tool name `{}` must be 1-64 characters of a-z, 0-9 and `-`", d.name)));
+    }
+    let schema = |which: &str, text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .map_err(|e| fail(format!("{which} schema of `{}` is not JSON: {e}", d.name)))
+    };
+    Ok(ToolDescriptor {
+        input_schema: schema("input", &d.input_schema)?,
+        output_schema: schema("output", &d.output_schema)?,
+        name: d.name,
+        version: d.version,
+        summary: d.summary,
+    })
+}
+
+/// Make the idle instances of a `[pooled]` tool ahead of its first calls,
+/// as far as the instance pool has room (calls make the rest).
+async fn pre_make(
+    runtime: &Runtime,
+    component: &LoadedComponent,
+    export: &ToolExport,
+    warm: &WarmPool<ToolInstance>,
+    size: u32,
+) {
+    for _ in 0..size {
+        let entry = Entry::start(component);
+        let Some(Some(slot)) = entry.wait(runtime.pool.for_call()).await else { break };
+        let mut store = entry.store(runtime, component);
+        match entry.run(export.instantiate(&mut store)).await {
+            Some(Ok(instance)) => {
+                if !warm.add_fresh(Warm::new(store, instance, slot)) {
+                    break;
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(component = component.id(), "a pooled instance could not be made ahead: {e:#}");
+                break;
+            }
+            None => break,
+        }
+    }
+}
 
 impl Runtime {
     /// Call the tool of `component` with `input` on behalf of `caller`:
@@ -136,7 +248,7 @@ impl Runtime {
         input: &str,
         entry: Entry,
     ) -> Result<serde_json::Value, CallError> {
-        let Some((pre, descriptor)) = component.tool.as_ref() else {
+        let Some(ToolPrepared { export: pre, descriptor, warm, .. }) = component.roles.tool.as_ref() else {
             return Err(CallError::UnknownTool { name: component.id().into(), available: String::new() });
         };
         let tool = descriptor.name.as_str();
@@ -159,7 +271,7 @@ impl Runtime {
             })?
             .map_err(|_| CallError::ShuttingDown)?;
         let trap = |e: wasmtime::Error| classify(tool, component, e);
-        if let Some(warm) = &component.warm {
+        if let Some(warm) = warm {
             return self.run_pooled(warm, caller, component, pre, input, &entry).await;
         }
         let _instance = entry.wait(self.pool.for_call()).await.flatten().ok_or_else(|| pool_busy(self, tool))?;
@@ -219,9 +331,8 @@ fn tool_output(tool: &str, output: Result<String, ToolError>) -> Result<serde_js
 /// The name of `component`'s tool.
 fn tool_name(component: &LoadedComponent) -> Result<&str, CallError> {
     component
-        .tool
-        .as_ref()
-        .map(|(_, d)| d.name.as_str())
+        .tool()
+        .map(|d| d.name.as_str())
         .ok_or_else(|| CallError::UnknownTool { name: component.id().into(), available: String::new() })
 }
 

@@ -2,8 +2,9 @@
 //!
 //! The steps, each with its own error: manifest checks against the host's
 //! limits → "is this a component at all" → compile → does it export what
-//! its worlds require → link (`InstancePre`) → health check (`describe`
-//! for tools).
+//! its worlds require → link (`InstancePre`) → each role's preparation and
+//! health check (`roles::RoleUnit::prepare`: a tool's `describe`, an
+//! instantiation for the others).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,26 +20,14 @@ use super::Runtime;
 use super::aot::Compilation;
 use super::entry::Entry;
 use super::store::{InstanceState, StoreBounds, new_store};
-use super::warm::{Warm, WarmPool};
+use super::warm::WarmPool;
 use crate::authz::Grants;
 use crate::capabilities::{ComponentCapabilities, config};
 use crate::error::LoadError;
-use crate::manifest::{Manifest, World};
-use crate::roles::resident::ResidentExport;
-use crate::roles::subscriber::EventExport;
-use crate::roles::tool::{ToolExport, ToolInstance};
+use crate::manifest::Manifest;
 use crate::source::ComponentPackage;
 
-/// What a tool says about itself (its `describe` export), schemas parsed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct ToolDescriptor {
-    pub name: String,
-    pub version: String,
-    pub summary: String,
-    pub input_schema: serde_json::Value,
-    pub output_schema: serde_json::Value,
-}
+pub use crate::roles::tool::ToolDescriptor;
 
 /// A component ready to be called: compiled, linked and health-checked.
 pub struct LoadedComponent {
@@ -47,14 +36,9 @@ pub struct LoadedComponent {
     pub origin: String,
     /// `sha256:<hex>` of the component bytes.
     pub digest: String,
-    pub(crate) tool: Option<(ToolExport, ToolDescriptor)>,
-    /// The tool's input schema, compiled: every call's input is checked
-    /// against it before the guest runs.
-    pub(crate) input_validator: Option<Arc<jsonschema::Validator>>,
-    pub(crate) subscriber: Option<EventExport>,
-    pub(crate) resident: Option<ResidentExport>,
-    /// Kept instances of its tool, for a `[pooled]` manifest.
-    pub(crate) warm: Option<WarmPool<ToolInstance>>,
+    /// What each role its manifest names keeps of it (`roles::Prepared`):
+    /// its exports, a tool's descriptor, schema and pool.
+    pub(crate) roles: crate::roles::Prepared,
     pub(crate) capabilities: ComponentCapabilities,
     /// One permit per concurrent call (`limits.concurrency`).
     pub(crate) slots: Arc<Semaphore>,
@@ -94,14 +78,14 @@ impl LoadedComponent {
     }
 
     pub fn tool(&self) -> Option<&ToolDescriptor> {
-        self.tool.as_ref().map(|(_, d)| d)
+        self.roles.tool.as_ref().map(|t| &t.descriptor)
     }
 
     /// Where `input` breaks the tool's input schema (empty if it does not):
     /// each violation as `<JSON pointer>: <what is wrong>`.
     pub fn schema_violations(&self, input: &serde_json::Value) -> Vec<String> {
-        let Some(validator) = &self.input_validator else { return Vec::new() };
-        validator
+        let Some(tool) = &self.roles.tool else { return Vec::new() };
+        tool.validator
             .iter_errors(input)
             .take(32)
             .map(|e| {
@@ -109,6 +93,12 @@ impl LoadedComponent {
                 format!("{}: {e}", if path.is_empty() { "/" } else { path.as_str() })
             })
             .collect()
+    }
+
+    /// A link error of this component (an export that cannot be typed as
+    /// its role's), for a role's `prepare`.
+    pub(crate) fn link_error(&self, e: wasmtime::Error) -> LoadError {
+        LoadError::Link { origin: self.origin.clone(), message: format!("{e:#}") }
     }
 
     pub fn grants(&self) -> &Arc<Grants> {
@@ -141,7 +131,7 @@ impl LoadedComponent {
 
     /// Idle kept instances, for a `[pooled]` tool.
     pub fn pooled_idle(&self) -> Option<usize> {
-        self.warm.as_ref().map(WarmPool::idle)
+        self.roles.tool.as_ref()?.warm.as_ref().map(WarmPool::idle)
     }
 
     pub fn version(&self) -> String {
@@ -244,7 +234,6 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link { origin: origin.clone(), message: format!("{e:#}") })?;
-        let link = |e: wasmtime::Error| LoadError::Link { origin: origin.clone(), message: format!("{e:#}") };
 
         let authorizer = self.chokepoint.authorizer();
         let principal = authorizer.principal(Principal::component(
@@ -264,121 +253,21 @@ impl Runtime {
             output_budget: self.capabilities.log.budget(),
         };
 
-        let subscriber = if manifest.worlds.contains(&World::Subscriber) {
-            Some(EventExport::new(pre.clone(), &exports).map_err(link)?)
-        } else {
-            None
-        };
-        let resident = if manifest.worlds.contains(&World::Resident) {
-            Some(ResidentExport::new(pre.clone()).map_err(link)?)
-        } else {
-            None
-        };
-        let warm = manifest.pooled.as_ref().map(|p| WarmPool::new(p.size as usize, p.stateless));
         let mut loaded = LoadedComponent {
             slots: Arc::new(Semaphore::new(manifest.limits.concurrency as usize)),
             manifest,
             origin: origin.clone(),
             digest,
-            tool: None,
-            input_validator: None,
-            subscriber,
-            resident,
-            warm,
+            roles: crate::roles::Prepared::default(),
             capabilities,
             publisher,
             compilation,
             retired: Arc::new(AtomicBool::new(false)),
             in_flight: AtomicUsize::new(0),
         };
-        if loaded.manifest.worlds.contains(&World::Tool) {
-            let tool_pre = ToolExport::new(pre, &exports).map_err(link)?;
-            let descriptor = self.describe(&loaded, &tool_pre).await?;
-            let validator = jsonschema::validator_for(&descriptor.input_schema).map_err(|e| LoadError::Health {
-                origin: loaded.origin.clone(),
-                message: format!("the input schema of `{}` is not a valid JSON Schema: {e}", descriptor.name),
-            })?;
-            loaded.input_validator = Some(Arc::new(validator));
-            loaded.tool = Some((tool_pre, descriptor));
-            self.pre_make(&loaded).await;
-        } else if loaded.resident.is_some() || loaded.subscriber.is_some() {
-            // Health check of a resident or subscriber-only component: it
-            // instantiates, under the same deadline as any entry (a
-            // resident's driver starts its own instance once it is active).
-            let fail = |message: String| LoadError::Health { origin: loaded.origin.clone(), message };
-            let entry = Entry::start(&loaded);
-            let _slot = self.health_slot(&loaded, &entry).await?;
-            let mut store = entry.store(self, &loaded);
-            let instantiate = async {
-                match (&loaded.resident, &loaded.subscriber) {
-                    (Some(resident), _) => resident.instantiate(&mut store).await.map(drop),
-                    (None, Some(subscriber)) => subscriber.instantiate(&mut store).await,
-                    (None, None) => Ok(()),
-                }
-            };
-            entry
-                .run(instantiate)
-                .await
-                .ok_or_else(|| fail(deadline_message(&loaded)))?
-                .map_err(|e| fail(format!("{e:#}")))?;
-        }
+        crate::roles::prepare(self, &mut loaded, &pre, &exports).await?;
         tracing::debug!(component = loaded.id(), digest = %loaded.digest, "loaded");
         Ok(loaded)
-    }
-
-    /// Make the idle instances of a `[pooled]` tool ahead of its first
-    /// calls, as far as the instance pool has room (calls make the rest).
-    async fn pre_make(&self, component: &LoadedComponent) {
-        let (Some(warm), Some((pre, _))) = (&component.warm, &component.tool) else { return };
-        let size = component.manifest.pooled.as_ref().map_or(0, |p| p.size);
-        for _ in 0..size {
-            let entry = Entry::start(component);
-            let Some(Some(slot)) = entry.wait(self.pool.for_call()).await else { break };
-            let mut store = entry.store(self, component);
-            match entry.run(pre.instantiate(&mut store)).await {
-                Some(Ok(instance)) => {
-                    if !warm.add_fresh(Warm::new(store, instance, slot)) {
-                        break;
-                    }
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(component = component.id(), "a pooled instance could not be made ahead: {e:#}");
-                    break;
-                }
-                None => break,
-            }
-        }
-    }
-
-    /// The tool health check: instantiate, call `describe`, check the answer.
-    async fn describe(&self, component: &LoadedComponent, pre: &ToolExport) -> Result<ToolDescriptor, LoadError> {
-        let fail = |message: String| LoadError::Health { origin: component.origin.clone(), message };
-        let entry = Entry::start(component);
-        let _slot = self.health_slot(component, &entry).await?;
-        let mut store = entry.store(self, component);
-        let run = pre.describe(&mut store);
-        let d = entry
-            .run(run)
-            .await
-            .ok_or_else(|| fail(deadline_message(component)))?
-            .map_err(|e| fail(format!("{e:#}")))?;
-        let valid_name = !d.name.is_empty()
-            && d.name.len() <= 64
-            && d.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !valid_name {
-            return Err(fail(format!("tool name `{}` must be 1-64 characters of a-z, 0-9 and `-`", d.name)));
-        }
-        let schema = |which: &str, text: &str| {
-            serde_json::from_str::<serde_json::Value>(text)
-                .map_err(|e| fail(format!("{which} schema of `{}` is not JSON: {e}", d.name)))
-        };
-        Ok(ToolDescriptor {
-            input_schema: schema("input", &d.input_schema)?,
-            output_schema: schema("output", &d.output_schema)?,
-            name: d.name,
-            version: d.version,
-            summary: d.summary,
-        })
     }
 }
 
@@ -439,6 +328,16 @@ impl Runtime {
         Ok(())
     }
 
+    /// A fresh store of `loaded` for a role's health check at load, with
+    /// its deadline and the pool slot kept for health checks; run the check
+    /// with [`health_result`].
+    pub(crate) async fn health_store(&self, loaded: &LoadedComponent) -> Result<HealthStore, LoadError> {
+        let entry = Entry::start(loaded);
+        let slot = self.health_slot(loaded, &entry).await?;
+        let store = entry.store(self, loaded);
+        Ok(HealthStore { entry, store, _slot: slot })
+    }
+
     /// The pool slot kept for health checks, waited for under `entry`.
     async fn health_slot(
         &self,
@@ -450,6 +349,24 @@ impl Runtime {
             message: "no instance-pool slot for the health check came free before the deadline".into(),
         })
     }
+}
+
+/// Where a role's health check runs (see [`Runtime::health_store`]).
+pub(crate) struct HealthStore {
+    pub(crate) entry: Entry,
+    pub(crate) store: wasmtime::Store<InstanceState>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Run a health check under `entry`'s deadline: a trap, an error or the
+/// deadline refuses the component, with why.
+pub(crate) async fn health_result<T>(
+    loaded: &LoadedComponent,
+    entry: &Entry,
+    check: impl std::future::Future<Output = wasmtime::Result<T>>,
+) -> Result<T, LoadError> {
+    let fail = |message: String| LoadError::Health { origin: loaded.origin.clone(), message };
+    entry.run(check).await.ok_or_else(|| fail(deadline_message(loaded)))?.map_err(|e| fail(format!("{e:#}")))
 }
 
 fn deadline_message(component: &LoadedComponent) -> String {

@@ -331,11 +331,14 @@ async fn resident_manifests_are_checked() {
     host.shutdown(Duration::from_secs(1)).await;
 
     let mixed = probe_text("test:mixed", "1.0.0", 20, 1000, &[]).replace("[\"resident\"]", "[\"resident\", \"tool\"]");
-    let err = Manifest::parse(&mixed).expect_err("resident with tool");
-    assert!(err.message.contains("cannot be combined"), "{err}");
+    let check = |text: &str| arw_host::check_manifest(&Manifest::parse(text).unwrap_or_else(|e| panic!("{e}")));
+    let err = check(&mixed).expect_err("resident with tool");
+    assert!(err.contains("cannot be combined"), "{err}");
     let stray = manifests::TEXT_STATS.to_string() + "\n[resident]\ntick-ms = 100\n";
-    let err = Manifest::parse(&stray).expect_err("[resident] without the world");
-    assert!(err.message.contains("does not include \"resident\""), "{err}");
+    let err = check(&stray).expect_err("[resident] without the world");
+    assert!(err.contains("does not include \"resident\""), "{err}");
+    let err = check(&probe_text("test:zero", "1.0.0", 0, 1000, &[])).expect_err("a zero tick");
+    assert!(err.contains("greater than zero"), "{err}");
 }
 
 /// A resident guest that traps at every tick does not spin the host: the

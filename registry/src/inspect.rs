@@ -54,13 +54,17 @@ pub fn check_worlds(wasm: &[u8], worlds: &[World]) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    fn world(name: &str) -> World {
+        World::named(name).unwrap_or_else(|| panic!("{name}"))
+    }
+
     #[test]
     fn reads_real_exports() {
         let exports = component_exports(arw_artifacts::EVENT_LOG.bytes).unwrap();
         assert!(exports.contains(&"arw:host/tool-handler@0.2.0".to_string()), "{exports:?}");
         assert!(exports.contains(&"arw:host/event-handler@0.2.0".to_string()), "{exports:?}");
-        assert!(check_worlds(arw_artifacts::TEXT_STATS.bytes, &[World::Tool]).is_ok());
-        let err = check_worlds(arw_artifacts::TEXT_STATS.bytes, &[World::Subscriber]).unwrap_err();
+        assert!(check_worlds(arw_artifacts::TEXT_STATS.bytes, &[world("tool")]).is_ok());
+        let err = check_worlds(arw_artifacts::TEXT_STATS.bytes, &[world("subscriber")]).unwrap_err();
         assert!(err.contains("does not export `arw:host/event-handler@0.2.0`"), "{err}");
         assert!(component_exports(b"\0asm\x01\0\0\0").unwrap_err().contains("core WebAssembly module"));
         assert!(component_exports(b"nope").is_err());

@@ -31,6 +31,10 @@ use std::str::FromStr;
 use arw_policy::Action;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod worlds;
+
+pub use worlds::{World, WorldDef};
+
 /// Longest bus topic, in bytes.
 pub const MAX_TOPIC_BYTES: usize = 255;
 
@@ -69,34 +73,17 @@ pub fn validate_topic(topic: &str) -> Result<(), InvalidTopic> {
     Ok(())
 }
 
-/// The fully qualified exports the worlds require of a component, at the
-/// version of `arw:host` this host's `wit/` defines, and the older versions
-/// it still runs.
+/// The versions of `arw:host`: the one `wit/` defines and the older ones
+/// the host still runs. What each world must export is read from the WIT
+/// ([`World::required_exports`]).
 pub mod exports {
     /// The version of `arw:host` that `wit/` defines (and `arw new` uses).
     pub const VERSION: &str = "0.2.0";
     /// Every version of `arw:host` the host links and calls: `0.1.0`
     /// components run unchanged (their interfaces are a subset of 0.2.0's).
     pub const VERSIONS: &[&str] = &["0.2.0", "0.1.0"];
-    /// Exported by components of the `tool` world.
-    pub const TOOL_HANDLER: &str = "arw:host/tool-handler@0.2.0";
-    /// Exported by components of the `subscriber` and `resident` worlds.
-    pub const EVENT_HANDLER: &str = "arw:host/event-handler@0.2.0";
-    /// Exported by components of the `resident` world (new in 0.2.0).
-    pub const LIFECYCLE: &str = "arw:host/lifecycle@0.2.0";
 
-    /// The `arw:host` version of `export` if it names `interface` (given
-    /// at [`VERSION`], as the constants above) at a version this host
-    /// supports. `lifecycle` exists from 0.2.0 only.
-    pub fn version_of(export: &str, interface: &str) -> Option<&'static str> {
-        let unversioned = interface.split('@').next()?;
-        let (name, version) = export.split_once('@')?;
-        if name != unversioned {
-            return None;
-        }
-        let first = if interface == LIFECYCLE { 1 } else { VERSIONS.len() };
-        VERSIONS.iter().take(first).find(|v| **v == version).copied()
-    }
+    pub use crate::worlds::version_of;
 }
 
 /// A component id, `namespace:name`, both parts `[a-z0-9-]`, starting with
@@ -152,61 +139,6 @@ impl Serialize for ComponentId {
 impl<'de> Deserialize<'de> for ComponentId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// The worlds of `wit/` a component can target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum World {
-    /// `arw:host/tool`: exports `tool-handler`.
-    Tool,
-    /// `arw:host/subscriber`: exports `event-handler`.
-    Subscriber,
-    /// `arw:host/resident`: exports `lifecycle` and `event-handler`; one
-    /// long-lived instance (see the manifest's `[resident]`).
-    Resident,
-}
-
-impl World {
-    pub const ALL: [World; 3] = [World::Tool, World::Subscriber, World::Resident];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            World::Tool => "tool",
-            World::Subscriber => "subscriber",
-            World::Resident => "resident",
-        }
-    }
-
-    /// The exports a component of this world must have (named at
-    /// [`exports::VERSION`]; [`exports::version_of`] accepts older ones).
-    pub fn required_exports(self) -> &'static [&'static str] {
-        match self {
-            World::Tool => &[exports::TOOL_HANDLER],
-            World::Subscriber => &[exports::EVENT_HANDLER],
-            World::Resident => &[exports::LIFECYCLE, exports::EVENT_HANDLER],
-        }
-    }
-
-    /// Does a component of this world get bus events (`bus.subscribe`)?
-    pub fn receives_events(self) -> bool {
-        matches!(self, World::Subscriber | World::Resident)
-    }
-
-    /// The first required export missing from `exported` (a component's
-    /// export names), if any.
-    pub fn missing_export<'a>(self, exported: impl IntoIterator<Item = &'a str> + Clone) -> Option<&'static str> {
-        self.required_exports()
-            .iter()
-            .find(|required| !exported.clone().into_iter().any(|e| exports::version_of(e, required).is_some()))
-            .copied()
-    }
-}
-
-impl fmt::Display for World {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -352,37 +284,13 @@ impl Manifest {
     /// The checks `parse` makes beyond the format (non-empty worlds, limits
     /// above zero, well-formed requests). Manifests that arrive by another
     /// route (a signed JSON manifest) must pass them too. What each action
-    /// accepts is checked by the host's capability that owns it, at load
-    /// (`arw_host::capabilities::check_manifest`).
+    /// accepts, and each role's own sections (`[pooled]`, `[resident]`),
+    /// are checked by the host's units, at load (`arw_host::check_manifest`).
     pub fn check(&self) -> Result<(), ManifestError> {
         let fail = |message: String| Err(ManifestError { message });
         if self.worlds.is_empty() {
-            return fail("`worlds` is empty: list at least one of \"tool\", \"subscriber\", \"resident\"".into());
-        }
-        let resident = self.worlds.contains(&World::Resident);
-        if resident && self.worlds.len() > 1 {
-            return fail(
-                "world \"resident\" cannot be combined with other worlds: a resident component has one \
-                 long-lived instance, which would serve calls of every caller; make a separate tool component"
-                    .into(),
-            );
-        }
-        if self.resident.is_some() && !resident {
-            return fail("a `[resident]` section is given but `worlds` does not include \"resident\"".into());
-        }
-        if let Some(Resident { tick_ms: Some(0) }) = self.resident {
-            return fail("`resident.tick-ms` must be greater than zero (leave it out for no ticks)".into());
-        }
-        if let Some(pooled) = &self.pooled {
-            if !self.worlds.contains(&World::Tool) {
-                return fail("a `[pooled]` section is given but `worlds` does not include \"tool\"".into());
-            }
-            if pooled.size == 0 || pooled.size > self.limits.concurrency {
-                return fail(format!(
-                    "`pooled.size` = {} must be between 1 and `limits.concurrency` = {}",
-                    pooled.size, self.limits.concurrency
-                ));
-            }
+            let known: Vec<String> = World::all().map(|w| format!("{:?}", w.as_str())).collect();
+            return fail(format!("`worlds` is empty: list at least one of {}", known.join(", ")));
         }
         let Limits { memory_mib, timeout_ms, concurrency } = self.limits;
         if memory_mib == 0 || timeout_ms == 0 || concurrency == 0 {
@@ -400,6 +308,11 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// Does the manifest name the world called `name`?
+    pub fn names_world(&self, name: &str) -> bool {
+        self.worlds.iter().any(|w| *w == *name)
     }
 
     /// The requests for one action.
@@ -463,7 +376,7 @@ mod tests {
             ("id = \"x\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]", "invalid component id"),
             ("id = \"a:b\"\nversion = \"one\"\nworlds = [\"tool\"]", "version"),
             ("id = \"a:b\"\nversion = \"1.0.0\"\nworlds = []", "`worlds` is empty"),
-            ("id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"gate\"]", "unknown variant"),
+            ("id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"gate\"]", "unknown world `gate`"),
             ("id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\ncolour = 1", "unknown field"),
             (
                 "id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n[[capabilities]]\naction = \"KV read\"\nresource = \"x\"",

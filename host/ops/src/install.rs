@@ -36,7 +36,7 @@ pub fn prepare(stores: &Stores, reference: &PackageRef) -> Result<Candidate, Ops
         .map_err(|e| OpsError::InvalidVersion { version: entry.version.clone(), reason: e.to_string() })?;
     let package = stores.registry.read(&reference.id, &version)?;
     let verified = arw_registry::verify::verify(&package, &stores.trust)?;
-    arw_host::capabilities::check_manifest(&verified.manifest).map_err(|message| OpsError::Capabilities {
+    arw_host::check_manifest(&verified.manifest).map_err(|message| OpsError::Capabilities {
         id: reference.id.to_string(),
         version: version.to_string(),
         message,

@@ -40,3 +40,12 @@ pub use host::{
     ToolInfo,
 };
 pub use manifest::Manifest;
+
+/// Check a manifest against this host's units: each role's rules
+/// ([`roles::check_manifest`]), then each capability request
+/// ([`capabilities::check_manifest`]). Run wherever a manifest enters the
+/// host: every load, `arw install`, `arw publish`, `arw build`.
+pub fn check_manifest(manifest: &Manifest) -> Result<(), String> {
+    roles::check_manifest(manifest)?;
+    capabilities::check_manifest(manifest)
+}

@@ -75,7 +75,7 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     let text = std::fs::read_to_string(&manifest_path)
         .with_context(|| format!("reading {} (every project has one)", manifest_path.display()))?;
     let manifest = Manifest::parse(&text).map_err(|e| anyhow!("{}: {e}", manifest_path.display()))?;
-    arw_host::capabilities::check_manifest(&manifest).map_err(|e| anyhow!("{}: {e}", manifest_path.display()))?;
+    arw_host::check_manifest(&manifest).map_err(|e| anyhow!("{}: {e}", manifest_path.display()))?;
     let name = manifest.id.name().to_string();
     let output = dir.join(manifest.component.clone().unwrap_or_else(|| PathBuf::from(format!("{name}.wasm"))));
     let lang = detect(dir)?;

@@ -133,8 +133,7 @@ pub fn publish(config: &HostConfig, args: PublishArgs) -> anyhow::Result<ExitCod
     let text =
         String::from_utf8(text).map_err(|_| anyhow!("{}: the manifest is not UTF-8", args.manifest.display()))?;
     let manifest = Manifest::parse(&text).map_err(|e| anyhow!("{}: invalid manifest: {e}", args.manifest.display()))?;
-    arw_host::capabilities::check_manifest(&manifest)
-        .map_err(|e| anyhow!("{}: invalid manifest: {e}", args.manifest.display()))?;
+    arw_host::check_manifest(&manifest).map_err(|e| anyhow!("{}: invalid manifest: {e}", args.manifest.display()))?;
     let wasm = arw_fs::read_user_file(&args.component, arw_registry::registry::DEFAULT_MAX_COMPONENT_BYTES)
         .context("reading the component")?;
     let (signer, key) = stores.keys.load(&args.key)?;

@@ -267,7 +267,7 @@ impl Host {
         // stands alone, and a tool has none.
         let spawn = crate::roles::ROLES
             .iter()
-            .filter(|role| active.manifest.worlds.contains(&role.world))
+            .filter(|role| active.manifest.names_world(role.world))
             .find_map(|role| role.worker);
         let Some(spawn) = spawn else { return };
         let start = crate::roles::WorkerStart {

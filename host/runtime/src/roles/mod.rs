@@ -18,7 +18,7 @@ pub mod resident;
 pub mod subscriber;
 pub mod tool;
 
-use arw_manifest::World;
+use arw_manifest::Manifest;
 
 /// How the host drives a role's instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +50,17 @@ pub struct Worker {
 /// One role, described.
 #[derive(Debug, Clone, Copy)]
 pub struct Role {
-    /// The manifest's name for it (`worlds = ["tool"]`).
-    pub world: World,
+    /// The manifest's name for it (`worlds = ["tool"]`): a world of
+    /// `wit/` (`arw_manifest::World` reads them from the WIT).
+    pub world: &'static str,
     /// The WIT world, `arw:host/<name>`.
     pub wit_world: &'static str,
-    /// The interface the component must export.
+    /// The interface the component must export (the world's first).
     pub export: &'static str,
+    /// Its rules for a manifest (its own sections, how its world combines
+    /// with others), checked for every manifest: a section of a role the
+    /// manifest does not name is an error too.
+    pub check: fn(&Manifest) -> Result<(), String>,
     /// The lifecycles it supports, its default first.
     pub lifecycles: &'static [Lifecycle],
     /// The task that feeds a loaded component of this role from the bus
@@ -150,7 +155,7 @@ macro_rules! define_roles {
             exports: &[String],
         ) -> Result<(), crate::LoadError> {
             $(
-                if loaded.manifest.worlds.contains(&<$module::$ty as RoleUnit>::UNIT.world) {
+                if loaded.manifest.names_world(<$module::$ty as RoleUnit>::UNIT.world) {
                     let prepared = <$module::$ty as RoleUnit>::prepare(runtime, loaded, pre, exports).await?;
                     loaded.roles.$field = Some(prepared);
                 }
@@ -162,6 +167,16 @@ macro_rules! define_roles {
 
 for_each_role!(define_roles);
 
+/// Check a manifest against every role's rules.
+pub fn check_manifest(manifest: &Manifest) -> Result<(), String> {
+    ROLES.iter().try_for_each(|role| (role.check)(manifest))
+}
+
+/// For a role with no rules of its own.
+pub(crate) fn no_rules(_: &Manifest) -> Result<(), String> {
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::ROLES;
@@ -172,8 +187,8 @@ mod tests {
         let wit_doc =
             std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/wit.md"))
                 .unwrap_or_else(|e| panic!("{e}"));
-        for world in World::ALL {
-            let roles: Vec<_> = ROLES.iter().filter(|r| r.world == world).collect();
+        for world in World::all() {
+            let roles: Vec<_> = ROLES.iter().filter(|r| r.world == world.as_str()).collect();
             assert_eq!(roles.len(), 1, "`{world}` must have exactly one role unit");
         }
         for role in ROLES {
@@ -187,7 +202,9 @@ mod tests {
             let interface = role.export.strip_prefix("arw:host/").and_then(|e| e.split('@').next());
             let interface = interface.unwrap_or_else(|| panic!("{}", role.export));
             assert!(wit.contains(&format!("export {interface};")), "`{name}` does not export `{interface}`");
-            assert_eq!(role.export, role.world.required_exports()[0], "the manifest's world and the role disagree");
+            let world = World::named(role.world).unwrap_or_else(|| panic!("`{}` is not a world of wit/", role.world));
+            assert_eq!(role.wit_world, format!("arw:host/{world}"));
+            assert_eq!(role.export, world.required_exports()[0], "the manifest's world and the role disagree");
             assert!(wit_doc.contains(&format!("| `{name}` |")), "world `{name}` is not in docs/wit.md's table");
         }
     }

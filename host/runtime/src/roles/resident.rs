@@ -54,14 +54,36 @@ pub mod bindings {
     });
 }
 
+/// The export that makes a component this role, at the current `arw:host`.
+pub const EXPORT: &str = "arw:host/lifecycle@0.2.0";
+
 /// This role, described (see [`crate::roles`]).
 pub const UNIT: super::Role = super::Role {
-    world: arw_manifest::World::Resident,
+    world: "resident",
     wit_world: "arw:host/resident",
-    export: arw_manifest::exports::LIFECYCLE,
+    export: EXPORT,
+    check: check_resident,
     lifecycles: &[super::Lifecycle::Resident],
     worker: Some(spawn),
 };
+
+/// A resident component stands alone; `[resident]` belongs to one, and
+/// its tick is above zero.
+fn check_resident(manifest: &crate::Manifest) -> Result<(), String> {
+    let resident = manifest.names_world(UNIT.world);
+    if resident && manifest.worlds.len() > 1 {
+        return Err("world \"resident\" cannot be combined with other worlds: a resident component has one \
+                    long-lived instance, which would serve calls of every caller; make a separate tool component"
+            .into());
+    }
+    if manifest.resident.is_some() && !resident {
+        return Err("a `[resident]` section is given but `worlds` does not include \"resident\"".into());
+    }
+    if let Some(arw_manifest::Resident { tick_ms: Some(0) }) = manifest.resident {
+        return Err("`resident.tick-ms` must be greater than zero (leave it out for no ticks)".into());
+    }
+    Ok(())
+}
 
 /// The `resident` role as a unit (see [`super::RoleUnit`]).
 #[derive(Debug)]

@@ -35,11 +35,15 @@ pub mod bindings {
     });
 }
 
+/// The export that makes a component this role, at the current `arw:host`.
+pub const EXPORT: &str = "arw:host/event-handler@0.2.0";
+
 /// This role, described (see [`crate::roles`]).
 pub const UNIT: super::Role = super::Role {
-    world: arw_manifest::World::Subscriber,
+    world: "subscriber",
     wit_world: "arw:host/subscriber",
-    export: arw_manifest::exports::EVENT_HANDLER,
+    export: EXPORT,
+    check: super::no_rules,
     lifecycles: &[super::Lifecycle::PerEntry],
     worker: Some(spawn),
 };
@@ -155,7 +159,7 @@ pub(crate) enum EventExport {
 impl EventExport {
     /// The event-handler export of `pre`, whose component exports `exports`.
     pub(crate) fn new(pre: InstancePre<InstanceState>, exports: &[String]) -> wasmtime::Result<Self> {
-        if exports.iter().any(|e| e == arw_manifest::exports::EVENT_HANDLER) {
+        if exports.iter().any(|e| e == EXPORT) {
             Ok(EventExport::Current(SubscriberPre::new(pre)?))
         } else {
             Ok(EventExport::V0_1(v0_1::subscriber::SubscriberPre::new(pre)?))

@@ -35,11 +35,15 @@ pub mod bindings {
     });
 }
 
+/// The export that makes a component this role, at the current `arw:host`.
+pub const EXPORT: &str = "arw:host/tool-handler@0.2.0";
+
 /// This role, described (see [`crate::roles`]).
 pub const UNIT: super::Role = super::Role {
-    world: arw_manifest::World::Tool,
+    world: "tool",
     wit_world: "arw:host/tool",
-    export: arw_manifest::exports::TOOL_HANDLER,
+    export: EXPORT,
+    check: check_pooled,
     lifecycles: &[super::Lifecycle::PerEntry, super::Lifecycle::Pooled],
     worker: None,
 };
@@ -53,6 +57,21 @@ pub struct ToolDescriptor {
     pub summary: String,
     pub input_schema: serde_json::Value,
     pub output_schema: serde_json::Value,
+}
+
+/// `[pooled]` belongs to a tool, and its size fits its concurrency.
+fn check_pooled(manifest: &crate::Manifest) -> Result<(), String> {
+    let Some(pooled) = &manifest.pooled else { return Ok(()) };
+    if !manifest.names_world(UNIT.world) {
+        return Err("a `[pooled]` section is given but `worlds` does not include \"tool\"".into());
+    }
+    if pooled.size == 0 || pooled.size > manifest.limits.concurrency {
+        return Err(format!(
+            "`pooled.size` = {} must be between 1 and `limits.concurrency` = {}",
+            pooled.size, manifest.limits.concurrency
+        ));
+    }
+    Ok(())
 }
 
 /// The `tool` role as a unit (see [`super::RoleUnit`]).
@@ -367,7 +386,7 @@ pub(crate) enum ToolExport {
 impl ToolExport {
     /// The tool export of `pre`, whose component exports `exports`.
     pub(crate) fn new(pre: InstancePre<InstanceState>, exports: &[String]) -> wasmtime::Result<Self> {
-        if exports.iter().any(|e| e == arw_manifest::exports::TOOL_HANDLER) {
+        if exports.iter().any(|e| e == EXPORT) {
             Ok(ToolExport::Current(ToolPre::new(pre)?))
         } else {
             Ok(ToolExport::V0_1(v0_1::tool::ToolPre::new(pre)?))

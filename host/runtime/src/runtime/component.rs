@@ -188,7 +188,7 @@ impl Runtime {
             }
             tracing::warn!(%origin, "loading an UNSIGNED component (allow-unsigned is on; development only)");
         }
-        if let Err(message) = crate::capabilities::check_manifest(&manifest) {
+        if let Err(message) = crate::check_manifest(&manifest) {
             return Err(LoadError::Manifest { origin, message });
         }
         if let Err(message) = self

@@ -27,6 +27,8 @@ pub mod host;
 pub mod roles;
 pub mod runtime;
 pub mod source;
+#[cfg(test)]
+mod source_scan;
 pub mod supervisor;
 pub mod wit;
 

@@ -271,6 +271,13 @@ mod tests {
                     config_doc.contains(&format!("### `[{section}]`")),
                     "`[{section}]` is not in docs/configuration.md"
                 );
+                // The section is the unit's field of HostConfig, and an
+                // unknown key in it is an error.
+                let empty = toml::from_str::<crate::HostConfig>(&format!("[{section}]\n"));
+                assert!(empty.is_ok(), "`[{section}]` is not a section of HostConfig: {empty:?}");
+                let unknown = toml::from_str::<crate::HostConfig>(&format!("[{section}]\nno-such-key = 1\n"));
+                let err = unknown.err().map(|e| e.to_string()).unwrap_or_default();
+                assert!(err.contains("no-such-key"), "`[{section}]` accepts an unknown key: {err:?}");
             }
             assert!(!unit.wit.is_empty(), "`{}` names no WIT interface", unit.name);
         }
@@ -293,34 +300,9 @@ mod tests {
             ("http", &["capabilities::http", "OutgoingHttp", "outgoing_http", "HttpInstance", "http::REQUEST"]),
             ("config", &["capabilities::config", "ConfigCapability", "ConfigInstance", "config::READ"]),
         ];
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let mut files = Vec::new();
-        let mut dirs = vec![root.clone()];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).flatten() {
-                let path = entry.path();
-                let name = entry.file_name().to_string_lossy().to_string();
-                if path.is_dir() && !matches!(name.as_str(), "tests" | "benches" | "target") {
-                    dirs.push(path);
-                } else if name.ends_with(".rs") && path.components().any(|c| c.as_os_str() == "src") {
-                    files.push(path);
-                }
-            }
-        }
-        assert!(files.len() > 50, "found only {} source files under {}", files.len(), root.display());
         for (folder, names) in leaves {
-            let own = root.join("runtime/src/capabilities").join(folder);
-            let mut mentions = Vec::new();
-            for file in files.iter().filter(|f| !f.starts_with(&own)) {
-                let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-                // The code, not its unit tests.
-                let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
-                for (n, line) in code.lines().enumerate() {
-                    if names.iter().any(|name| line.contains(name)) {
-                        mentions.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
-                    }
-                }
-            }
+            let own = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/capabilities").join(folder);
+            let mentions = crate::source_scan::mentions_outside(&own, names);
             assert_eq!(mentions.len(), 1, "`{folder}` is named outside its folder: {mentions:#?}");
             assert!(mentions[0].contains("capabilities/mod.rs"), "{mentions:?}");
         }

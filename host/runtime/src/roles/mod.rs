@@ -182,6 +182,23 @@ mod tests {
     use super::ROLES;
     use arw_manifest::World;
 
+    /// The subscriber role is needed by nothing else in the host: no
+    /// source file outside `roles/subscriber.rs` names it, except its
+    /// registration line. (The resident role is named where the control
+    /// plane hands a swap over, the host reports its status, and its
+    /// `[resident]` bounds are configured.)
+    #[test]
+    fn a_role_is_its_file_and_one_line() {
+        let own = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/roles/subscriber.rs");
+        let names = ["roles::subscriber", "subscriber::", "SubscriberRole", "EventExport"];
+        let mentions: Vec<String> = crate::source_scan::mentions_outside(&own, &names)
+            .into_iter()
+            .filter(|m| !m.contains("tracing_subscriber"))
+            .collect();
+        assert_eq!(mentions.len(), 1, "the subscriber role is named outside its file: {mentions:#?}");
+        assert!(mentions[0].contains("roles/mod.rs"), "{mentions:?}");
+    }
+
     #[test]
     fn every_role_unit_is_complete() {
         let wit_doc =

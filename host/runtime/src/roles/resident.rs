@@ -466,7 +466,7 @@ impl Driver {
         if !self.slot.active().grants().allows(crate::capabilities::bus::SUBSCRIBE, &event.topic) {
             return;
         }
-        let wit_event = super::subscriber::wit_event(event);
+        let wit_event = event.to_wit();
         let entered = self.enter(Call::Handle(&wit_event)).await;
         let bus = &self.runtime.capabilities.bus;
         if let Some((_, Outcome::Done(_))) = &entered {

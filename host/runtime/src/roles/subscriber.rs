@@ -12,7 +12,6 @@ use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
 use super::Worker;
-use crate::bindings::imports::arw::host::bus as wit_bus;
 use crate::bindings::v0_1;
 use crate::capabilities::bus::{Event, Payload};
 use crate::error::CallError;
@@ -136,20 +135,6 @@ impl Runtime {
     }
 }
 
-/// A bus event as `arw:host/bus` gives it to a guest.
-pub(crate) fn wit_event(event: &Event) -> wit_bus::Event {
-    wit_bus::Event {
-        id: event.id,
-        topic: event.topic.clone(),
-        payload: match &event.payload {
-            Payload::Json(text) => wit_bus::Payload::Json(text.clone()),
-            Payload::Bytes(bytes) => wit_bus::Payload::Bytes(bytes.clone()),
-        },
-        source: event.source.to_string(),
-        time_ms: event.time_ms,
-    }
-}
-
 /// A linked subscriber, at the `arw:host` version it was built against.
 pub(crate) enum EventExport {
     Current(SubscriberPre<InstanceState>),
@@ -182,7 +167,7 @@ impl EventExport {
     ) -> wasmtime::Result<Result<(), String>> {
         match self {
             EventExport::Current(pre) => {
-                let event = wit_event(event);
+                let event = event.to_wit();
                 pre.instantiate_async(&mut *store).await?.arw_host_event_handler().call_handle(store, &event).await
             }
             EventExport::V0_1(pre) => {

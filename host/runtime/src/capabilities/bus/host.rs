@@ -2,11 +2,28 @@
 
 use std::sync::Arc;
 
-use super::{Bus, BusError, Payload};
+use super::{Bus, BusError, Event, Payload};
 use crate::authz::Grants;
 use crate::bindings::CapabilityError;
 use crate::bindings::imports::arw::host::{bus as wit, types};
 use crate::capabilities::ComponentCapabilities;
+
+impl Event {
+    /// This event as `arw:host/bus` gives it to a guest (a subscriber's
+    /// delivery, a resident's mailbox).
+    pub(crate) fn to_wit(&self) -> wit::Event {
+        wit::Event {
+            id: self.id,
+            topic: self.topic.clone(),
+            payload: match &self.payload {
+                Payload::Json(text) => wit::Payload::Json(text.clone()),
+                Payload::Bytes(bytes) => wit::Payload::Bytes(bytes.clone()),
+            },
+            source: self.source.to_string(),
+            time_ms: self.time_ms,
+        }
+    }
+}
 
 /// The bus as one instance of one component sees it.
 #[derive(Debug)]

@@ -8,8 +8,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(manifest) = arw_manifest::Manifest::parse(text) {
         // What parses must pass its own checks and round-trip.
         assert!(manifest.check().is_ok());
+        // Every world named is one of the WIT's, with what it must export.
+        for world in &manifest.worlds {
+            assert!(arw_manifest::World::named(world.as_str()).is_some());
+            assert!(!world.required_exports().is_empty());
+        }
         for request in &manifest.capabilities {
-            let _ = request.covers(request.action, &request.resource);
+            let _ = arw_manifest::glob_match(&request.resource, &request.resource);
         }
         let _ = arw_manifest::validate_topic(text);
     }

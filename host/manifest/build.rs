@@ -15,7 +15,7 @@ fn wit_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn array(name: &str, files: &[PathBuf]) -> String {
-    let mut out = format!("pub(crate) const {name}: &[(&str, &str)] = &[\n");
+    let mut out = format!("pub const {name}: &[(&str, &str)] = &[\n");
     for path in files {
         let file = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         out.push_str(&format!("    ({file:?}, include_str!({:?})),\n", path.display().to_string()));
@@ -36,7 +36,7 @@ fn main() {
         .filter(|path| path.is_dir())
         .collect();
     versions.sort();
-    out.push_str("pub(crate) const COMPAT: &[&[(&str, &str)]] = &[\n");
+    out.push_str("pub const COMPAT: &[&[(&str, &str)]] = &[\n");
     for (i, dir) in versions.iter().enumerate() {
         println!("cargo:rerun-if-changed={}", dir.display());
         out.push_str(&format!("    COMPAT_{i},\n"));

@@ -33,6 +33,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 mod worlds;
 
+/// The `arw:host` WIT package, embedded (`wit::CURRENT`: every file of `wit/`).
+pub use worlds::files as wit;
 pub use worlds::{World, WorldDef};
 
 /// Longest bus topic, in bytes.

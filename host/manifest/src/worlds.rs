@@ -14,7 +14,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::exports::{VERSION, VERSIONS};
 
-mod files {
+/// The package's files, embedded by `build.rs`: `CURRENT` (every file of
+/// `wit/`, by name, sorted) and `COMPAT` (each frozen older version).
+pub mod files {
     include!(concat!(env!("OUT_DIR"), "/wit_files.rs"));
 }
 

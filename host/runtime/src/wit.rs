@@ -5,8 +5,9 @@
 /// The package id, as components import it.
 pub const PACKAGE: &str = "arw:host@0.2.0";
 
-// `FILES`: every file of `wit/`, embedded by `build.rs`.
-include!(concat!(env!("OUT_DIR"), "/wit_files.rs"));
+/// Every file of `wit/`, by name (sorted), as the manifest crate embeds
+/// them (it reads the worlds from the same text).
+pub const FILES: &[(&str, &str)] = arw_manifest::wit::CURRENT;
 
 #[cfg(test)]
 mod tests {

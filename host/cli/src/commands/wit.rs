@@ -14,7 +14,7 @@ pub fn run(command: WitCommand) -> anyhow::Result<ExitCode> {
     for (name, text) in FILES {
         let path = dir.join(name);
         if let Ok(existing) = std::fs::read_to_string(&path)
-            && existing != text
+            && existing != *text
             && !force
         {
             bail!("{} exists and differs from this host's {PACKAGE}; pass --force to overwrite it", path.display());

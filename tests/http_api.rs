@@ -358,6 +358,7 @@ async fn a_token_configured_as_its_sha256_authenticates_and_the_hash_itself_does
         token: None,
         token_sha256: Some(hash.clone()),
         roles: vec!["admin".into()],
+        tags: Vec::new(),
     });
     let server = TestServer::start(&[DEFAULT_POLICIES], http).await;
     assert_eq!(server.get("/admin/status", Some(token)).await.status(), 200);

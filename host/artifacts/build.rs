@@ -19,11 +19,13 @@ const GUESTS: &[(&str, bool)] = &[
     ("announce", true),
     ("event-log", true),
     ("heartbeat", true),
+    ("gating", true),
     ("spinner", false),
     ("memory-hog", false),
     ("probe", false),
     ("listener", false),
     ("resident-probe", false),
+    ("gate-probe", false),
 ];
 
 /// The first-party guests built a second time against the frozen

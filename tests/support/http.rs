@@ -34,12 +34,14 @@ pub fn http_config() -> HttpConfig {
                 token: Some(Secret(ADMIN_TOKEN.into())),
                 token_sha256: None,
                 roles: vec!["admin".into()],
+                tags: Vec::new(),
             },
             TokenConfig {
                 name: "viewer".into(),
                 token: Some(Secret(VIEWER_TOKEN.into())),
                 token_sha256: None,
                 roles: vec!["viewer".into()],
+                tags: vec!["guest".into()],
             },
         ],
         ..HttpConfig::default()

@@ -25,6 +25,7 @@ pub mod manifests {
     pub const ANNOUNCE: &str = include_str!("../../manifests/announce.toml");
     pub const EVENT_LOG: &str = include_str!("../../manifests/event-log.toml");
     pub const HEARTBEAT: &str = include_str!("../../manifests/heartbeat.toml");
+    pub const GATING: &str = include_str!("../../manifests/gating.toml");
 }
 
 /// The repository's default policies (`policies/default.cedar`).

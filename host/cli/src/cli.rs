@@ -64,6 +64,11 @@ pub enum Command {
     /// Work with Cedar policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Inspect and configure the gates (`[gating]`; see docs/gating.md):
+    /// which contracts cover each gating key, what a request would meet,
+    /// the presets.
+    #[command(subcommand)]
+    Gate(GateCommand),
     /// Manage signing keys ($XDG_CONFIG_HOME/arw/keys).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -239,6 +244,53 @@ pub struct CallArgs {
     /// The input document, as JSON text. Use `-` to read it from stdin.
     #[arg(long, short, value_name = "JSON")]
     pub input: String,
+    /// Call without asking the gates: the local operator's way back in
+    /// when a contract locks everyone out. Cedar still decides; the call
+    /// is logged and published as `gate.bypassed`.
+    #[arg(long)]
+    pub break_glass: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GateCommand {
+    /// Every gating key of the catalogue, with each gate's contracts that
+    /// cover it (whoever asks, whenever).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What a request under KEY would meet now (or --at TIME), and which
+    /// gate and contract decide. Exit status 1 when it would be refused.
+    Check {
+        /// A gating key: `tools:invoke`, `io:ingress:tools.text-stats`,
+        /// `io:egress:http.api.example.com:443` (see docs/gating-keys.md).
+        key: String,
+        /// The caller: a `[[http.tokens]]` name (its roles and tags),
+        /// `anonymous`, or `local` (the CLI, the default).
+        #[arg(long = "as", value_name = "CALLER", default_value = "local")]
+        caller: String,
+        /// The time of the request, RFC 3339 (`2026-12-24T12:00:00Z`).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Print JSON instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Each gate with its configuration file and whether it is in force
+    /// (the gate checks it; a refused file names its line).
+    Contracts {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a preset (`strict`, `standard` or `relaxed`) as arw:gating's
+    /// contracts file, keeping the previous file as `<file>.previous`. A
+    /// running `arw up` puts it in force at once.
+    Preset {
+        /// `strict`, `standard` or `relaxed`.
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -14,9 +14,17 @@ pub fn first_party() -> EmbeddedSource {
         .with("kv-counter", include_str!("../../../manifests/kv-counter.toml"), a::KV_COUNTER.bytes)
         .with("announce", include_str!("../../../manifests/announce.toml"), a::ANNOUNCE.bytes)
         .with("event-log", include_str!("../../../manifests/event-log.toml"), a::EVENT_LOG.bytes)
+        .with("gating", include_str!("../../../manifests/gating.toml"), a::GATING.bytes)
 }
 
 /// The default policies (`policies/*.cedar`).
 pub fn policies() -> Vec<PolicySource> {
     vec![PolicySource::new("embedded:policies/default.cedar", include_str!("../../../policies/default.cedar"))]
 }
+
+/// The `arw:gating` presets (`presets/gating/*.toml`), by name.
+pub const GATING_PRESETS: &[(&str, &str)] = &[
+    ("strict", include_str!("../../../presets/gating/strict.toml")),
+    ("standard", include_str!("../../../presets/gating/standard.toml")),
+    ("relaxed", include_str!("../../../presets/gating/relaxed.toml")),
+];

@@ -111,7 +111,22 @@ pub fn load(args: &GlobalArgs) -> anyhow::Result<HostConfig> {
     if config.trust_dir.is_none() {
         config.trust_dir = default_config_dir().map(|d| d.join("trust"));
     }
+    if config.gating.gates.iter().any(|g| g == GATING)
+        && !config.gating.files.contains_key(GATING)
+        && let Some(file) = default_gating_file()
+    {
+        config.gating.files.insert(GATING.into(), file);
+    }
     Ok(config)
+}
+
+/// The first-party gate.
+pub const GATING: &str = "arw:gating";
+
+/// arw:gating's contracts file when `[gating.files]` names none:
+/// `$XDG_CONFIG_HOME/arw/gating.toml`.
+pub fn default_gating_file() -> Option<std::path::PathBuf> {
+    default_config_dir().map(|d| d.join("gating.toml"))
 }
 
 #[cfg(test)]

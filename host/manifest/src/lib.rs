@@ -378,7 +378,7 @@ mod tests {
             ("id = \"x\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]", "invalid component id"),
             ("id = \"a:b\"\nversion = \"one\"\nworlds = [\"tool\"]", "version"),
             ("id = \"a:b\"\nversion = \"1.0.0\"\nworlds = []", "`worlds` is empty"),
-            ("id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"gate\"]", "unknown world `gate`"),
+            ("id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"gateway\"]", "unknown world `gateway`"),
             ("id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\ncolour = 1", "unknown field"),
             (
                 "id = \"a:b\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n[[capabilities]]\naction = \"KV read\"\nresource = \"x\"",

@@ -216,7 +216,7 @@ mod tests {
     #[test]
     fn the_worlds_are_read_from_the_wit() {
         let names: Vec<&str> = World::all().map(World::as_str).collect();
-        assert_eq!(names, ["resident", "subscriber", "tool"], "`imports` exports nothing and is no role");
+        assert_eq!(names, ["gate", "resident", "subscriber", "tool"], "`imports` exports nothing and is no role");
         let resident = World::named("resident").unwrap_or_else(|| panic!("resident"));
         assert_eq!(resident.required_exports(), ["arw:host/lifecycle@0.2.0", "arw:host/event-handler@0.2.0"]);
         assert!(resident.receives_events());
@@ -224,7 +224,7 @@ mod tests {
         assert!(!tool.receives_events());
         assert_eq!(tool.missing_export(["arw:host/tool-handler@0.1.0"]), None, "0.1.0 had tool-handler");
         assert_eq!(resident.missing_export(["arw:host/lifecycle@0.1.0"]), Some("arw:host/lifecycle@0.2.0"));
-        assert!("gate".parse::<World>().unwrap_err().contains("\"tool\""));
+        assert!("gateway".parse::<World>().unwrap_err().contains("\"tool\""));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::authz::AUDIT_DENIED_TOPIC;
+use crate::gating::events as gating;
 use crate::supervisor::events;
 
 /// One kind of host event.
@@ -119,6 +120,67 @@ pub fn host_events() -> Vec<EventKind> {
                         "minimum": 1,
                         "description": "How many refusals this event reports (the last one's resource and reason).",
                     },
+                },
+            }),
+        },
+        EventKind {
+            topic: gating::GATE_DENIED,
+            summary: "A gate refused a request (or could not decide, code `gate-failed`). Refusals of one gate, \
+                      contract and caller within 1 s after the first are reported together, in one event with \
+                      their `count`.",
+            payload: json!({
+                "type": "object",
+                "required": ["gate", "key", "caller", "contract", "code", "reason", "count"],
+                "properties": {
+                    "gate": {"type": "string", "description": "The gate's component id."},
+                    "key": {"type": "string", "description": "The gating key (docs/gating-keys.md)."},
+                    "caller": {"type": "string"},
+                    "contract": {"type": "string", "description": "The contract that decided; empty for `gate-failed`."},
+                    "code": {"type": "string"},
+                    "reason": {"type": "string"},
+                    "retry-after-ms": {"type": ["integer", "null"], "minimum": 0},
+                    "count": {"type": "integer", "minimum": 1},
+                },
+            }),
+        },
+        EventKind {
+            topic: gating::GATING_RELOADED,
+            summary: "A gate accepted a new configuration (its file changed) and it is in force.",
+            payload: json!({
+                "type": "object",
+                "required": ["gate", "file"],
+                "properties": {
+                    "gate": {"type": "string"},
+                    "file": {"type": ["string", "null"]},
+                },
+            }),
+        },
+        EventKind {
+            topic: gating::GATING_RELOAD_FAILED,
+            summary: "A gate refused its configuration file; the previous configuration stays in force (at start, \
+                      when there is none, the gate denies everything until the file is fixed).",
+            payload: json!({
+                "type": "object",
+                "required": ["gate", "file", "line", "message", "kept"],
+                "properties": {
+                    "gate": {"type": "string"},
+                    "file": {"type": ["string", "null"]},
+                    "line": {"type": ["integer", "null"], "minimum": 1, "description": "1-based line of the error."},
+                    "message": {"type": "string"},
+                    "kept": {"type": "string", "description": "What is in force instead."},
+                },
+            }),
+        },
+        EventKind {
+            topic: gating::GATE_BYPASSED,
+            summary: "The local operator called a tool on the break-glass path, without asking the gates.",
+            payload: json!({
+                "type": "object",
+                "required": ["caller", "key", "gates"],
+                "properties": {
+                    "caller": {"type": "string"},
+                    "key": {"type": "string"},
+                    "gates": {"type": "array", "items": {"type": "string"}},
                 },
             }),
         },

@@ -43,6 +43,7 @@ macro_rules! define_host_config {
             pub http: HttpConfig,
             pub limits: LimitsConfig,
             pub node: NodeConfig,
+            pub gating: crate::gating::GatingConfig,
             pub resident: crate::roles::resident::ResidentConfig,
             /// Per-component overrides, keyed by component id (`arw:announce`).
             pub components: BTreeMap<String, ComponentOverrides>,
@@ -255,6 +256,9 @@ pub struct TokenConfig {
     /// The caller's roles: `principal in Arw::Role::"<role>"` in Cedar.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Free-form tags gates see (`caller-tags` in a contract).
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// A string that is never printed by `Debug`.

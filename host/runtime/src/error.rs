@@ -115,6 +115,15 @@ pub enum CallError {
     Interrupted { tool: String, version: String },
     #[error("the host is shutting down")]
     ShuttingDown,
+    /// A gate refused the call, or could not decide (fail closed).
+    #[error(transparent)]
+    Gated(Box<crate::gating::GateDenied>),
+}
+
+impl From<crate::gating::GateDenied> for CallError {
+    fn from(denied: crate::gating::GateDenied) -> Self {
+        CallError::Gated(Box::new(denied))
+    }
 }
 
 impl CallError {
@@ -145,6 +154,7 @@ impl CallError {
                 | CallError::InvalidInput(_)
                 | CallError::SchemaViolation { .. }
                 | CallError::ShuttingDown
+                | CallError::Gated(_)
         )
     }
 
@@ -167,6 +177,7 @@ impl CallError {
             CallError::Trap { .. } => "trap",
             CallError::Interrupted { .. } => "interrupted",
             CallError::ShuttingDown => "shutting-down",
+            CallError::Gated(denied) => denied.code(),
         })
     }
 }

@@ -10,6 +10,7 @@
 //! | [`source`] | where components come from ([`source::ComponentSource`]): a directory, embedded bytes |
 //! | [`runtime`] | the wasmtime engine, linker, stores, loading, and what every entry into a guest shares |
 //! | [`roles`] | one unit per world a component exports: how the host drives it (`tool`, `subscriber`) |
+//! | [`gating`] | gates: signed components asked before the effect at every entry point, fail closed |
 //! | [`authz`] | the one authorization chokepoint every capability call and tool call goes through |
 //! | [`capabilities`] | one unit per capability: `bus`, `kv`, `log`, `config`, `http` |
 //! | [`supervisor`] | versions over time: atomic switch, drain, rollback, transition events |
@@ -23,6 +24,7 @@ pub mod capabilities;
 pub mod catalogue;
 pub mod config;
 pub mod error;
+pub mod gating;
 pub mod host;
 pub mod roles;
 pub mod runtime;

@@ -53,6 +53,7 @@ impl Callers {
                 token: Some(token.clone()),
                 token_sha256: None,
                 roles: vec![ADMIN.into()],
+                tags: Vec::new(),
             });
         }
         let mut tokens = Vec::new();
@@ -82,7 +83,11 @@ impl Callers {
             if tokens.iter().any(|(d, _)| *d == digest) {
                 return Err(fail("another caller has the same token".into()));
             }
-            let caller = host.caller(Principal::caller(entry.name.clone(), entry.roles.clone()));
+            if entry.tags.len() > arw_host::config::NodeConfig::MAX_TAGS {
+                return Err(fail(format!("at most {} tags are allowed", arw_host::config::NodeConfig::MAX_TAGS)));
+            }
+            let caller =
+                host.caller_tagged(Principal::caller(entry.name.clone(), entry.roles.clone()), entry.tags.clone());
             tokens.push((digest, Arc::new(Identity { name: entry.name, anonymous: false, caller })));
         }
         let anonymous = Arc::new(Identity {

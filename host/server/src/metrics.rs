@@ -238,6 +238,19 @@ impl Collector for HostCollector {
             ConstCounter::new(value).encode(nested.encode_family(&[("outcome", outcome)])?)?;
         }
 
+        let mut gate_decisions = encoder.encode_descriptor(
+            "gate_decisions",
+            "Gate decisions, by gate, deciding contract (empty for an allow or a failure) and verdict \
+             (allow, deny, retry-after, failed)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (series, value) in host.gates().events.counts() {
+            let labels =
+                [("gate", series.gate.as_str()), ("contract", series.contract.as_str()), ("verdict", series.verdict)];
+            ConstCounter::new(value).encode(gate_decisions.encode_family(&labels)?)?;
+        }
+
         let mut resident_faults = encoder.encode_descriptor(
             "resident_faults",
             "Entries of a resident component that trapped, ran past their deadline or hit the memory cap",

@@ -1,5 +1,6 @@
 //! What every request goes through, in order: header-size check, caller
-//! resolution (401 for a token that names nobody), the per-request
+//! resolution (401 for a token that names nobody), the gates (asked with
+//! the route's gating key before the handler runs), the per-request
 //! timeout, and route metrics labelled by gating key.
 
 use std::net::SocketAddr;
@@ -30,12 +31,12 @@ fn route_key(method: &http::Method, path: Option<&str>) -> &'static str {
 pub async fn front(State(state): State<SharedState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = route_key(request.method(), request.extensions().get::<MatchedPath>().map(|p| p.as_str()));
-    let response = handle(&state, request, next).await;
+    let response = handle(&state, route, request, next).await;
     state.metrics.record_route(route, response.status().as_u16(), started.elapsed());
     response
 }
 
-async fn handle(state: &SharedState, mut request: Request, next: Next) -> Response {
+async fn handle(state: &SharedState, route: &'static str, mut request: Request, next: Next) -> Response {
     let header_bytes: usize = request.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
     if header_bytes > state.config.max_header_bytes {
         return Problem::new(
@@ -52,6 +53,20 @@ async fn handle(state: &SharedState, mut request: Request, next: Next) -> Respon
         Ok(identity) => identity,
         Err(problem) => return problem.into_response(),
     };
+    // The gates, before the handler does anything (an unmatched path has
+    // no effect to guard: it is a 404 whatever the gates say).
+    if route != "unmatched" && state.host.gates().active() {
+        let mut ask = arw_host::gating::GateRequest::new(route, identity.caller.gate_caller().clone());
+        ask.address = client_address(request.extensions());
+        ask.size = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        if let Err(denied) = state.host.gate(&ask).await {
+            return Problem::from_gate(&denied).into_response();
+        }
+    }
     request.extensions_mut().insert(identity);
     let limit = Duration::from_millis(state.config.request_timeout_ms);
     match tokio::time::timeout(limit, next.run(request)).await {

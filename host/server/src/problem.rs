@@ -90,9 +90,27 @@ impl Problem {
         Problem::new(status, error.code, error.detail)
     }
 
+    /// The problem for a request the gates refused: 403 for a deny, 429
+    /// with `Retry-After` for "not now", 503 for a gate that could not
+    /// decide (fail closed).
+    pub fn from_gate(denied: &arw_host::gating::GateDenied) -> Self {
+        let status = match denied {
+            arw_host::gating::GateDenied::Denied { retry_after_ms: Some(_), .. } => StatusCode::TOO_MANY_REQUESTS,
+            arw_host::gating::GateDenied::Denied { .. } => StatusCode::FORBIDDEN,
+            arw_host::gating::GateDenied::Failed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let mut problem = Problem::new(status, denied.code(), denied.to_string());
+        problem.retry_after = denied.retry_after_ms().map(|ms| ms.div_ceil(1000).max(1));
+        problem
+    }
+
     /// The problem for a failed tool call.
     pub fn from_call(error: &CallError) -> Self {
+        if let CallError::Gated(denied) = error {
+            return Problem::from_gate(denied);
+        }
         let status = match error {
+            CallError::Gated(_) => StatusCode::FORBIDDEN,
             CallError::UnknownTool { .. } => StatusCode::NOT_FOUND,
             CallError::Denied(_) => StatusCode::FORBIDDEN,
             CallError::InvalidInput(_) | CallError::SchemaViolation { .. } => StatusCode::BAD_REQUEST,

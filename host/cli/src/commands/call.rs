@@ -23,7 +23,11 @@ pub async fn run(config: HostConfig, args: CallArgs) -> anyhow::Result<ExitCode>
         eprintln!("warning: {error}");
     }
     let caller = host.caller(Principal::local_operator());
-    let result = host.call(&caller, &args.tool, &input).await;
+    let result = if args.break_glass {
+        host.call_break_glass(&caller, &args.tool, &input).await
+    } else {
+        host.call(&caller, &args.tool, &input).await
+    };
     host.shutdown(Duration::from_secs(5)).await;
     match result {
         Ok(output) => {

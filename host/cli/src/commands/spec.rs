@@ -27,11 +27,12 @@ pub async fn run(command: SpecCommand) -> anyhow::Result<ExitCode> {
     let mcp_tools = arw_server::spec::mcp_tools::document(&host.tools());
     host.shutdown(std::time::Duration::from_secs(1)).await;
 
-    let files: [(&Path, &str, String); 5] = [
+    let files: [(&Path, &str, String); 6] = [
         (&dir, "openapi.json", arw_server::spec::openapi::json()),
         (&dir, "asyncapi.yaml", arw_server::spec::asyncapi::yaml()),
         (&dir, "mcp-tools.json", format!("{}\n", serde_json::to_string_pretty(&mcp_tools)?)),
         (&dir, "arw.cedarschema", arw_host::capabilities::schema()?.1),
+        (&dir, "gating-keys.json", arw_server::gating::json()),
         (&docs, "gating-keys.md", arw_server::gating::markdown()),
     ];
     for (dir, name, text) in files {

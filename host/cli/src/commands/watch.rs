@@ -5,6 +5,9 @@
 //!   the running host (activate, switch, remove);
 //! - the policy directory (when `--policies DIR` is given): every `.cedar`
 //!   edit, addition or removal is validated as a whole and hot-reloaded;
+//! - each gate's configuration file (`[gating.files]`, arw:gating's
+//!   `gating.toml`): an edit is handed to the gate, which puts it in force
+//!   or refuses it with its line (the previous one stays in force);
 //! - `<state-dir>/status.json`, which `arw status` reads: checked twice a
 //!   second and after every change, rewritten (on a blocking thread) only
 //!   when what it says changed.
@@ -103,6 +106,26 @@ pub fn start(
     if let Some(dir) = &policies_dir {
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
     }
+    // Gate files: their directories are watched (an editor or `arw gate
+    // preset` replaces the file), compared by absolute path.
+    let mut gate_files = Vec::new();
+    for file in host.gates().files() {
+        let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else { continue };
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        match std::fs::canonicalize(dir) {
+            Ok(dir) => {
+                if !gate_files.iter().any(|f: &PathBuf| f.parent() == Some(dir.as_path())) {
+                    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+                }
+                gate_files.push(dir.join(name));
+            }
+            Err(e) => tracing::warn!(
+                "the gate file {} is not watched ({}: {e}); create the directory and restart to have edits picked up",
+                file.display(),
+                dir.display()
+            ),
+        }
+    }
     let last_reload: Arc<Mutex<Option<PolicyReloadStatus>>> = Arc::new(Mutex::new(None));
 
     let status = Arc::new(StatusWriter { path: state_dir.join("status.json"), last: Mutex::new(Vec::new()) });
@@ -140,6 +163,13 @@ pub fn start(
             {
                 reconcile(&host, source).await;
                 changed = true;
+            }
+            if gate_files.iter().any(|f| touches(f)) {
+                for reload in host.reload_gates().await {
+                    if reload.outcome == "reloaded" {
+                        tracing::info!(gate = %reload.gate, "gate configuration reloaded");
+                    }
+                }
             }
             if let Some(dir) = &policies_dir
                 && touches_dir(dir)

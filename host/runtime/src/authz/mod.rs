@@ -62,6 +62,8 @@ pub fn shown(text: &str, max: usize) -> String {
 pub struct Chokepoint {
     authorizer: Arc<Authorizer>,
     audit: Audit,
+    /// The gates asked before Cedar at every entry point.
+    gates: Arc<crate::gating::Gates>,
 }
 
 impl Chokepoint {
@@ -69,8 +71,12 @@ impl Chokepoint {
     /// the bus weakly: components hold the chokepoint, the bus holds
     /// subscribers' filters, and a strong reference back would keep a
     /// dropped host alive.
-    pub fn new(authorizer: Arc<Authorizer>, bus: &Arc<Bus>) -> Self {
-        Chokepoint { authorizer, audit: Audit::new(Arc::downgrade(bus)) }
+    pub fn new(authorizer: Arc<Authorizer>, bus: &Arc<Bus>, gates: Arc<crate::gating::Gates>) -> Self {
+        Chokepoint { authorizer, audit: Audit::new(Arc::downgrade(bus)), gates }
+    }
+
+    pub fn gates(&self) -> &Arc<crate::gating::Gates> {
+        &self.gates
     }
 
     pub fn authorizer(&self) -> &Arc<Authorizer> {
@@ -217,11 +223,42 @@ pub struct Grants {
     principal: PrincipalHandle,
     requested: Vec<CapabilityRequest>,
     chokepoint: Arc<Chokepoint>,
+    /// The component as gates see it.
+    gate_caller: Arc<crate::gating::GateCaller>,
 }
 
 impl Grants {
     pub fn new(principal: PrincipalHandle, requested: Vec<CapabilityRequest>, chokepoint: Arc<Chokepoint>) -> Self {
-        Grants { principal, requested, chokepoint }
+        let gate_caller = Arc::new(crate::gating::GateCaller::of(principal.principal(), Vec::new()));
+        Grants { principal, requested, chokepoint, gate_caller }
+    }
+
+    /// Ask the gates about an effect of this component's (an egress): key
+    /// `family` + `name`, with `target` (its `component` is filled in) and
+    /// `size`, the components the entry came through in `chain`.
+    pub async fn gate(
+        &self,
+        family: &crate::gating::keys::KeyFamily,
+        name: &str,
+        mut target: crate::gating::GateTarget,
+        size: usize,
+        chain: &[Arc<str>],
+    ) -> Result<(), crate::gating::GateDenied> {
+        let gates = self.chokepoint.gates();
+        if !gates.active() {
+            return Ok(());
+        }
+        let mut request = crate::gating::GateRequest::new(family.key(name), self.gate_caller.clone());
+        target.component = Some(self.gate_caller.name.clone());
+        request.target = target;
+        request.size = size as u64;
+        request.chain = chain.to_vec();
+        gates.check(&request).await
+    }
+
+    /// The component as gates see it.
+    pub fn gate_caller(&self) -> &Arc<crate::gating::GateCaller> {
+        &self.gate_caller
     }
 
     /// Authorize one capability call (see [`Chokepoint::authorize`]). Safe

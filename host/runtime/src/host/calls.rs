@@ -15,16 +15,31 @@ use super::{Host, RouteTable};
 use crate::authz::Denied;
 use crate::capabilities::tools::{Answer, NestedCall, Router};
 use crate::error::CallError;
+use crate::gating::{GateCaller, GateDenied, GateRequest, GateTarget, keys};
 use crate::runtime::Runtime;
 
-/// Someone calling tools, prepared for repeated authorization.
+/// Someone calling tools, prepared for repeated authorization: its Cedar
+/// principal, and what gates see of it.
 #[derive(Debug)]
-pub struct Caller(pub(crate) PrincipalHandle);
+pub struct Caller(pub(crate) PrincipalHandle, Arc<GateCaller>);
+
+impl Caller {
+    /// The caller as gates see it.
+    pub fn gate_caller(&self) -> &Arc<GateCaller> {
+        &self.1
+    }
+}
 
 impl Host {
     /// Prepare a caller for tool calls (e.g. [`Principal::local_operator`]).
     pub fn caller(&self, principal: Principal) -> Caller {
-        Caller(self.runtime.chokepoint.authorizer().principal(principal))
+        self.caller_tagged(principal, Vec::new())
+    }
+
+    /// [`Host::caller`] with the tags gates see (`[[http.tokens]] tags`).
+    pub fn caller_tagged(&self, principal: Principal, tags: Vec<String>) -> Caller {
+        let gate = Arc::new(GateCaller::of(&principal, tags));
+        Caller(self.runtime.chokepoint.authorizer().principal(principal), gate)
     }
 
     /// May `caller` do `action` on `resource`? A refusal is audited (an
@@ -67,6 +82,43 @@ impl Host {
         input: &str,
         context: &RequestContext<'_>,
     ) -> Result<serde_json::Value, CallError> {
+        self.call_gated(caller, tool, input, context, true).await
+    }
+
+    /// The local operator's break-glass path: call `tool` without asking
+    /// the gates (Cedar still decides). For the in-process CLI only
+    /// (`arw call --break-glass`): refused for any other caller, and each
+    /// use is logged and published as `gate.bypassed`.
+    pub async fn call_break_glass(
+        &self,
+        caller: &Caller,
+        tool: &str,
+        input: &str,
+    ) -> Result<serde_json::Value, CallError> {
+        if caller.0.principal() != &Principal::local_operator() {
+            return Err(CallError::from(GateDenied::Failed {
+                gate: "break-glass".into(),
+                key: keys::TOOL_INGRESS.key(tool),
+                problem: "only the local operator (the in-process CLI) may bypass the gates".into(),
+            }));
+        }
+        let gates: Vec<&str> = self.gates().order().collect();
+        tracing::warn!(target: "arw::gate", tool, ?gates, "break-glass: the local operator calls a tool without asking the gates");
+        self.gates().events.publish(
+            crate::gating::events::GATE_BYPASSED,
+            &serde_json::json!({"caller": caller.1.name, "key": keys::TOOL_INGRESS.key(tool), "gates": gates}),
+        );
+        self.call_gated(caller, tool, input, &RequestContext::default(), false).await
+    }
+
+    async fn call_gated(
+        &self,
+        caller: &Caller,
+        tool: &str,
+        input: &str,
+        context: &RequestContext<'_>,
+        gated: bool,
+    ) -> Result<serde_json::Value, CallError> {
         // Counted first, then the flag checked (both SeqCst): either this
         // call sees the host stopping, or `stop` sees it in flight and
         // waits for it. Never a call that starts after `stop` counted zero.
@@ -82,6 +134,16 @@ impl Host {
             });
         };
         drop(routes);
+        let gates = self.gates();
+        if gated && gates.active() {
+            let mut request = GateRequest::new(keys::TOOL_INGRESS.key(tool), caller.1.clone());
+            request.address = context.client_address;
+            request.chain = context.chain.to_vec();
+            request.target =
+                GateTarget { tool: Some(tool.into()), component: Some(slot.id.clone()), ..Default::default() };
+            request.size = input.len() as u64;
+            gates.check(&request).await?;
+        }
         let component = slot.active();
         let result = self.runtime.invoke(&caller.0, &component, input, context).await;
         let swap = &self.runtime.config.swap;
@@ -119,6 +181,12 @@ impl Router for NestedRouter {
         let rollback = self.rollback.clone();
         Box::pin(async move {
             let runtime = runtime.ok_or(CallError::ShuttingDown)?;
+            let gated = gate_nested(&runtime, &routes, &call).await;
+            if let Err(denied) = gated {
+                let result = Err(CallError::from(denied));
+                runtime.capabilities.tools.record(&runtime.capabilities.bus, &call, "", &result);
+                return result;
+            }
             let slot = routes.load().tools.get(&call.tool).cloned();
             let Some(slot) = slot else {
                 let error =
@@ -134,4 +202,25 @@ impl Router for NestedRouter {
             result
         })
     }
+}
+
+/// A component's call of another's tool, asked of the gates twice: as the
+/// caller's egress (`io:egress:tools.<tool>`), then as the tool's ingress
+/// (`io:ingress:tools.<tool>`), both with the calling component as caller.
+async fn gate_nested(runtime: &Runtime, routes: &RouteTable, call: &NestedCall) -> Result<(), GateDenied> {
+    let gates = runtime.chokepoint.gates();
+    if !gates.active() {
+        return Ok(());
+    }
+    let caller = call.caller.gate_caller();
+    let provider = routes.load().tools.get(&call.tool).map(|slot| slot.id.clone());
+    let mut request = GateRequest::new(keys::TOOL_EGRESS.key(&call.tool), caller.clone());
+    request.chain = call.chain.to_vec();
+    request.target =
+        GateTarget { tool: Some(call.tool.clone()), component: Some(caller.name.clone()), ..Default::default() };
+    request.size = call.input.len() as u64;
+    gates.check(&request).await?;
+    request.key = keys::TOOL_INGRESS.key(&call.tool);
+    request.target.component = provider;
+    gates.check(&request).await
 }

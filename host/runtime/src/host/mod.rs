@@ -69,6 +69,11 @@ impl RouteTable {
         self.current.load()
     }
 
+    /// The slot of component `id`, if it is loaded.
+    pub(crate) fn component(&self, id: &str) -> Option<Arc<Slot>> {
+        self.current.load().components.get(id).cloned()
+    }
+
     fn update<T>(&self, change: impl FnOnce(&mut Routes) -> T) -> T {
         let _writer = self.write.lock();
         let mut routes = Routes::clone(&self.current.load());
@@ -123,6 +128,9 @@ pub struct Host {
     routes: Arc<RouteTable>,
     /// How a version on probation is rolled back (by calls and by workers).
     rollback: control::Rollback,
+    /// The same, for the gates, which hold it weakly (see
+    /// [`crate::gating::chain`]).
+    _gate_rollback: Arc<control::Rollback>,
     workers: Mutex<BTreeMap<String, Worker>>,
     /// Serialises activations, removals, rollbacks and reloads.
     transitions: tokio::sync::Mutex<()>,
@@ -158,6 +166,7 @@ impl Host {
             ));
         }
         config.node.check().map_err(HostError::Config)?;
+        config.gating.check().map_err(HostError::Config)?;
         let pool = InstancePool::new(config.engine.max_instances)?;
         let engine = engine::build(&config.engine)?;
         engine::start_ticker(&engine, Duration::from_millis(config.engine.epoch_tick_ms));
@@ -167,7 +176,8 @@ impl Host {
         let authorizer = Arc::new(
             Authorizer::new(crate::capabilities::schema()?.0, policies).with_node(&config.node.to_policy_node()),
         );
-        let chokepoint = Arc::new(Chokepoint::new(authorizer, &bus));
+        let gates = Arc::new(crate::gating::Gates::new(&config.gating, &config.node, &bus));
+        let chokepoint = Arc::new(Chokepoint::new(authorizer, &bus, gates));
         let aot = match AotCache::for_config(&config) {
             Ok(cache) => Some(cache),
             Err(e) => {
@@ -183,10 +193,13 @@ impl Host {
         let routes = Arc::new(RouteTable::default());
         let rollback = control::Rollback::new(routes.clone(), announcer.clone(), runtime.config.swap.clone());
         runtime.capabilities.tools.route_with(Arc::new(calls::NestedRouter::new(&runtime, &routes, &rollback)));
+        let gate_rollback = Arc::new(rollback.clone());
+        runtime.chokepoint.gates().bind(&runtime, &routes, &gate_rollback);
         let host = Host {
             runtime,
             routes,
             rollback,
+            _gate_rollback: gate_rollback,
             workers: Mutex::new(BTreeMap::new()),
             transitions: tokio::sync::Mutex::new(()),
             announcer,
@@ -215,7 +228,26 @@ impl Host {
                 refused.push(e);
             }
         }
+        // Every gate's configuration, checked by the gate itself; one it
+        // refuses makes that gate deny everything until it is fixed.
+        host.runtime.chokepoint.gates().reload(true).await;
         Ok((host, refused))
+    }
+
+    /// The host's gates ([`crate::gating`]).
+    pub fn gates(&self) -> &Arc<crate::gating::Gates> {
+        self.runtime.chokepoint.gates()
+    }
+
+    /// Ask the gates about `request` (an HTTP route's, or `arw gate check`).
+    pub async fn gate(&self, request: &crate::gating::GateRequest) -> Result<(), crate::gating::GateDenied> {
+        self.gates().check(request).await
+    }
+
+    /// Read the gates' configuration files again; each changed text is put
+    /// in force once its gate accepts it (see [`crate::gating::chain`]).
+    pub async fn reload_gates(&self) -> Vec<crate::gating::chain::GateReload> {
+        self.gates().reload(false).await
     }
 
     pub fn bus(&self) -> &Arc<Bus> {
@@ -234,6 +266,7 @@ impl Host {
     /// instead of when the window closes (see [`crate::authz::audit`]).
     pub fn flush_audit(&self) {
         self.runtime.chokepoint.audit().flush(true);
+        self.runtime.chokepoint.gates().events.flush(true);
     }
 
     /// Is the host stopping (no new calls taken)?
@@ -279,6 +312,7 @@ impl Host {
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(100));
         let _ = tokio::task::spawn_blocking(move || output.flush(remaining)).await;
         self.runtime.chokepoint.audit().flush(true);
+        self.runtime.chokepoint.gates().events.flush(true);
         left
     }
 
@@ -322,7 +356,10 @@ fn spawn_audit_flusher(chokepoint: &Arc<Chokepoint>) {
         loop {
             tokio::time::sleep(crate::authz::audit::COALESCE_WINDOW).await;
             match weak.upgrade() {
-                Some(chokepoint) => chokepoint.audit().flush(false),
+                Some(chokepoint) => {
+                    chokepoint.audit().flush(false);
+                    chokepoint.gates().events.flush(false);
+                }
                 None => return,
             }
         }

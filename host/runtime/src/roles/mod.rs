@@ -13,7 +13,9 @@
 //! | [`tool`] | `arw:host/tool` | `arw:host/tool-handler` | per call, or pooled (`[pooled]`) |
 //! | [`subscriber`] | `arw:host/subscriber` | `arw:host/event-handler` | per delivery |
 //! | [`resident`] | `arw:host/resident` | `arw:host/lifecycle`, `arw:host/event-handler` | resident |
+//! | [`gate`] | `arw:host/gate` | `arw:host/gate-handler` | pooled, stateless (the host is its only caller) |
 
+pub mod gate;
 pub mod resident;
 pub mod subscriber;
 pub mod tool;
@@ -107,6 +109,7 @@ macro_rules! for_each_role {
             tool: tool::ToolRole,
             subscriber: subscriber::SubscriberRole,
             resident: resident::ResidentRole,
+            gate: gate::GateRole,
         }
     };
 }

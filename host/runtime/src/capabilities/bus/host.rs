@@ -31,11 +31,13 @@ pub struct BusInstance {
     bus: Arc<Bus>,
     component: Arc<str>,
     grants: Arc<Grants>,
+    /// The components the entry came through (what gates see).
+    chain: crate::runtime::entry::Chain,
 }
 
 impl BusInstance {
-    pub fn new(bus: Arc<Bus>, component: &ComponentCapabilities) -> Self {
-        BusInstance { bus, component: component.component.clone(), grants: component.grants.clone() }
+    pub fn new(bus: Arc<Bus>, component: &ComponentCapabilities, chain: crate::runtime::entry::Chain) -> Self {
+        BusInstance { bus, component: component.component.clone(), grants: component.grants.clone(), chain }
     }
 }
 
@@ -59,6 +61,16 @@ impl wit::Host for BusInstance {
         if let Some(prefix) = super::reserved_prefix(&topic) {
             return Err(BusError::Reserved { topic, prefix }.into());
         }
+        let size = match &payload {
+            wit::Payload::Json(text) => text.len(),
+            wit::Payload::Bytes(bytes) => bytes.len(),
+        };
+        let target = crate::gating::GateTarget { topic: Some(topic.clone()), ..Default::default() };
+        let family = &crate::gating::keys::BUS_EGRESS;
+        self.grants
+            .gate(family, &topic, target, size, &self.chain)
+            .await
+            .map_err(|d| CapabilityError::Denied(d.to_string()))?;
         self.grants.check(crate::capabilities::bus::PUBLISH, &topic).await?;
         let payload = match payload {
             wit::Payload::Json(text) => Payload::Json(text),

@@ -31,7 +31,7 @@ pub use crate::manifest::MAX_TOPIC_BYTES;
 /// (`component.`), policy reloads (`policy.`), refusals (`audit.`) and the
 /// event stream's own notices (`bus.`). No component may publish there (and
 /// no manifest may ask to), so an event under them is the host's word.
-pub const RESERVED_PREFIXES: &[&str] = &["component.", "policy.", "audit.", "bus."];
+pub const RESERVED_PREFIXES: &[&str] = &["component.", "policy.", "audit.", "bus.", "gate.", "gating."];
 
 /// A component publishing on a topic (`Arw::Topic`).
 pub const PUBLISH: Action = Action::new("bus.publish");
@@ -95,8 +95,7 @@ impl crate::capabilities::Capability for BusCapability {
         component: &crate::capabilities::ComponentCapabilities,
         chain: &crate::runtime::entry::Chain,
     ) -> BusInstance {
-        let _ = chain;
-        BusInstance::new(state.clone(), component)
+        BusInstance::new(state.clone(), component, chain.clone())
     }
 }
 

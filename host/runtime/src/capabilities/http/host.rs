@@ -24,10 +24,19 @@ impl std::fmt::Debug for HttpInstance {
 }
 
 impl HttpInstance {
-    pub fn new(config: OutgoingHttpConfig, component: &ComponentCapabilities) -> Self {
+    pub fn new(
+        config: OutgoingHttpConfig,
+        component: &ComponentCapabilities,
+        chain: crate::runtime::entry::Chain,
+    ) -> Self {
         HttpInstance {
             ctx: WasiHttpCtx::new(),
-            hooks: ArwHttpHooks { grants: component.grants.clone(), component: component.component.clone(), config },
+            hooks: ArwHttpHooks {
+                grants: component.grants.clone(),
+                component: component.component.clone(),
+                config,
+                chain,
+            },
         }
     }
 }
@@ -36,6 +45,8 @@ pub(crate) struct ArwHttpHooks {
     grants: Arc<Grants>,
     component: Arc<str>,
     config: OutgoingHttpConfig,
+    /// The components the entry came through (what gates see).
+    chain: crate::runtime::entry::Chain,
 }
 
 /// Resolve `host` (unless it is an address already) and pick the first
@@ -109,6 +120,7 @@ impl WasiHttpHooks for ArwHttpHooks {
         let grants = self.grants.clone();
         let component = self.component.clone();
         let config = self.config;
+        let chain = self.chain.clone();
         Box::new(async move {
             let Some(authority) = super::authority(request.uri()) else {
                 return Err(HttpError::HttpRequestUriInvalid);
@@ -116,6 +128,18 @@ impl WasiHttpHooks for ArwHttpHooks {
             let (Some(host), port) = (request.uri().host().map(str::to_string), super::port(request.uri())) else {
                 return Err(HttpError::HttpRequestUriInvalid);
             };
+            // The gates first: a denied request is never resolved or sent.
+            let size = request
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+                .unwrap_or(0);
+            let target = crate::gating::GateTarget { authority: Some(authority.clone()), ..Default::default() };
+            if let Err(denied) = grants.gate(&crate::gating::keys::HTTP_EGRESS, &authority, target, size, &chain).await
+            {
+                tracing::warn!(component = %component, %authority, "outgoing HTTP request refused: {denied}");
+                return Err(HttpError::HttpRequestDenied);
+            }
             // This future runs on a tokio task, not on the guest's stack.
             if let Err(denied) = grants.check(crate::capabilities::http::REQUEST, &authority).await {
                 tracing::warn!(component = %component, %authority, "outgoing HTTP request refused: {denied}");

@@ -84,8 +84,7 @@ impl crate::capabilities::Capability for OutgoingHttpCapability {
         component: &crate::capabilities::ComponentCapabilities,
         chain: &crate::runtime::entry::Chain,
     ) -> HttpInstance {
-        let _ = chain;
-        HttpInstance::new(*state, component)
+        HttpInstance::new(*state, component, chain.clone())
     }
 }
 

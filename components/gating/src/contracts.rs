@@ -1,0 +1,331 @@
+//! Deny contracts: their format, their checks, and how a request is
+//! matched against them. Pure: the time is the request's (`now-ms`), so a
+//! decision depends on nothing but the contracts and the request.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// At most this many contracts, patterns per contract, and entries per
+/// condition list: a configuration is bounded like every input.
+pub const MAX_CONTRACTS: usize = 1024;
+pub const MAX_LIST: usize = 64;
+
+/// A configuration error, with the 1-based line it is on.
+#[derive(Debug)]
+pub struct Error {
+    pub line: Option<u32>,
+    pub message: String,
+}
+
+/// The file: `[[contract]]` tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    contract: Vec<Spanned<Spec>>,
+}
+
+/// One contract as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Spec {
+    id: String,
+    patterns: Vec<String>,
+    /// `true`: requests it matches are denied. (Budgets are the other
+    /// kind, with the quota capability.)
+    deny: bool,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    caller_roles: Vec<String>,
+    #[serde(default)]
+    caller_names: Vec<String>,
+    #[serde(default)]
+    caller_tags: Vec<String>,
+    #[serde(default)]
+    node_ids: Vec<String>,
+    #[serde(default)]
+    node_roles: Vec<String>,
+    #[serde(default)]
+    node_tags: Vec<String>,
+    #[serde(default)]
+    valid_from: Option<String>,
+    #[serde(default)]
+    valid_to: Option<String>,
+    /// A period (`"90s"`, `"15m"`, `"24h"`, `"7d"`): while the contract is
+    /// in force its end moves on by the period, for as long as
+    /// `renew-until` and `max-renewals` allow.
+    #[serde(default)]
+    auto_renew: Option<String>,
+    #[serde(default)]
+    renew_until: Option<String>,
+    #[serde(default)]
+    max_renewals: Option<u32>,
+}
+
+/// A gating-key pattern: exact, everything (`*`), or a prefix that ends
+/// at a segment boundary (`tools:*`, `io:egress:http.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pattern {
+    Exact(String),
+    Prefix(String),
+    Any,
+}
+
+impl Pattern {
+    fn parse(text: &str) -> Result<Pattern, String> {
+        if text == "*" {
+            return Ok(Pattern::Any);
+        }
+        if text.is_empty() || text.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_uppercase()) {
+            return Err(format!("pattern `{text}` must be a lower-case gating key, `*` or `prefix:*`"));
+        }
+        match text.find('*') {
+            None => Ok(Pattern::Exact(text.to_string())),
+            Some(at) if at == text.len() - 1 => {
+                let prefix = &text[..at];
+                if !(prefix.ends_with(':') || prefix.ends_with('.')) {
+                    return Err(format!(
+                        "pattern `{text}`: a `*` must follow a `:` or a `.` (write `{prefix}:*` for the keys under `{prefix}`), so `tools:*` never matches `toolsX`"
+                    ));
+                }
+                Ok(Pattern::Prefix(prefix.to_string()))
+            }
+            Some(_) => Err(format!("pattern `{text}`: `*` may only end a pattern")),
+        }
+    }
+
+    fn matches(&self, key: &str) -> bool {
+        match self {
+            Pattern::Any => true,
+            Pattern::Exact(exact) => exact == key,
+            Pattern::Prefix(prefix) => key.len() > prefix.len() && key.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+/// One contract, checked.
+#[derive(Debug)]
+pub struct Contract {
+    pub id: String,
+    pub code: String,
+    pub reason: String,
+    patterns: Vec<Pattern>,
+    caller_roles: Vec<String>,
+    caller_names: Vec<String>,
+    caller_tags: Vec<String>,
+    node_ids: Vec<String>,
+    node_roles: Vec<String>,
+    node_tags: Vec<String>,
+    /// In force from (inclusive), Unix ms.
+    from_ms: Option<i64>,
+    /// In force until (exclusive), Unix ms, before any renewal.
+    to_ms: Option<i64>,
+    renew: Option<Renewal>,
+}
+
+#[derive(Debug)]
+struct Renewal {
+    period_ms: i64,
+    until_ms: Option<i64>,
+    max: Option<u32>,
+}
+
+/// What a request is matched on.
+pub struct Subject<'a> {
+    pub key: &'a str,
+    pub caller_name: &'a str,
+    pub caller_roles: &'a [String],
+    pub caller_tags: &'a [String],
+    pub node_id: &'a str,
+    pub node_role: &'a str,
+    pub node_tags: &'a [String],
+    pub now_ms: i64,
+}
+
+/// The contracts in force, in file order.
+#[derive(Debug, Default)]
+pub struct Contracts(Vec<Contract>);
+
+fn line_of(text: &str, offset: usize) -> u32 {
+    let before = text.get(..offset.min(text.len())).unwrap_or_default();
+    u32::try_from(before.bytes().filter(|b| *b == b'\n').count() + 1).unwrap_or(u32::MAX)
+}
+
+fn rfc3339(field: &str, value: &str) -> Result<i64, String> {
+    let at = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("`{field}` = \"{value}\" is not an RFC 3339 time (e.g. \"2026-12-24T12:00:00Z\"): {e}"))?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).map_err(|_| format!("`{field}` is out of range"))
+}
+
+/// `"90s"`, `"15m"`, `"24h"`, `"7d"`, `"500ms"` in milliseconds.
+fn period(field: &str, value: &str) -> Result<i64, String> {
+    let digits = value.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = value.split_at(digits);
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => 0,
+    };
+    let n: i64 = number.parse().unwrap_or(0);
+    match n.checked_mul(scale) {
+        Some(ms) if ms > 0 => Ok(ms),
+        _ => Err(format!("`{field}` = \"{value}\" is not a period such as \"90s\", \"15m\", \"24h\" or \"7d\"")),
+    }
+}
+
+impl Contracts {
+    /// Parse and check a configuration; an empty text has no contracts.
+    pub fn parse(text: &str) -> Result<Contracts, Error> {
+        let file: File = toml::from_str(text).map_err(|e| Error {
+            line: e.span().map(|s| line_of(text, s.start)),
+            message: e.message().to_string(),
+        })?;
+        if file.contract.len() > MAX_CONTRACTS {
+            return Err(Error { line: None, message: format!("at most {MAX_CONTRACTS} contracts are allowed") });
+        }
+        let mut contracts = Vec::with_capacity(file.contract.len());
+        for spanned in file.contract {
+            let line = Some(line_of(text, spanned.span().start));
+            let spec = spanned.into_inner();
+            let fail = |message: String| Error { line, message: format!("contract `{}`: {message}", spec.id) };
+            let contract = Contract::check(&spec).map_err(fail)?;
+            if contracts.iter().any(|c: &Contract| c.id == contract.id) {
+                return Err(Error { line, message: format!("contract id `{}` is used twice", contract.id) });
+            }
+            contracts.push(contract);
+        }
+        Ok(Contracts(contracts))
+    }
+
+    /// The ids of the contracts whose patterns cover `key`, in order.
+    pub fn covering(&self, key: &str) -> Vec<String> {
+        self.0.iter().filter(|c| c.patterns.iter().any(|p| p.matches(key))).map(|c| c.id.clone()).collect()
+    }
+
+    /// The first contract in force that matches `subject`, if any.
+    pub fn decide(&self, subject: &Subject<'_>) -> Option<&Contract> {
+        self.0.iter().find(|c| c.matches(subject))
+    }
+}
+
+impl Contract {
+    fn check(spec: &Spec) -> Result<Contract, String> {
+        let valid_id = !spec.id.is_empty()
+            && spec.id.len() <= 64
+            && spec.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if !valid_id {
+            return Err("`id` must be 1-64 characters of a-z, 0-9, `-`, `_` and `.`".into());
+        }
+        if !spec.deny {
+            return Err("`deny = false` makes a contract that does nothing: remove it, or set `deny = true`".into());
+        }
+        if spec.patterns.is_empty() {
+            return Err("`patterns` is empty: name the gating keys it covers (`*` for all)".into());
+        }
+        let lists = [
+            ("patterns", &spec.patterns),
+            ("caller-roles", &spec.caller_roles),
+            ("caller-names", &spec.caller_names),
+            ("caller-tags", &spec.caller_tags),
+            ("node-ids", &spec.node_ids),
+            ("node-roles", &spec.node_roles),
+            ("node-tags", &spec.node_tags),
+        ];
+        for (name, list) in lists {
+            if list.len() > MAX_LIST {
+                return Err(format!("`{name}` has {} entries; at most {MAX_LIST} are allowed", list.len()));
+            }
+        }
+        let patterns = spec.patterns.iter().map(|p| Pattern::parse(p)).collect::<Result<Vec<_>, _>>()?;
+        let from_ms = spec.valid_from.as_deref().map(|v| rfc3339("valid-from", v)).transpose()?;
+        let to_ms = spec.valid_to.as_deref().map(|v| rfc3339("valid-to", v)).transpose()?;
+        if let (Some(from), Some(to)) = (from_ms, to_ms)
+            && to <= from
+        {
+            return Err("`valid-to` must be after `valid-from`".into());
+        }
+        let renew = match &spec.auto_renew {
+            None => {
+                if spec.renew_until.is_some() || spec.max_renewals.is_some() {
+                    return Err("`renew-until` and `max-renewals` need `auto-renew`".into());
+                }
+                None
+            }
+            Some(text) => {
+                if to_ms.is_none() {
+                    return Err("`auto-renew` needs `valid-to`: the end it moves on".into());
+                }
+                Some(Renewal {
+                    period_ms: period("auto-renew", text)?,
+                    until_ms: spec.renew_until.as_deref().map(|v| rfc3339("renew-until", v)).transpose()?,
+                    max: spec.max_renewals,
+                })
+            }
+        };
+        let code = spec.code.clone().unwrap_or_else(|| "denied".into());
+        let valid_code = !code.is_empty()
+            && code.len() <= 64
+            && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if !valid_code {
+            return Err("`code` must be 1-64 characters of a-z, 0-9, `-`, `_` and `.`".into());
+        }
+        Ok(Contract {
+            id: spec.id.clone(),
+            reason: spec.reason.clone().unwrap_or_else(|| format!("denied by contract `{}`", spec.id)),
+            code,
+            patterns,
+            caller_roles: spec.caller_roles.clone(),
+            caller_names: spec.caller_names.clone(),
+            caller_tags: spec.caller_tags.clone(),
+            node_ids: spec.node_ids.clone(),
+            node_roles: spec.node_roles.clone(),
+            node_tags: spec.node_tags.clone(),
+            from_ms,
+            to_ms,
+            renew,
+        })
+    }
+
+    /// Is the contract in force at `now`? Never before `valid-from`; until
+    /// `valid-to`, moved on by whole periods while it renews.
+    fn in_force(&self, now: i64) -> bool {
+        if self.from_ms.is_some_and(|from| now < from) {
+            return false;
+        }
+        let Some(to) = self.to_ms else { return true };
+        if now < to {
+            return true;
+        }
+        let Some(renew) = &self.renew else { return false };
+        // The end after k renewals is `to + k * period`; it renews while
+        // in force, so at `now` it has renewed as often as needed to pass
+        // `now`, unless a bound stops it first.
+        let needed = (now - to) / renew.period_ms + 1;
+        if renew.max.is_some_and(|max| needed > i64::from(max)) {
+            return false;
+        }
+        // A renewal happens at the end it extends; none at or after
+        // `renew-until`.
+        let last_renewal_at = to + (needed - 1) * renew.period_ms;
+        renew.until_ms.is_none_or(|until| last_renewal_at < until)
+    }
+
+    fn matches(&self, s: &Subject<'_>) -> bool {
+        let any_of = |wanted: &[String], have: &[String]| wanted.is_empty() || wanted.iter().any(|w| have.contains(w));
+        let one_of = |wanted: &[String], have: &str| wanted.is_empty() || wanted.iter().any(|w| w == have);
+        self.patterns.iter().any(|p| p.matches(s.key))
+            && one_of(&self.caller_names, s.caller_name)
+            && any_of(&self.caller_roles, s.caller_roles)
+            && any_of(&self.caller_tags, s.caller_tags)
+            && one_of(&self.node_ids, s.node_id)
+            && one_of(&self.node_roles, s.node_role)
+            && any_of(&self.node_tags, s.node_tags)
+            && self.in_force(s.now_ms)
+    }
+}

@@ -557,3 +557,56 @@ async fn the_presets_are_valid_and_do_what_they_say() {
     }
     rig.stop().await;
 }
+
+/// A budget of 5 per 60 s: the 6th call in the window is refused with the
+/// time left; the count survives a restart inside the window; the next
+/// window allows again; counts are per caller; a deny contract wins over a
+/// budget that matches first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_is_counted_durably_and_refuses_with_retry_after() {
+    let state = Arc::new(tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")));
+    let file = state.path().join("gating.toml");
+    std::fs::write(
+        &file,
+        "[[contract]]\nid = \"five\"\npatterns = [\"tools:invoke\"]\nbudget = { limit = 5, window = \"60s\", kind = \"fixed\", per = \"caller\" }\n\n\
+         [[contract]]\nid = \"blocked\"\npatterns = [\"tools:*\"]\ndeny = true\ncaller-names = [\"blocked\"]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let start = || async {
+        let mut config = arw_tests::config(state.path());
+        config.gating.gates = vec!["arw:gating".into()];
+        config.gating.files.insert("arw:gating".into(), file.clone());
+        let gate = Components::new().with(manifests::GATING, artifacts::GATING.bytes);
+        let (host, refused) = arw_host::Host::start(config, arw_tests::policies(&[DEFAULT_POLICIES]), &gate)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(refused.is_empty(), "{refused:?}");
+        host
+    };
+    // A window start: a multiple of 60 000 ms.
+    let t0 = UNIX_EPOCH + Duration::from_millis(1_800_000_000_000);
+    let after = |ms: u64| t0 + Duration::from_millis(ms);
+    let caller = |name: &str| GateCaller { name: name.into(), roles: vec![], tags: vec![], authenticated: true };
+    let host = start().await;
+    for i in 0..5 {
+        assert_eq!(host.gate(&request("tools:invoke", caller("ops"), after(i))).await, Ok(()), "call {}", i + 1);
+    }
+    let sixth = host.gate(&request("tools:invoke", caller("ops"), after(10_000))).await;
+    let Err(GateDenied::Denied { contract, code, retry_after_ms, .. }) = sixth else { panic!("{sixth:?}") };
+    assert_eq!((contract.as_str(), code.as_str(), retry_after_ms), ("five", "budget-exhausted", Some(50_000)));
+    // Deny over budget, although the budget comes first in the file.
+    let blocked = host.gate(&request("tools:invoke", caller("blocked"), after(10_000))).await;
+    assert!(
+        matches!(&blocked, Err(GateDenied::Denied { contract, retry_after_ms: None, .. }) if contract == "blocked"),
+        "{blocked:?}"
+    );
+    host.shutdown(Duration::from_secs(5)).await;
+
+    // Restarted inside the window: the five are remembered.
+    let host = start().await;
+    let still = host.gate(&request("tools:invoke", caller("ops"), after(20_000))).await;
+    assert!(matches!(still, Err(GateDenied::Denied { retry_after_ms: Some(40_000), .. })), "{still:?}");
+    assert_eq!(host.gate(&request("tools:invoke", caller("other"), after(20_000))).await, Ok(()), "per caller");
+    assert_eq!(host.gate(&request("tools:invoke", caller("ops"), after(60_000))).await, Ok(()), "a new window");
+    host.shutdown(Duration::from_secs(5)).await;
+}

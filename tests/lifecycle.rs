@@ -196,16 +196,22 @@ async fn refusals_name_the_component_the_stage_and_the_reason() {
 /// its slot, no longer keeps the chain alive through the audit path.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_dropped_without_stop_frees_everything() {
-    let components = Components::first_party();
+    // A pooled tool keeps an instance (its store, its capabilities) in the
+    // component between calls: that must not keep the host alive either.
+    let pooled = format!("{}[pooled]\nsize = 2\n", arw_tests::probe_manifest("test:pooled", &[], &[]));
+    let components = Components::first_party().with(&pooled, arw_tests::artifacts::PROBE.bytes);
     let (host, state) = start(&components, &[arw_tests::DEFAULT_POLICIES]).await;
     let caller = host.caller(Principal::local_operator());
     host.call(&caller, "announce", r#"{"message":1}"#).await.unwrap();
+    host.call(&caller, "probe", r#"{"op":"echo","value":1}"#).await.unwrap();
     let bus = Arc::downgrade(host.bus());
     let component = Arc::downgrade(&host.active_component("arw:event-log").unwrap());
+    let kept = Arc::downgrade(&host.active_component("test:pooled").unwrap());
     drop(caller);
     drop(host);
     eventually("the bus freed", move || bus.strong_count() == 0).await;
     eventually("the subscriber freed", move || component.strong_count() == 0).await;
+    eventually("the pooled component freed", move || kept.strong_count() == 0).await;
     // The kv store was released too: a new host opens the same state.
     let (again, refused) = Host::start(
         arw_tests::config(state.path()),

@@ -31,9 +31,12 @@ struct File {
 struct Spec {
     id: String,
     patterns: Vec<String>,
-    /// `true`: requests it matches are denied. (Budgets are the other
-    /// kind, with the quota capability.)
+    /// `true`: requests it matches are denied.
+    #[serde(default)]
     deny: bool,
+    /// Or: requests it matches are allowed up to a budget.
+    #[serde(default)]
+    budget: Option<BudgetSpec>,
     #[serde(default)]
     code: Option<String>,
     #[serde(default)]
@@ -63,6 +66,43 @@ struct Spec {
     renew_until: Option<String>,
     #[serde(default)]
     max_renewals: Option<u32>,
+}
+
+/// A budget as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct BudgetSpec {
+    limit: u64,
+    /// A period: `"60s"`, `"1h"`, ...
+    window: String,
+    /// `"fixed"` or `"sliding"`.
+    kind: String,
+    /// Whose count: `"caller"`, `"key"` or `"caller-and-key"`.
+    per: String,
+}
+
+/// Which requests share a budget's count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Per {
+    Caller,
+    Key,
+    CallerAndKey,
+}
+
+/// A budget, checked.
+#[derive(Debug)]
+pub struct Budget {
+    pub limit: u64,
+    pub window_ms: u64,
+    pub sliding: bool,
+    pub per: Per,
+}
+
+/// What a contract does to the requests it matches.
+#[derive(Debug)]
+pub enum Effect {
+    Deny,
+    Budget(Budget),
 }
 
 /// A gating-key pattern: exact, everything (`*`), or a prefix that ends
@@ -112,6 +152,7 @@ pub struct Contract {
     pub id: String,
     pub code: String,
     pub reason: String,
+    pub effect: Effect,
     patterns: Vec<Pattern>,
     caller_roles: Vec<String>,
     caller_names: Vec<String>,
@@ -208,9 +249,18 @@ impl Contracts {
         self.0.iter().filter(|c| c.patterns.iter().any(|p| p.matches(key))).map(|c| c.id.clone()).collect()
     }
 
-    /// The first contract in force that matches `subject`, if any.
-    pub fn decide(&self, subject: &Subject<'_>) -> Option<&Contract> {
-        self.0.iter().find(|c| c.matches(subject))
+    /// The first deny contract in force that matches `subject`, if any:
+    /// denies take precedence over budgets.
+    pub fn denying(&self, subject: &Subject<'_>) -> Option<&Contract> {
+        self.0.iter().find(|c| matches!(c.effect, Effect::Deny) && c.matches(subject))
+    }
+
+    /// The budget contracts in force that match `subject`, in file order.
+    pub fn budgets<'a>(&'a self, subject: &'a Subject<'_>) -> impl Iterator<Item = (&'a Contract, &'a Budget)> + 'a {
+        self.0.iter().filter(|c| c.matches(subject)).filter_map(|c| match &c.effect {
+            Effect::Budget(b) => Some((c, b)),
+            Effect::Deny => None,
+        })
     }
 }
 
@@ -222,9 +272,32 @@ impl Contract {
         if !valid_id {
             return Err("`id` must be 1-64 characters of a-z, 0-9, `-`, `_` and `.`".into());
         }
-        if !spec.deny {
-            return Err("`deny = false` makes a contract that does nothing: remove it, or set `deny = true`".into());
-        }
+        let effect = match (&spec.budget, spec.deny) {
+            (Some(_), true) => return Err("a contract either denies (`deny = true`) or has a `budget`, not both".into()),
+            (None, false) => {
+                return Err("a contract does nothing without `deny = true` or a `budget = { ... }`".into());
+            }
+            (None, true) => Effect::Deny,
+            (Some(b), false) => {
+                let kind = match b.kind.as_str() {
+                    "fixed" => false,
+                    "sliding" => true,
+                    other => return Err(format!("budget `kind` = \"{other}\": write \"fixed\" or \"sliding\"")),
+                };
+                let per = match b.per.as_str() {
+                    "caller" => Per::Caller,
+                    "key" => Per::Key,
+                    "caller-and-key" => Per::CallerAndKey,
+                    other => {
+                        return Err(format!(
+                            "budget `per` = \"{other}\": write \"caller\", \"key\" or \"caller-and-key\""
+                        ));
+                    }
+                };
+                let window_ms = period("budget window", &b.window)?;
+                Effect::Budget(Budget { limit: b.limit, window_ms: window_ms as u64, sliding: kind, per })
+            }
+        };
         if spec.patterns.is_empty() {
             return Err("`patterns` is empty: name the gating keys it covers (`*` for all)".into());
         }
@@ -268,16 +341,22 @@ impl Contract {
                 })
             }
         };
-        let code = spec.code.clone().unwrap_or_else(|| "denied".into());
+        let default_code = if matches!(effect, Effect::Budget(_)) { "budget-exhausted" } else { "denied" };
+        let code = spec.code.clone().unwrap_or_else(|| default_code.into());
         let valid_code = !code.is_empty()
             && code.len() <= 64
             && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
         if !valid_code {
             return Err("`code` must be 1-64 characters of a-z, 0-9, `-`, `_` and `.`".into());
         }
+        let reason = match &effect {
+            Effect::Deny => format!("denied by contract `{}`", spec.id),
+            Effect::Budget(b) => format!("over the budget of contract `{}` ({} per {})", spec.id, b.limit, spec.budget.as_ref().map_or("", |s| s.window.as_str())),
+        };
         Ok(Contract {
             id: spec.id.clone(),
-            reason: spec.reason.clone().unwrap_or_else(|| format!("denied by contract `{}`", spec.id)),
+            reason: spec.reason.clone().unwrap_or(reason),
+            effect,
             code,
             patterns,
             caller_roles: spec.caller_roles.clone(),
@@ -328,4 +407,21 @@ impl Contract {
             && any_of(&self.node_tags, s.node_tags)
             && self.in_force(s.now_ms)
     }
+}
+
+/// The quota key of `budget` of contract `id` for a request: the
+/// contract, then whose count it is. Long ones are shortened to a hash so
+/// they fit the host's key limit.
+pub fn bucket_key(id: &str, budget: &Budget, caller: &str, key: &str) -> String {
+    let full = match budget.per {
+        Per::Caller => format!("{id}|c={caller}"),
+        Per::Key => format!("{id}|k={key}"),
+        Per::CallerAndKey => format!("{id}|c={caller}|k={key}"),
+    };
+    if full.len() <= 256 {
+        return full;
+    }
+    // FNV-1a 64: stable across builds, so counts survive an upgrade.
+    let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{id}|#{hash:016x}")
 }

@@ -14,7 +14,12 @@ pub mod contracts;
 
 use std::sync::Mutex;
 
+use arw::host::quota;
 use exports::arw::host::gate_handler::{ConfigError, Denial, Guest, Request, Verdict};
+
+/// Where budgets are counted (`quota.consume` on it is granted to
+/// arw:gating by the default policies).
+const QUOTA_NAMESPACE: &str = "gating";
 
 /// The contracts in force in this instance.
 static CONTRACTS: Mutex<Option<contracts::Contracts>> = Mutex::new(None);
@@ -55,14 +60,36 @@ impl Guest for Gating {
             node_tags: &request.node.tags,
             now_ms: request.now_ms,
         };
-        match contracts.decide(&subject) {
-            None => Verdict::Allow,
-            Some(contract) => Verdict::Deny(Denial {
-                code: contract.code.clone(),
-                contract: contract.id.clone(),
-                reason: contract.reason.clone(),
-            }),
+        let denial = |contract: &contracts::Contract| Denial {
+            code: contract.code.clone(),
+            contract: contract.id.clone(),
+            reason: contract.reason.clone(),
+        };
+        // Deny over budget over allow.
+        if let Some(contract) = contracts.denying(&subject) {
+            return Verdict::Deny(denial(contract));
         }
+        for (contract, budget) in contracts.budgets(&subject) {
+            let bucket = contracts::bucket_key(&contract.id, budget, &request.caller.name, &request.key);
+            let window = quota::Window {
+                limit: budget.limit,
+                window_ms: budget.window_ms,
+                kind: if budget.sliding { quota::WindowKind::Sliding } else { quota::WindowKind::Fixed },
+            };
+            match quota::consume(QUOTA_NAMESPACE, &bucket, 1, window, request.now_ms) {
+                Ok(quota::Consumed::Granted(_)) => {}
+                Ok(quota::Consumed::Refused(after)) => return Verdict::RetryAfter((denial(contract), after)),
+                // A budget that cannot be counted is not granted.
+                Err(e) => {
+                    return Verdict::Deny(Denial {
+                        code: "budget-unavailable".into(),
+                        contract: contract.id.clone(),
+                        reason: format!("the budget of contract `{}` could not be counted: {e:?}", contract.id),
+                    });
+                }
+            }
+        }
+        Verdict::Allow
     }
 }
 

@@ -115,7 +115,7 @@ fn policy_check_reports_file_and_line() {
     let state = tempdir();
     let out = run(arw(state.path(), &["policy", "check"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("ok: 12 policies"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).starts_with("ok: 13 policies"), "{}", text(&out.stdout));
 
     let dir = tempdir();
     std::fs::write(dir.path().join("ok.cedar"), "permit(principal, action, resource);\n")

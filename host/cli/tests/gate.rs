@@ -17,7 +17,9 @@ use common::Home;
 fn gated_home() -> Home {
     let home = Home::new(
         "permit(principal in Arw::Role::\"operator\", action == Arw::Action::\"tool.invoke\", resource);\n\
-         permit(principal == Arw::Caller::\"anonymous\", action == Arw::Action::\"tool.invoke\", resource);\n",
+         permit(principal == Arw::Caller::\"anonymous\", action == Arw::Action::\"tool.invoke\", resource);\n\
+         permit(principal == Arw::Component::\"arw:gating\", action == Arw::Action::\"quota.consume\",\n\
+                resource == Arw::QuotaNamespace::\"gating\");\n",
     );
     let config = home.root.join("config/arw");
     std::fs::create_dir_all(&config).unwrap();
@@ -125,4 +127,39 @@ fn a_running_host_follows_edits_of_gating_toml() {
     home.ok(&["gate", "preset", "relaxed"]);
     wait_status(&health, 200);
     drop(up);
+}
+
+/// With `quota.flush-ms = 0`, a budget's count survives `kill -9`: after
+/// three of three requests, the host killed and started again refuses the
+/// fourth with 429 and `Retry-After`.
+#[test]
+fn a_budget_survives_a_crash_when_every_consume_is_committed() {
+    let home = gated_home();
+    std::fs::write(
+        home.root.join("config/arw/config.toml"),
+        "[gating]\ngates = [\"arw:gating\"]\n\n[quota]\nflush-ms = 0\n",
+    )
+    .unwrap();
+    // A window of ten years: no window boundary falls inside the test.
+    std::fs::write(
+        contracts_file(&home),
+        "[[contract]]\nid = \"three\"\npatterns = [\"health:live\"]\n\
+         budget = { limit = 3, window = \"3650d\", kind = \"fixed\", per = \"caller\" }\n",
+    )
+    .unwrap();
+    let client = reqwest::blocking::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let up = home.up(&[]);
+    for _ in 0..3 {
+        assert_eq!(client.get(format!("{}/healthz", up.base)).send().unwrap().status(), 200);
+    }
+    drop(up); // SIGKILL: no clean stop, no final flush.
+    // The killed host's status file names its old address.
+    std::fs::remove_file(home.root.join("state/status.json")).unwrap();
+    let up = home.up(&[]);
+    let refused = client.get(format!("{}/healthz", up.base)).send().unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().get("retry-after").is_some());
+    let problem: serde_json::Value = refused.json().unwrap();
+    assert_eq!(problem["code"], "gate-retry-later");
+    assert!(problem["detail"].as_str().unwrap().contains("contract `three`"), "{problem}");
 }

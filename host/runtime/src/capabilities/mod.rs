@@ -37,6 +37,7 @@ pub mod config;
 pub mod http;
 pub mod kv;
 pub mod log;
+pub mod quota;
 pub mod tools;
 pub mod unit;
 
@@ -56,6 +57,7 @@ macro_rules! for_each_capability {
                 log: log::LogCapability,
                 outgoing_http: http::OutgoingHttpCapability,
                 tools: tools::ToolsCapability,
+                quota: quota::QuotaCapability,
             ],
             unconfigured: [
                 config: config::ConfigCapability,

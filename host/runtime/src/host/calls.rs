@@ -162,25 +162,32 @@ impl Host {
 /// it, and counts the outcome towards the callee's probation.
 #[derive(Debug)]
 pub(crate) struct NestedRouter {
-    /// Weak: the runtime owns the capabilities, which own this router.
+    /// All weak: the runtime owns the capabilities, which own this router,
+    /// and a kept (pooled) instance holds its capabilities, in a component
+    /// the routes hold: a strong reference back would keep a stopped host
+    /// alive.
     runtime: Weak<Runtime>,
-    routes: Arc<RouteTable>,
-    rollback: Rollback,
+    routes: Weak<RouteTable>,
+    rollback: Weak<Rollback>,
 }
 
 impl NestedRouter {
-    pub(crate) fn new(runtime: &Arc<Runtime>, routes: &Arc<RouteTable>, rollback: &Rollback) -> Self {
-        NestedRouter { runtime: Arc::downgrade(runtime), routes: routes.clone(), rollback: rollback.clone() }
+    pub(crate) fn new(runtime: &Arc<Runtime>, routes: &Arc<RouteTable>, rollback: &Arc<Rollback>) -> Self {
+        NestedRouter {
+            runtime: Arc::downgrade(runtime),
+            routes: Arc::downgrade(routes),
+            rollback: Arc::downgrade(rollback),
+        }
     }
 }
 
 impl Router for NestedRouter {
     fn call(&self, call: NestedCall) -> Answer {
-        let runtime = self.runtime.upgrade();
-        let routes = self.routes.clone();
-        let rollback = self.rollback.clone();
+        let (runtime, routes, rollback) = (self.runtime.upgrade(), self.routes.upgrade(), self.rollback.upgrade());
         Box::pin(async move {
-            let runtime = runtime.ok_or(CallError::ShuttingDown)?;
+            let (Some(runtime), Some(routes), Some(rollback)) = (runtime, routes, rollback) else {
+                return Err(CallError::ShuttingDown);
+            };
             let gated = gate_nested(&runtime, &routes, &call).await;
             if let Err(denied) = gated {
                 let result = Err(CallError::from(denied));

@@ -128,9 +128,9 @@ pub struct Host {
     routes: Arc<RouteTable>,
     /// How a version on probation is rolled back (by calls and by workers).
     rollback: control::Rollback,
-    /// The same, for the gates, which hold it weakly (see
-    /// [`crate::gating::chain`]).
-    _gate_rollback: Arc<control::Rollback>,
+    /// The same, for the gates and calls between components, which hold
+    /// it weakly (see [`calls::NestedRouter`]).
+    _shared_rollback: Arc<control::Rollback>,
     workers: Mutex<BTreeMap<String, Worker>>,
     /// Serialises activations, removals, rollbacks and reloads.
     transitions: tokio::sync::Mutex<()>,
@@ -192,14 +192,14 @@ impl Host {
         let (shutdown, _) = watch::channel(false);
         let routes = Arc::new(RouteTable::default());
         let rollback = control::Rollback::new(routes.clone(), announcer.clone(), runtime.config.swap.clone());
-        runtime.capabilities.tools.route_with(Arc::new(calls::NestedRouter::new(&runtime, &routes, &rollback)));
-        let gate_rollback = Arc::new(rollback.clone());
-        runtime.chokepoint.gates().bind(&runtime, &routes, &gate_rollback);
+        let shared_rollback = Arc::new(rollback.clone());
+        runtime.capabilities.tools.route_with(Arc::new(calls::NestedRouter::new(&runtime, &routes, &shared_rollback)));
+        runtime.chokepoint.gates().bind(&runtime, &routes, &shared_rollback);
         let host = Host {
             runtime,
             routes,
             rollback,
-            _gate_rollback: gate_rollback,
+            _shared_rollback: shared_rollback,
             workers: Mutex::new(BTreeMap::new()),
             transitions: tokio::sync::Mutex::new(()),
             announcer,

@@ -80,6 +80,11 @@ impl Rig {
             &[DEFAULT_POLICIES, OPERATOR_INVOKES, PROBE_GRANTS],
             http_config(),
             move |config| {
+                // Room for every version's kept gate instances during the
+                // swaps, and a gate deadline no loaded CI machine reaches
+                // (the tests of deadlines set their own, shorter).
+                config.engine.max_instances = 128;
+                config.gating.timeout_ms = 5_000;
                 config.node.tags = vec!["guest".into()];
                 config.node.role = "edge".into();
                 if let Some(first) = gates.first() {
@@ -575,6 +580,7 @@ async fn a_budget_is_counted_durably_and_refuses_with_retry_after() {
     let start = || async {
         let mut config = arw_tests::config(state.path());
         config.gating.gates = vec!["arw:gating".into()];
+        config.gating.timeout_ms = 5_000;
         config.gating.files.insert("arw:gating".into(), file.clone());
         let gate = Components::new().with(manifests::GATING, artifacts::GATING.bytes);
         let (host, refused) = arw_host::Host::start(config, arw_tests::policies(&[DEFAULT_POLICIES]), &gate)
@@ -609,4 +615,122 @@ async fn a_budget_is_counted_durably_and_refuses_with_retry_after() {
     assert_eq!(host.gate(&request("tools:invoke", caller("other"), after(20_000))).await, Ok(()), "per caller");
     assert_eq!(host.gate(&request("tools:invoke", caller("ops"), after(60_000))).await, Ok(()), "a new window");
     host.shutdown(Duration::from_secs(5)).await;
+}
+
+fn gate_package(manifest: &str, wasm: &'static [u8]) -> arw_host::source::ComponentPackage {
+    let manifest = arw_host::manifest::Manifest::parse(manifest).unwrap_or_else(|e| panic!("{e}"));
+    let publisher = Some(manifest.id.namespace().to_string());
+    arw_host::source::ComponentPackage {
+        manifest,
+        wasm: std::borrow::Cow::Borrowed(wasm),
+        origin: "test".into(),
+        publisher,
+    }
+}
+
+/// arw:gating swapped ten times, then upgraded to a broken version (it
+/// traps at every check), under 8 clients calling as a caller a contract
+/// denies and as one it allows: no denied request is ever let through,
+/// and no allowed one ever fails for lack of a gate. The broken version
+/// is rolled back; until then the version it replaced decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_is_hot_swapped_under_load_without_a_wrong_answer() {
+    let rig = Rig::gating(
+        "[[contract]]\nid = \"no-viewers\"\npatterns = [\"tools:invoke\"]\ndeny = true\ncaller-names = [\"viewer\"]\n",
+    )
+    .await;
+    let server = &rig.server;
+    let mut control = server.host.control();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for n in 0..8 {
+        let (client, url, stop) = (server.client.clone(), server.url("/tools/text-stats/invoke"), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut seen: Vec<(bool, u16)> = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) || i < 20 {
+                let viewer = (i + n) % 2 == 0;
+                let token = if viewer { arw_tests::http::VIEWER_TOKEN } else { ADMIN_TOKEN };
+                let response = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .bearer_auth(token)
+                    .body("{\"text\":\"a b\"}")
+                    .send()
+                    .await;
+                let status = match response {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        if status != if viewer { 403 } else { 200 } {
+                            eprintln!("{status}: {}", r.text().await.unwrap_or_default());
+                        }
+                        status
+                    }
+                    Err(_) => 0,
+                };
+                seen.push((viewer, status));
+                i += 1;
+            }
+            seen
+        }));
+    }
+    let gating = |version: &str| {
+        gate_package(
+            &manifests::GATING.replace("version = \"0.1.0\"", &format!("version = \"{version}\"")),
+            artifacts::GATING.bytes,
+        )
+    };
+    for k in 1..=10 {
+        let activated = server.host.activate(gating(&format!("0.1.{k}"))).await;
+        assert!(activated.is_ok(), "{activated:?}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    // A broken upgrade: it passes its health check and traps at every check.
+    let broken = "id = \"arw:gating\"\nversion = \"0.2.0\"\nworlds = [\"gate\"]\n\
+                  [[capabilities]]\naction = \"config.read\"\nresource = \"mode\"\n[config]\nmode = \"trap\"\n";
+    let grant_mode = server.host.reload_policies(vec![
+        arw_policy::PolicySource::new("default.cedar", DEFAULT_POLICIES),
+        arw_policy::PolicySource::new("operator.cedar", OPERATOR_INVOKES),
+        arw_policy::PolicySource::new("probe.cedar", PROBE_GRANTS),
+        arw_policy::PolicySource::new(
+            "mode.cedar",
+            "permit(principal == Arw::Component::\"arw:gating\", action == Arw::Action::\"config.read\", resource);",
+        ),
+    ]);
+    assert!(grant_mode.await.is_ok());
+    let activated = server.host.activate(gate_package(broken, artifacts::GATE_PROBE.bytes)).await;
+    assert!(activated.is_ok(), "{activated:?}");
+    // It is rolled back to 0.1.10 by its faults.
+    let rolled_back = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match control.recv().await {
+                Ok(arw_host::supervisor::ControlEvent::RolledBack { component, version, .. })
+                    if component == "arw:gating" =>
+                {
+                    return Some(version);
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the broken gate was never rolled back"));
+    assert_eq!(rolled_back.as_deref(), Some("0.1.10"));
+    stop.store(true, Ordering::SeqCst);
+    let mut viewers = 0;
+    let mut admins = 0;
+    for client in clients {
+        for (viewer, status) in client.await.unwrap_or_else(|e| panic!("{e}")) {
+            if viewer {
+                viewers += 1;
+                assert_eq!(status, 403, "a request the contract denies got {status}");
+            } else {
+                admins += 1;
+                assert_eq!(status, 200, "an allowed request got {status} (decided by no gate?)");
+            }
+        }
+    }
+    assert!(viewers >= 80 && admins >= 80, "{viewers} denied and {admins} allowed requests");
+    rig.stop().await;
 }

@@ -23,7 +23,7 @@ fn gated_home() -> Home {
     );
     let config = home.root.join("config/arw");
     std::fs::create_dir_all(&config).unwrap();
-    std::fs::write(config.join("config.toml"), "[gating]\ngates = [\"arw:gating\"]\n").unwrap();
+    std::fs::write(config.join("config.toml"), "[gating]\ngates = [\"arw:gating\"]\ntimeout-ms = 5000\n").unwrap();
     home
 }
 
@@ -137,7 +137,7 @@ fn a_budget_survives_a_crash_when_every_consume_is_committed() {
     let home = gated_home();
     std::fs::write(
         home.root.join("config/arw/config.toml"),
-        "[gating]\ngates = [\"arw:gating\"]\n\n[quota]\nflush-ms = 0\n",
+        "[gating]\ngates = [\"arw:gating\"]\ntimeout-ms = 5000\n\n[quota]\nflush-ms = 0\n",
     )
     .unwrap();
     // A window of ten years: no window boundary falls inside the test.

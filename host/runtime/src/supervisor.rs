@@ -259,6 +259,15 @@ impl Slot {
     }
 
     /// Is the active version on probation?
+    /// The version a version on probation replaced, while it is kept (for
+    /// a gate: it decides what its faulting successor cannot).
+    pub(crate) fn previous_on_probation(&self) -> Option<Arc<LoadedComponent>> {
+        if !self.on_probation.load(Ordering::Acquire) {
+            return None;
+        }
+        self.state.lock().previous.clone()
+    }
+
     pub(crate) fn on_probation(&self) -> bool {
         self.on_probation.load(Ordering::Acquire)
     }

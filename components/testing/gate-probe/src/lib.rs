@@ -11,6 +11,10 @@
 //!
 //! Every check is counted; `allow` answers carry nothing, so the count is
 //! observable only through the host (a deny's reason says `check #n`).
+//!
+//! A `mode` key in its own `[config]` (read with `config.get`) overrides
+//! the text: `mode = "trap"` makes a version that passes its health check
+//! and traps at every check (a broken upgrade).
 
 wit_bindgen::generate!({ path: "../../../wit", world: "arw:host/gate" });
 
@@ -43,7 +47,8 @@ impl Guest for GateProbe {
             *checks += 1;
             *checks
         };
-        let mode = MODE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let configured = arw::host::config::get("mode").ok().flatten();
+        let mode = configured.unwrap_or_else(|| MODE.lock().unwrap_or_else(|e| e.into_inner()).clone());
         let mut words = mode.split_whitespace();
         let denial = || Denial {
             code: "probed".into(),

@@ -201,9 +201,24 @@ impl Gates {
         };
         let component = slot.active();
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let answer = runtime.run_gate(&component, &config, request, deadline).await;
+        let mut answer = runtime.run_gate(&component, &config, request, deadline).await;
         let fault = matches!(answer, Err(GateFault::Fault(_)) | Err(GateFault::Config { .. }));
         rollback.observe(&slot, &component, fault);
+        // A new version on probation that cannot decide: the version it
+        // replaced (kept until probation ends) decides instead, or, once the
+        // faults rolled it back, the version active again; so a broken
+        // upgrade refuses nothing it should not while it is rolled back.
+        if fault {
+            let instead = slot.previous_on_probation().or_else(|| {
+                let now = slot.active();
+                (!Arc::ptr_eq(&now, &component)).then_some(now)
+            });
+            if let Some(instead) = instead {
+                tracing::warn!(target: "arw::gate", gate = %gate.id, version = %component.version(),
+                    "version {} could not decide; version {} decides instead", component.version(), instead.version());
+                answer = runtime.run_gate(&instead, &config, request, deadline).await;
+            }
+        }
         match answer {
             Ok(Verdict::Allow) => Ok(()),
             Ok(Verdict::Deny { code, contract, reason, retry_after_ms }) => Err(GateDenied::Denied {

@@ -649,7 +649,7 @@ async fn the_gate_is_hot_swapped_under_load_without_a_wrong_answer() {
             let mut seen: Vec<(bool, u16)> = Vec::new();
             let mut i = 0u64;
             while !stop.load(Ordering::SeqCst) || i < 20 {
-                let viewer = (i + n) % 2 == 0;
+                let viewer = (i + n).is_multiple_of(2);
                 let token = if viewer { arw_tests::http::VIEWER_TOKEN } else { ADMIN_TOKEN };
                 let response = client
                     .post(&url)

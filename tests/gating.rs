@@ -734,3 +734,50 @@ async fn the_gate_is_hot_swapped_under_load_without_a_wrong_answer() {
     assert!(viewers >= 80 && admins >= 80, "{viewers} denied and {admins} allowed requests");
     rig.stop().await;
 }
+
+/// `/admin/gating/*`: the gates and the keys with their contracts, what a
+/// request would meet, and a reload that reports a refused file's line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_routes_show_check_and_reload_the_gates() {
+    let rig = Rig::gating(&deny("spec:openapi")).await;
+    let server = &rig.server;
+    let view: serde_json::Value = server.get("/admin/gating", Some(ADMIN_TOKEN)).await.json().await.unwrap_or_default();
+    assert_eq!(view["gates"][0]["id"], "arw:gating");
+    assert_eq!(view["gates"][0]["in_force"], true);
+    let keys = view["keys"].as_array().cloned().unwrap_or_default();
+    let covering = |key: &str| {
+        keys.iter().find(|k| k["key"] == key).map(|k| k["contracts"]["arw:gating"].clone()).unwrap_or_default()
+    };
+    assert_eq!(covering("spec:openapi"), json!(["block"]));
+    assert_eq!(covering("spec:asyncapi"), json!([]));
+    assert_eq!(covering("io:ingress:tools.kv-counter"), json!([]), "each tool's ingress key is listed");
+
+    let check = |body: serde_json::Value| async move {
+        let response = server.post("/admin/gating/check", Some(ADMIN_TOKEN), &body.to_string()).await;
+        (response.status().as_u16(), response.json::<serde_json::Value>().await.unwrap_or_default())
+    };
+    let (status, denied) = check(json!({"key": "spec:openapi", "as": "viewer"})).await;
+    assert_eq!((status, denied["verdict"].clone(), denied["contract"].clone()), (200, json!("deny"), json!("block")));
+    assert_eq!(denied["caller"], "viewer");
+    let (_, allowed) = check(json!({"key": "spec:asyncapi"})).await;
+    assert_eq!((allowed["verdict"].clone(), allowed["caller"].clone()), (json!("allow"), json!("ops")));
+    assert_eq!(check(json!({"key": "Not A Key"})).await.0, 400);
+    assert_eq!(check(json!({"key": "spec:openapi", "as": "nobody"})).await.0, 400);
+    assert_eq!(check(json!({"key": "spec:openapi", "at": "noon"})).await.0, 400);
+
+    std::fs::write(&rig.file, "[[contract]]\nid = \"x\"\n").unwrap_or_else(|e| panic!("{e}"));
+    let reload: serde_json::Value =
+        server.post("/admin/gating/reload", Some(ADMIN_TOKEN), "null").await.json().await.unwrap_or_default();
+    assert_eq!(reload[0]["outcome"], "failed", "{reload}");
+    assert_eq!(reload[0]["line"], 1, "{reload}");
+    assert_eq!(server.get("/spec/openapi.json", None).await.status(), 403, "the old contracts stay");
+    std::fs::write(&rig.file, "").unwrap_or_else(|e| panic!("{e}"));
+    let reload: serde_json::Value =
+        server.post("/admin/gating/reload", Some(ADMIN_TOKEN), "null").await.json().await.unwrap_or_default();
+    assert_eq!(reload[0]["outcome"], "reloaded", "{reload}");
+    assert_eq!(server.get("/spec/openapi.json", None).await.status(), 200);
+    // Cedar decides who may use them: the viewer may not.
+    let viewer = server.get("/admin/gating", Some(arw_tests::http::VIEWER_TOKEN)).await;
+    assert_eq!(viewer.status(), 403);
+    rig.stop().await;
+}

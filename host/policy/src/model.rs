@@ -32,9 +32,12 @@ impl Action {
     pub const ADMIN_POLICY_RELOAD: Action = Action::new("admin.policy-reload");
     pub const ADMIN_GRANTS: Action = Action::new("admin.grants");
     pub const ADMIN_STATUS: Action = Action::new("admin.status");
+    pub const ADMIN_GATING: Action = Action::new("admin.gating");
+    pub const ADMIN_GATING_CHECK: Action = Action::new("admin.gating-check");
+    pub const ADMIN_GATING_RELOAD: Action = Action::new("admin.gating-reload");
 
     /// The actions the core schema declares (`core.cedarschema`).
-    pub const CORE: [Action; 7] = [
+    pub const CORE: [Action; 10] = [
         Action::TOOL_INVOKE,
         Action::ADMIN_INSTALL,
         Action::ADMIN_UNINSTALL,
@@ -42,6 +45,9 @@ impl Action {
         Action::ADMIN_POLICY_RELOAD,
         Action::ADMIN_GRANTS,
         Action::ADMIN_STATUS,
+        Action::ADMIN_GATING,
+        Action::ADMIN_GATING_CHECK,
+        Action::ADMIN_GATING_RELOAD,
     ];
 
     /// The Cedar action id, as written in policies and manifests.

@@ -66,3 +66,71 @@ impl From<arw_host::PolicyReload> for PolicyReloadOutcome {
         PolicyReloadOutcome { policies: r.policies, added: r.added, removed: r.removed, changed: r.changed }
     }
 }
+
+/// `GET /admin/gating`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GatingView {
+    /// The gates, in the order they are asked.
+    pub gates: Vec<GateView>,
+    /// Every gating key of the catalogue (and each tool's ingress key).
+    pub keys: Vec<GatingKeyView>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GateView {
+    pub id: String,
+    /// Its configuration file, if it has one.
+    pub file: Option<String>,
+    /// Whether a configuration is in force (`false`: it was refused at
+    /// start and the gate denies everything; `refused` says why).
+    pub in_force: bool,
+    pub refused: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GatingKeyView {
+    pub key: String,
+    /// Per gate: the ids of its contracts that cover the key, whoever asks
+    /// and whenever.
+    pub contracts: std::collections::BTreeMap<String, Vec<String>>,
+    /// Per gate that could not say: why.
+    pub errors: std::collections::BTreeMap<String, String>,
+}
+
+/// `POST /admin/gating/check`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatingCheckRequest {
+    /// A gating key (docs/gating-keys.md).
+    pub key: String,
+    /// A configured caller's name (`[[http.tokens]]`) or `anonymous`;
+    /// default: the caller making this request.
+    #[serde(default, rename = "as")]
+    pub caller: Option<String>,
+    /// RFC 3339; default: now.
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GatingCheckOutcome {
+    pub key: String,
+    pub caller: String,
+    /// `allow`, `deny`, `retry-after` or `failed`.
+    pub verdict: &'static str,
+    pub gate: Option<String>,
+    pub contract: Option<String>,
+    pub retry_after_ms: Option<u64>,
+    pub detail: Option<String>,
+}
+
+/// One gate's reload, `POST /admin/gating/reload`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GateReloadView {
+    pub gate: String,
+    pub file: Option<String>,
+    /// `reloaded`, `unchanged` or `failed`.
+    pub outcome: &'static str,
+    pub line: Option<u32>,
+    pub message: Option<String>,
+}

@@ -98,6 +98,15 @@ impl Callers {
         Ok(Callers { tokens, anonymous })
     }
 
+    /// The caller called `name` (`anonymous` too), for `arw gate check --as`
+    /// over HTTP.
+    pub fn named(&self, name: &str) -> Option<Arc<Identity>> {
+        if name == ANONYMOUS {
+            return Some(self.anonymous.clone());
+        }
+        self.tokens.iter().find(|(_, i)| i.name == name).map(|(_, i)| i.clone())
+    }
+
     /// Whether any token is configured (a public bind needs one).
     pub fn has_tokens(&self) -> bool {
         !self.tokens.is_empty()

@@ -65,6 +65,12 @@ keys! {
         "Every component's requested capabilities with Cedar's decision.";
     ADMIN_STATUS = "admin:status", "GET" "/admin/status", Some(Action::ADMIN_STATUS),
         "Active and draining versions, last transitions, policies, bus counters.";
+    ADMIN_GATING = "admin:gating", "GET" "/admin/gating", Some(Action::ADMIN_GATING),
+        "The gates in order with their files and whether each is in force, and every gating key with the contracts that cover it (`arw gate list`, `arw gate contracts`).";
+    ADMIN_GATING_CHECK = "admin:gating-check", "POST" "/admin/gating/check", Some(Action::ADMIN_GATING_CHECK),
+        "What a request under a gating key would meet, as a caller, at a time, and which gate and contract decide (`arw gate check`).";
+    ADMIN_GATING_RELOAD = "admin:gating-reload", "POST" "/admin/gating/reload", Some(Action::ADMIN_GATING_RELOAD),
+        "Read the gates' files again; each changed one is put in force once its gate accepts it.";
 }
 
 /// docs/gating-keys.md.

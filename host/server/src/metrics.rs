@@ -245,7 +245,7 @@ impl Collector for HostCollector {
             None,
             MetricType::Counter,
         )?;
-        for (series, value) in host.gates().events.counts() {
+        for (series, value) in host.gates().counts() {
             let labels =
                 [("gate", series.gate.as_str()), ("contract", series.contract.as_str()), ("verdict", series.verdict)];
             ConstCounter::new(value).encode(gate_decisions.encode_family(&labels)?)?;

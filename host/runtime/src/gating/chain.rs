@@ -47,6 +47,8 @@ struct GateEntry {
     id: String,
     file: Option<PathBuf>,
     config: ArcSwap<Configured>,
+    /// Requests it allowed (refusals are counted by contract, in `events`).
+    allowed: AtomicU64,
 }
 
 /// What the gates need of the running host, bound once it exists. All
@@ -69,6 +71,17 @@ pub struct GateReload {
     pub outcome: &'static str,
     pub line: Option<u32>,
     pub message: Option<String>,
+}
+
+/// One gate as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct GateState {
+    pub gate: String,
+    pub file: Option<PathBuf>,
+    /// Set when no configuration is in force (refused at start): the gate
+    /// denies everything, and this says why.
+    pub refused: Option<String>,
 }
 
 /// The host's gates.
@@ -101,6 +114,7 @@ impl Gates {
                     id: id.clone(),
                     file: config.files.get(id).cloned(),
                     config: ArcSwap::from_pointee(empty.clone()),
+                    allowed: AtomicU64::new(0),
                 })
                 .collect(),
             timeout: Duration::from_millis(config.timeout_ms),
@@ -140,7 +154,10 @@ impl Gates {
         for gate in &self.gates {
             let decided = self.ask(gate, &wire).await;
             let (contract, verdict) = match &decided {
-                Ok(()) => ("", "allow"),
+                Ok(()) => {
+                    gate.allowed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 Err(GateDenied::Denied { contract, retry_after_ms: Some(_), .. }) => (contract.as_str(), "retry-after"),
                 Err(GateDenied::Denied { contract, .. }) => (contract.as_str(), "deny"),
                 Err(GateDenied::Failed { .. }) => ("", "failed"),
@@ -348,6 +365,32 @@ impl Gates {
             out.push((gate.id.clone(), answer.await));
         }
         out
+    }
+
+    /// Each gate in order: its file, and why it denies everything when its
+    /// configuration was refused at start (`None`: a configuration is in force).
+    pub fn states(&self) -> Vec<GateState> {
+        self.gates
+            .iter()
+            .map(|g| GateState {
+                gate: g.id.clone(),
+                file: g.file.clone(),
+                refused: match &**g.config.load() {
+                    Configured::Valid(_) => None,
+                    Configured::Invalid(why) => Some(why.clone()),
+                },
+            })
+            .collect()
+    }
+
+    /// Every decision counted since start: each gate's allows, then the
+    /// refusals by gate, contract and verdict, sorted.
+    pub fn counts(&self) -> Vec<(super::events::Series, u64)> {
+        let allows = self.gates.iter().map(|g| {
+            let series = super::events::Series { gate: g.id.clone(), contract: String::new(), verdict: "allow" };
+            (series, g.allowed.load(Ordering::Relaxed))
+        });
+        allows.chain(self.events.refusals()).collect()
     }
 
     /// The files the gates read, for a watcher.

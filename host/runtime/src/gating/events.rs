@@ -54,7 +54,8 @@ impl GateEvents {
         GateEvents { bus, windows: Mutex::new(HashMap::new()), series: Mutex::new(HashMap::new()) }
     }
 
-    /// Count one decision.
+    /// Count one decision. (Allows are counted by the caller without the
+    /// map: they are every request's, and carry no contract.)
     pub(crate) fn count(&self, gate: &str, contract: &str, verdict: &'static str) {
         let mut series = self.series.lock();
         let key = Series { gate: gate.into(), contract: contract.into(), verdict };
@@ -70,8 +71,9 @@ impl GateEvents {
         *series.entry(key).or_default() += 1;
     }
 
-    /// Every decision counted since start, sorted.
-    pub fn counts(&self) -> Vec<(Series, u64)> {
+    /// Every refusal counted since start, sorted (allows are
+    /// [`super::Gates::counts`]'s).
+    pub(crate) fn refusals(&self) -> Vec<(Series, u64)> {
         let mut all: Vec<_> = self.series.lock().iter().map(|(k, v)| (k.clone(), *v)).collect();
         all.sort();
         all

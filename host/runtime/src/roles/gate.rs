@@ -151,12 +151,18 @@ impl Runtime {
         let entry = Entry { deadline: deadline.min(Entry::start(component).deadline), chain: Default::default() };
         let limit_ms = entry.deadline.saturating_duration_since(tokio::time::Instant::now()).as_millis();
         let _running = component.enter();
-        let _slot = match entry.wait(component.slots.acquire()).await {
-            Some(Ok(slot)) => slot,
-            _ => {
-                let concurrency = component.manifest.limits.concurrency;
-                return Err(GateFault::Busy(format!("all {concurrency} of its slots stayed taken until its deadline")));
-            }
+        // A free slot is taken at once; only a wait needs its deadline.
+        let _slot = match component.slots.try_acquire() {
+            Ok(slot) => slot,
+            Err(_) => match entry.wait(component.slots.acquire()).await {
+                Some(Ok(slot)) => slot,
+                _ => {
+                    let concurrency = component.manifest.limits.concurrency;
+                    return Err(GateFault::Busy(format!(
+                        "all {concurrency} of its slots stayed taken until its deadline"
+                    )));
+                }
+            },
         };
         let fault = |e: wasmtime::Error| GateFault::Fault(classify(component.id(), component, e).to_string());
         let caller = host_caller();

@@ -12,7 +12,10 @@ use http::{HeaderMap, StatusCode};
 
 use arw_ops::{ErrorKind, Live, OpsError};
 
-use crate::admin::{AdminOutcome, InstallRequest, PolicyReloadOutcome, RollbackRequest, UninstallRequest};
+use crate::admin::{
+    AdminOutcome, GateReloadView, GateView, GatingCheckOutcome, GatingCheckRequest, GatingKeyView, GatingView,
+    InstallRequest, PolicyReloadOutcome, RollbackRequest, UninstallRequest,
+};
 use crate::gating::{self, GatingKey};
 use crate::middleware::{Identity, client_address};
 use crate::problem::{Problem, ProblemDocument};
@@ -211,4 +214,136 @@ pub async fn grants(State(state): State<SharedState>) -> Json<Vec<ComponentGrant
 )]
 pub async fn status(State(state): State<SharedState>) -> Response {
     Json(state.host.status()).into_response()
+}
+
+/// The gates with their files, and every key with the contracts that cover it.
+#[utoipa::path(get, path = "/admin/gating", tag = "admin",
+    responses((status = 200, description = "The gates and the keys", body = GatingView)),
+    security(("bearer" = []), ("admin_header" = [])),
+)]
+pub async fn gating(State(state): State<SharedState>) -> Json<GatingView> {
+    let gates = state.host.gates();
+    let mut keys: Vec<String> = gating::KEYS.iter().map(|k| k.key.to_string()).collect();
+    keys.extend(state.host.tools().iter().map(|t| arw_host::gating::keys::TOOL_INGRESS.key(&t.descriptor.name)));
+    keys.extend(arw_host::gating::keys::FAMILIES.iter().map(|f| f.pattern.to_string()));
+    let mut views = Vec::with_capacity(keys.len());
+    for key in keys {
+        let mut view = GatingKeyView { key, contracts: Default::default(), errors: Default::default() };
+        for (gate, answer) in gates.covering(&view.key).await {
+            match answer {
+                Ok(ids) => view.contracts.insert(gate, ids),
+                Err(why) => view.errors.insert(gate, why).map(|_| Vec::new()),
+            };
+        }
+        views.push(view);
+    }
+    let gates = gates
+        .states()
+        .into_iter()
+        .map(|s| GateView {
+            id: s.gate,
+            file: s.file.map(|f| f.display().to_string()),
+            in_force: s.refused.is_none(),
+            refused: s.refused,
+        })
+        .collect();
+    Json(GatingView { gates, keys: views })
+}
+
+/// What a request under a key would meet.
+#[utoipa::path(post, path = "/admin/gating/check", tag = "admin",
+    request_body = GatingCheckRequest,
+    responses(
+        (status = 200, description = "The verdict (a refusal is a 200 too: this only asks)", body = GatingCheckOutcome),
+        (status = 400, description = "Not a gating key, an unknown caller, or a time that is not RFC 3339", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("admin_header" = [])),
+)]
+pub async fn gating_check(
+    State(state): State<SharedState>,
+    Extension(identity): Extension<Identity>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request: GatingCheckRequest = match crate::body::json(&headers, body, state.config.body_limit_bytes).await {
+        Ok(request) => request,
+        Err(problem) => return problem.into_response(),
+    };
+    if !arw_host::gating::keys::is_well_formed(&request.key) {
+        return Problem::bad_request(
+            "invalid-request",
+            format!("`{}` is not a gating key (docs/gating-keys.md)", request.key),
+        )
+        .into_response();
+    }
+    let who = match &request.caller {
+        None => identity.clone(),
+        Some(name) => match state.callers.named(name) {
+            Some(found) => found,
+            None => {
+                return Problem::bad_request(
+                    "invalid-request",
+                    format!("no caller `{name}` (`[[http.tokens]]`, or `anonymous`)"),
+                )
+                .into_response();
+            }
+        },
+    };
+    let at = match request
+        .at
+        .as_deref()
+        .map(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339))
+    {
+        None => None,
+        Some(Ok(at)) => Some(std::time::SystemTime::from(at)),
+        Some(Err(e)) => {
+            return Problem::bad_request("invalid-request", format!("`at` is not an RFC 3339 time: {e}"))
+                .into_response();
+        }
+    };
+    let mut ask = arw_host::gating::GateRequest::new(request.key.clone(), who.caller.gate_caller().clone());
+    ask.at = at;
+    let decided = state.host.gate(&ask).await;
+    use arw_host::gating::GateDenied;
+    let (verdict, gate, contract) = match &decided {
+        Ok(()) => ("allow", None, None),
+        Err(GateDenied::Denied { gate, contract, retry_after_ms: Some(_), .. }) => {
+            ("retry-after", Some(gate.clone()), Some(contract.clone()))
+        }
+        Err(GateDenied::Denied { gate, contract, .. }) => ("deny", Some(gate.clone()), Some(contract.clone())),
+        Err(GateDenied::Failed { gate, .. }) => ("failed", Some(gate.clone()), None),
+    };
+    let outcome = GatingCheckOutcome {
+        key: request.key,
+        caller: who.name.clone(),
+        verdict,
+        gate,
+        contract,
+        retry_after_ms: decided.as_ref().err().and_then(GateDenied::retry_after_ms),
+        detail: decided.err().map(|e| e.to_string()),
+    };
+    Json(outcome).into_response()
+}
+
+/// Read the gates' files again.
+#[utoipa::path(post, path = "/admin/gating/reload", tag = "admin",
+    responses((status = 200, description = "Each gate's outcome; a refused file keeps the one in force", body = [GateReloadView])),
+    security(("bearer" = []), ("admin_header" = [])),
+)]
+pub async fn gating_reload(State(state): State<SharedState>) -> Json<Vec<GateReloadView>> {
+    Json(
+        state
+            .host
+            .reload_gates()
+            .await
+            .into_iter()
+            .map(|r| GateReloadView {
+                gate: r.gate,
+                file: r.file.map(|f| f.display().to_string()),
+                outcome: r.outcome,
+                line: r.line,
+                message: r.message,
+            })
+            .collect(),
+    )
 }

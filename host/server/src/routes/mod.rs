@@ -25,6 +25,9 @@ pub fn router(state: SharedState, mcp: crate::mcp::McpService) -> Router {
         .route(gating::ADMIN_POLICY_RELOAD.path, post(admin::reload_policies))
         .route(gating::ADMIN_GRANTS.path, get(admin::grants))
         .route(gating::ADMIN_STATUS.path, get(admin::status))
+        .route(gating::ADMIN_GATING.path, get(admin::gating))
+        .route(gating::ADMIN_GATING_CHECK.path, post(admin::gating_check))
+        .route(gating::ADMIN_GATING_RELOAD.path, post(admin::gating_reload))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::guard));
 
     Router::new()

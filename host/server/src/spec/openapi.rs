@@ -26,10 +26,13 @@ use crate::views::{ComponentGrants, ComponentView, GrantView, Health, LimitsView
         metrics::scrape,
         spec::openapi, spec::asyncapi, spec::mcp_tools, spec::cedar_schema,
         admin::install, admin::uninstall, admin::rollback, admin::reload_policies, admin::grants, admin::status,
+        admin::gating, admin::gating_check, admin::gating_reload,
     ),
     components(schemas(
         ProblemDocument, Health, RefusalView, ComponentView, LimitsView, ToolView, GrantView, ComponentGrants,
         InstallRequest, UninstallRequest, RollbackRequest, AdminOutcome, PolicyReloadOutcome, events::EventData,
+        crate::admin::GatingView, crate::admin::GateView, crate::admin::GatingKeyView,
+        crate::admin::GatingCheckRequest, crate::admin::GatingCheckOutcome, crate::admin::GateReloadView,
     )),
     modifiers(&CommonResponses),
     tags(

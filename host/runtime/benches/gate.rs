@@ -1,0 +1,139 @@
+//! What gates cost, against the same work without them, in the same run.
+//!
+//! - `gate/check-50-contracts`: `Host::gate` alone, arw:gating with 50
+//!   deny contracts none of which matches (every one is tried): the WIT
+//!   request built, a kept instance taken, `check`, given back.
+//! - `gate/check-budget`: the same with one matching budget contract in
+//!   front (its count kept by the quota capability: `quota.consume`, a
+//!   cached Cedar decision, an in-memory bucket).
+//! - `tool_call/ungated` and `tool_call/gated`: `Host::call` of text-stats
+//!   on a host without gates and on one with arw:gating and the 50
+//!   contracts (the call asks `io:ingress:tools.text-stats`).
+//! - `quota/consume-in-memory` and `quota/consume-write-through`: one
+//!   consume with `quota.flush-ms = 1000` (written by the flusher) and
+//!   with `flush-ms = 0` (each consume committed to redb before it
+//!   returns).
+//!
+//! `cargo bench -p arw-host --bench gate`
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arw_host::capabilities::quota::{QuotaConfig, QuotaStore, Window, WindowKind};
+use arw_host::gating::{GateCaller, GateRequest};
+use arw_host::source::EmbeddedSource;
+use arw_host::{Host, HostConfig};
+use arw_policy::{PolicySet, PolicySource, Principal};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+const TEXT_STATS_MANIFEST: &str = include_str!("../../../manifests/text-stats.toml");
+const GATING_MANIFEST: &str = include_str!("../../../manifests/gating.toml");
+const POLICIES: &str = r#"
+    permit(principal in Arw::Role::"operator", action == Arw::Action::"tool.invoke", resource);
+    permit(principal == Arw::Component::"arw:gating", action == Arw::Action::"quota.consume", resource);
+"#;
+const INPUT: &str = r#"{"text":"the quick brown fox\njumps over the lazy dog"}"#;
+
+/// 50 deny contracts, none matching a call of text-stats by the local
+/// operator: other keys, other callers, other nodes, windows in the past.
+fn fifty_contracts() -> String {
+    let mut text = String::new();
+    for i in 0..50 {
+        let condition = match i % 4 {
+            0 => format!("patterns = [\"bench:key{i}\", \"io:egress:http.host{i}.example:*\"]"),
+            1 => format!("patterns = [\"io:ingress:tools.*\"]\ncaller-names = [\"someone-{i}\"]"),
+            2 => format!("patterns = [\"*\"]\nnode-tags = [\"tag-{i}\"]"),
+            _ => "patterns = [\"tools:*\", \"io:*\"]\nvalid-from = \"2020-01-01T00:00:00Z\"\nvalid-to = \"2020-01-02T00:00:00Z\""
+                .to_string(),
+        };
+        text.push_str(&format!("[[contract]]\nid = \"c{i}\"\n{condition}\ndeny = true\n\n"));
+    }
+    text
+}
+
+fn start(rt: &tokio::runtime::Runtime, dir: &std::path::Path, gated: Option<&str>) -> Host {
+    let mut config = HostConfig { state_dir: Some(dir.join("state")), allow_unsigned: true, ..HostConfig::default() };
+    let mut source = EmbeddedSource::new().with("text-stats", TEXT_STATS_MANIFEST, arw_artifacts::TEXT_STATS.bytes);
+    if let Some(contracts) = gated {
+        let file = dir.join("gating.toml");
+        std::fs::write(&file, contracts).unwrap_or_else(|e| panic!("{e}"));
+        config.gating.gates = vec!["arw:gating".into()];
+        config.gating.files.insert("arw:gating".into(), file);
+        source = source.with("gating", GATING_MANIFEST, arw_artifacts::GATING.bytes);
+    }
+    let schema = arw_policy::schema::embedded().unwrap_or_else(|e| panic!("{e}"));
+    let policies = PolicySet::from_sources(&schema, [PolicySource::new("bench.cedar", POLICIES)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (host, refused) = rt.block_on(Host::start(config, policies, &source)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(refused.is_empty(), "{refused:?}");
+    host
+}
+
+fn gates(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+    let (plain_dir, gated_dir, budget_dir) = (tempdir(), tempdir(), tempdir());
+    let plain = start(&rt, plain_dir.path(), None);
+    let gated = start(&rt, gated_dir.path(), Some(&fifty_contracts()));
+    let budget = format!(
+        "[[contract]]\nid = \"budget\"\npatterns = [\"tools:*\"]\nbudget = {{ limit = 1000000000, window = \"1d\", kind = \"sliding\", per = \"caller\" }}\n\n{}",
+        fifty_contracts()
+    );
+    let budgeted = start(&rt, budget_dir.path(), Some(&budget));
+    let operator = |host: &Host| host.caller(Principal::local_operator());
+    let (plain_caller, gated_caller) = (operator(&plain), operator(&gated));
+
+    // Same answers before timing anything: the gate allows, the budget counts.
+    let a = rt.block_on(plain.call(&plain_caller, "text-stats", INPUT)).unwrap_or_else(|e| panic!("{e}"));
+    let b = rt.block_on(gated.call(&gated_caller, "text-stats", INPUT)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(a, b);
+    let caller = Arc::new(GateCaller::of(&Principal::local_operator(), Vec::new()));
+    let request = GateRequest::new("tools:invoke", caller.clone());
+    assert_eq!(rt.block_on(gated.gate(&request)), Ok(()));
+    assert_eq!(rt.block_on(budgeted.gate(&request)), Ok(()));
+    let ingress = GateRequest::new("io:ingress:tools.text-stats", caller);
+
+    let mut group = c.benchmark_group("gate");
+    group.bench_function("check-50-contracts", |b| {
+        b.to_async(&rt).iter(|| async { black_box(gated.gate(&ingress).await) })
+    });
+    group.bench_function("check-budget", |b| {
+        b.to_async(&rt).iter(|| async { black_box(budgeted.gate(&request).await) })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("tool_call");
+    group.bench_function("ungated", |b| {
+        b.to_async(&rt).iter(|| async { black_box(plain.call(&plain_caller, "text-stats", INPUT).await) })
+    });
+    group.bench_function("gated", |b| {
+        b.to_async(&rt).iter(|| async { black_box(gated.call(&gated_caller, "text-stats", INPUT).await) })
+    });
+    group.finish();
+
+    let window = Window { limit: u64::MAX, window_ms: 86_400_000, kind: WindowKind::Sliding };
+    let now = || SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let mut group = c.benchmark_group("quota");
+    for (name, flush_ms) in [("consume-in-memory", 1000), ("consume-write-through", 0)] {
+        let dir = tempdir();
+        let store = QuotaStore::open(dir.path(), QuotaConfig { flush_ms, ..QuotaConfig::default() })
+            .unwrap_or_else(|e| panic!("{e}"));
+        group.bench_function(name, |b| b.iter(|| black_box(store.consume("bench", "caller", 1, window, now()))));
+    }
+    group.finish();
+
+    for host in [plain, gated, budgeted] {
+        rt.block_on(host.shutdown(Duration::from_secs(1)));
+    }
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(4));
+    targets = gates
+}
+criterion_main!(benches);

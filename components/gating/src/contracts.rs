@@ -223,10 +223,8 @@ fn period(field: &str, value: &str) -> Result<i64, String> {
 impl Contracts {
     /// Parse and check a configuration; an empty text has no contracts.
     pub fn parse(text: &str) -> Result<Contracts, Error> {
-        let file: File = toml::from_str(text).map_err(|e| Error {
-            line: e.span().map(|s| line_of(text, s.start)),
-            message: e.message().to_string(),
-        })?;
+        let file: File = toml::from_str(text)
+            .map_err(|e| Error { line: e.span().map(|s| line_of(text, s.start)), message: e.message().to_string() })?;
         if file.contract.len() > MAX_CONTRACTS {
             return Err(Error { line: None, message: format!("at most {MAX_CONTRACTS} contracts are allowed") });
         }
@@ -273,7 +271,9 @@ impl Contract {
             return Err("`id` must be 1-64 characters of a-z, 0-9, `-`, `_` and `.`".into());
         }
         let effect = match (&spec.budget, spec.deny) {
-            (Some(_), true) => return Err("a contract either denies (`deny = true`) or has a `budget`, not both".into()),
+            (Some(_), true) => {
+                return Err("a contract either denies (`deny = true`) or has a `budget`, not both".into());
+            }
             (None, false) => {
                 return Err("a contract does nothing without `deny = true` or a `budget = { ... }`".into());
             }
@@ -351,7 +351,12 @@ impl Contract {
         }
         let reason = match &effect {
             Effect::Deny => format!("denied by contract `{}`", spec.id),
-            Effect::Budget(b) => format!("over the budget of contract `{}` ({} per {})", spec.id, b.limit, spec.budget.as_ref().map_or("", |s| s.window.as_str())),
+            Effect::Budget(b) => format!(
+                "over the budget of contract `{}` ({} per {})",
+                spec.id,
+                b.limit,
+                spec.budget.as_ref().map_or("", |s| s.window.as_str())
+            ),
         };
         Ok(Contract {
             id: spec.id.clone(),

@@ -28,8 +28,8 @@ struct Gating;
 
 impl Guest for Gating {
     fn configure(text: String) -> Result<(), ConfigError> {
-        let parsed = contracts::Contracts::parse(&text)
-            .map_err(|e| ConfigError { line: e.line, message: e.message })?;
+        let parsed =
+            contracts::Contracts::parse(&text).map_err(|e| ConfigError { line: e.line, message: e.message })?;
         *CONTRACTS.lock().unwrap_or_else(|e| e.into_inner()) = Some(parsed);
         Ok(())
     }

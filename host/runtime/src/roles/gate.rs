@@ -222,28 +222,7 @@ impl Runtime {
         key: &str,
         deadline: tokio::time::Instant,
     ) -> Result<Vec<String>, GateFault> {
-        let Some(prepared) = component.roles.gate.as_ref() else {
-            return Err(GateFault::Busy(format!("`{}` does not export {EXPORT}", component.id())));
-        };
-        let entry = Entry { deadline: deadline.min(Entry::start(component).deadline), chain: Default::default() };
-        let Some(Some(_slot)) = entry.wait(self.pool.for_call()).await else {
-            return Err(GateFault::Busy("the host's instance pool stayed full until its deadline".into()));
-        };
-        let mut store = entry.store(self, component);
-        let fault = |e: wasmtime::Error| GateFault::Fault(classify(component.id(), component, e).to_string());
-        let run = async {
-            let gate = prepared.pre.instantiate_async(&mut store).await?;
-            let handler = gate.arw_host_gate_handler();
-            if let Err(e) = handler.call_configure(&mut store, &config.text).await? {
-                return Ok(Err(GateFault::Config { line: e.line, message: e.message }));
-            }
-            Ok::<_, wasmtime::Error>(Ok(handler.call_covering(&mut store, key).await?))
-        };
-        match entry.run(run).await {
-            None => Err(GateFault::Fault("covering ran past its deadline".into())),
-            Some(Err(e)) => Err(fault(e)),
-            Some(Ok(answer)) => answer,
-        }
+        self.on_fresh_gate(component, &config.text, Some(key), deadline).await
     }
 
     /// Would `component`'s gate take `text`? Asked on a fresh instance,
@@ -254,6 +233,19 @@ impl Runtime {
         text: &str,
         deadline: tokio::time::Instant,
     ) -> Result<(), GateFault> {
+        self.on_fresh_gate(component, text, None, deadline).await.map(drop)
+    }
+
+    /// A fresh instance of `component`'s gate (not one of its kept ones),
+    /// given `text` to `configure`, then asked `covering(key)` if a key is
+    /// given (an empty list otherwise).
+    async fn on_fresh_gate(
+        &self,
+        component: &LoadedComponent,
+        text: &str,
+        covering: Option<&str>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<String>, GateFault> {
         let Some(prepared) = component.roles.gate.as_ref() else {
             return Err(GateFault::Busy(format!("`{}` does not export {EXPORT}", component.id())));
         };
@@ -266,13 +258,20 @@ impl Runtime {
         let fault = |e: wasmtime::Error| GateFault::Fault(classify(component.id(), component, e).to_string());
         let run = async {
             let gate = prepared.pre.instantiate_async(&mut store).await?;
-            gate.arw_host_gate_handler().call_configure(&mut store, text).await
+            let handler = gate.arw_host_gate_handler();
+            if let Err(e) = handler.call_configure(&mut store, text).await? {
+                return Ok(Err(GateFault::Config { line: e.line, message: e.message }));
+            }
+            let rules = match covering {
+                Some(key) => handler.call_covering(&mut store, key).await?,
+                None => Vec::new(),
+            };
+            Ok::<_, wasmtime::Error>(Ok(rules))
         };
         match entry.run(run).await {
-            None => Err(GateFault::Fault(format!("configure ran past its deadline of {} ms", limit_ms))),
+            None => Err(GateFault::Fault(format!("the gate ran past its deadline of {limit_ms} ms"))),
             Some(Err(e)) => Err(fault(e)),
-            Some(Ok(Err(e))) => Err(GateFault::Config { line: e.line, message: e.message }),
-            Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(answer)) => answer,
         }
     }
 }

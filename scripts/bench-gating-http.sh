@@ -2,8 +2,8 @@
 # HTTP throughput with the gating orchestrator in front and without it:
 # two `arw up` on this machine, the same first-party components, one with
 # `[gating] gates = ["arw:gating"]` and 50 deny contracts none of which
-# matches (every one is tried, on both keys a call asks: `tools:invoke`
-# and `io:ingress:tools.text-stats`), loaded in turn with the same `oha`
+# matches (every one is tried, on both keys a call has, `tools:invoke`
+# and `io:ingress:tools.text-stats`, asked in one check), loaded in turn with the same `oha`
 # command, alternating, PAIRS times. Not part of CI.
 #
 #   scripts/bench-gating-http.sh              # 3 pairs of 10 s, 16 connections

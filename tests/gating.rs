@@ -617,6 +617,66 @@ async fn a_budget_is_counted_durably_and_refuses_with_retry_after() {
     host.shutdown(Duration::from_secs(5)).await;
 }
 
+/// An HTTP tool call is one action under two keys (its route's and its
+/// tool's), asked in one entry of the gate: a per-caller budget covering
+/// both counts it once, a per-key budget once per key, the allow counter
+/// moves by one per call, and a deny on either key still refuses it,
+/// naming that key. A component's own call is asked again (no pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_tool_call_asks_each_gate_once_for_its_route_and_tool() {
+    let budgets = |per: &str| {
+        format!(
+            "[[contract]]\nid = \"three\"\npatterns = [\"tools:invoke\", \"io:ingress:tools.*\"]\n\
+             budget = {{ limit = 3, window = \"1h\", kind = \"fixed\", per = \"{per}\" }}\n"
+        )
+    };
+    let rig = Rig::gating(&budgets("caller")).await;
+    let server = &rig.server;
+    let allows = || async {
+        let metrics = server.get("/metrics", Some(ADMIN_TOKEN)).await.text().await.unwrap_or_default();
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("arw_gate_decisions_total{") && l.contains("verdict=\"allow\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let call = |name: &'static str| async move {
+        server.post("/tools/kv-counter/invoke", Some(ADMIN_TOKEN), &json!({"name": name}).to_string()).await
+    };
+    let before = allows().await;
+    for i in 1..=3 {
+        assert_eq!(call("once").await.status(), 200, "call {i} of 3 within the budget");
+    }
+    // Three calls, and this scrape's own route: one entry each.
+    assert_eq!(allows().await - before, 4.0, "each HTTP tool call entered the gate once");
+    let fourth = call("once").await;
+    assert_eq!(fourth.status(), 429, "the budget counts a call once, not once per key");
+    assert_eq!(problem(fourth).await["code"], "gate-retry-later");
+
+    // Per key: the route's and the tool's count apart, so a call costs one
+    // of each, and the fourth is refused.
+    rig.contracts(&budgets("key").replace("three", "per-key")).await;
+    for i in 1..=3 {
+        assert_eq!(call("per-key").await.status(), 200, "call {i} of 3 within the per-key budget");
+    }
+    assert_eq!(call("per-key").await.status(), 429);
+
+    // A deny on the tool's key refuses the HTTP call, naming that key.
+    let ingress = keys::TOOL_INGRESS.key("kv-counter");
+    rig.contracts(&deny(&ingress)).await;
+    let denied = call("denied").await;
+    assert_eq!(denied.status(), 403);
+    let detail = problem(denied).await["detail"].as_str().unwrap_or_default().to_string();
+    assert!(detail.contains(&format!("`{ingress}`")), "the refusal names the tool's key: {detail}");
+    // A component's call of the tool has no pass: asked again, refused.
+    let nested = rig.probe(json!({"op": "tools.invoke", "tool": "kv-counter", "input": {"name": "denied"}})).await;
+    assert!(nested.err().map(|e| e.to_string()).unwrap_or_default().contains("gate-denied"));
+    rig.contracts("").await;
+    assert_eq!(rig.counter("denied").await, 1, "a refused call reached kv-counter");
+    assert_eq!(rig.counter("once").await, 4, "exactly the three calls in the budget ran");
+    rig.stop().await;
+}
+
 fn gate_package(manifest: &str, wasm: &'static [u8]) -> arw_host::source::ComponentPackage {
     let manifest = arw_host::manifest::Manifest::parse(manifest).unwrap_or_else(|e| panic!("{e}"));
     let publisher = Some(manifest.id.namespace().to_string());

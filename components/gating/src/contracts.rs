@@ -174,16 +174,15 @@ struct Renewal {
     max: Option<u32>,
 }
 
-/// What a request is matched on.
+/// Who a request is from and where it is decided: what a contract's
+/// conditions read, besides the key and the time.
 pub struct Subject<'a> {
-    pub key: &'a str,
     pub caller_name: &'a str,
     pub caller_roles: &'a [String],
     pub caller_tags: &'a [String],
     pub node_id: &'a str,
     pub node_role: &'a str,
     pub node_tags: &'a [String],
-    pub now_ms: i64,
 }
 
 /// The contracts in force, in file order.
@@ -244,21 +243,34 @@ impl Contracts {
 
     /// The ids of the contracts whose patterns cover `key`, in order.
     pub fn covering(&self, key: &str) -> Vec<String> {
-        self.0.iter().filter(|c| c.patterns.iter().any(|p| p.matches(key))).map(|c| c.id.clone()).collect()
+        self.covering_indices(key).iter().map(|&i| self.0[usize::from(i)].id.clone()).collect()
     }
 
-    /// The first deny contract in force that matches `subject`, if any:
-    /// denies take precedence over budgets.
-    pub fn denying(&self, subject: &Subject<'_>) -> Option<&Contract> {
-        self.0.iter().find(|c| matches!(c.effect, Effect::Deny) && c.matches(subject))
+    /// The positions of the contracts whose patterns cover `key`, in file
+    /// order. They depend on the key alone, so a gate may keep them per key.
+    pub fn covering_indices(&self, key: &str) -> Box<[u16]> {
+        // MAX_CONTRACTS fits a u16.
+        (0u16..).zip(&self.0).filter(|(_, c)| c.covers(key)).map(|(i, _)| i).collect()
     }
 
-    /// The budget contracts in force that match `subject`, in file order.
-    pub fn budgets<'a>(&'a self, subject: &'a Subject<'_>) -> impl Iterator<Item = (&'a Contract, &'a Budget)> + 'a {
-        self.0.iter().filter(|c| c.matches(subject)).filter_map(|c| match &c.effect {
-            Effect::Budget(b) => Some((c, b)),
-            Effect::Deny => None,
-        })
+    /// The positions of the contracts that apply to `key` for `subject`
+    /// whenever they are in force: their patterns cover the key and their
+    /// conditions on the caller and the node hold. They depend on nothing
+    /// else, so a gate may keep them per key and subject.
+    pub fn applying(&self, key: &str, subject: &Subject<'_>) -> Box<[u16]> {
+        (0u16..).zip(&self.0).filter(|(_, c)| c.covers(key) && c.holds(subject)).map(|(i, _)| i).collect()
+    }
+
+    /// The contract at `index` (from [`Contracts::applying`]).
+    pub fn get(&self, index: u16) -> Option<&Contract> {
+        self.0.get(usize::from(index))
+    }
+}
+
+impl Contract {
+    /// Does one of its patterns match `key`?
+    fn covers(&self, key: &str) -> bool {
+        self.patterns.iter().any(|p| p.matches(key))
     }
 }
 
@@ -378,7 +390,7 @@ impl Contract {
 
     /// Is the contract in force at `now`? Never before `valid-from`; until
     /// `valid-to`, moved on by whole periods while it renews.
-    fn in_force(&self, now: i64) -> bool {
+    pub fn in_force(&self, now: i64) -> bool {
         if self.from_ms.is_some_and(|from| now < from) {
             return false;
         }
@@ -400,17 +412,17 @@ impl Contract {
         renew.until_ms.is_none_or(|until| last_renewal_at < until)
     }
 
-    fn matches(&self, s: &Subject<'_>) -> bool {
+    /// Do its conditions on the caller and the node hold for `s`? (Its
+    /// patterns are matched per key, its time by [`Contract::in_force`].)
+    fn holds(&self, s: &Subject<'_>) -> bool {
         let any_of = |wanted: &[String], have: &[String]| wanted.is_empty() || wanted.iter().any(|w| have.contains(w));
         let one_of = |wanted: &[String], have: &str| wanted.is_empty() || wanted.iter().any(|w| w == have);
-        self.patterns.iter().any(|p| p.matches(s.key))
-            && one_of(&self.caller_names, s.caller_name)
+        one_of(&self.caller_names, s.caller_name)
             && any_of(&self.caller_roles, s.caller_roles)
             && any_of(&self.caller_tags, s.caller_tags)
             && one_of(&self.node_ids, s.node_id)
             && one_of(&self.node_roles, s.node_role)
             && any_of(&self.node_tags, s.node_tags)
-            && self.in_force(s.now_ms)
     }
 }
 

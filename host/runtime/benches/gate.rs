@@ -6,9 +6,15 @@
 //! - `gate/check-budget`: the same with one matching budget contract in
 //!   front (its count kept by the quota capability: `quota.consume`, a
 //!   cached Cedar decision, an in-memory bucket).
+//! - `gate/check-no-contracts`: the same on arw:gating with no contracts:
+//!   what asking a gate costs before it decides anything.
+//! - `gate/check-route-and-tool`: the check an HTTP tool call makes, two
+//!   keys (`tools:invoke`, `io:ingress:tools.text-stats`) in one entry.
 //! - `tool_call/ungated` and `tool_call/gated`: `Host::call` of text-stats
 //!   on a host without gates and on one with arw:gating and the 50
-//!   contracts (the call asks `io:ingress:tools.text-stats`).
+//!   contracts (the call asks `io:ingress:tools.text-stats`);
+//!   `tool_call/gated-route-and-tool`: the HTTP path's shape, one check for
+//!   both keys, then the call spending the pass.
 //! - `quota/consume-in-memory` and `quota/consume-write-through`: one
 //!   consume with `quota.flush-ms = 1000` (written by the flusher) and
 //!   with `flush-ms = 0` (each consume committed to redb before it
@@ -80,6 +86,8 @@ fn gates(c: &mut Criterion) {
         fifty_contracts()
     );
     let budgeted = start(&rt, budget_dir.path(), Some(&budget));
+    let empty_dir = tempdir();
+    let empty = start(&rt, empty_dir.path(), Some(""));
     let operator = |host: &Host| host.caller(Principal::local_operator());
     let (plain_caller, gated_caller) = (operator(&plain), operator(&gated));
 
@@ -91,11 +99,29 @@ fn gates(c: &mut Criterion) {
     let request = GateRequest::new("tools:invoke", caller.clone());
     assert_eq!(rt.block_on(gated.gate(&request)), Ok(()));
     assert_eq!(rt.block_on(budgeted.gate(&request)), Ok(()));
-    let ingress = GateRequest::new("io:ingress:tools.text-stats", caller);
+    let ingress = GateRequest::new("io:ingress:tools.text-stats", caller.clone());
+    // What the HTTP route of a tool call asks: its route and its tool, in one check.
+    let mut route_and_tool =
+        GateRequest::new("tools:invoke", gated_caller.gate_caller().clone()).and_key("io:ingress:tools.text-stats");
+    route_and_tool.target.tool = Some("text-stats".into());
+    route_and_tool.target.component = gated.tool_owner("text-stats");
+    let allows = || gated.gates().counts().iter().filter(|(s, _)| s.verdict == "allow").map(|(_, n)| n).sum::<u64>();
+    let before = allows();
+    let pass = rt.block_on(gated.gate_pass(route_and_tool.clone())).unwrap_or_else(|e| panic!("{e}"));
+    let context = arw_policy::RequestContext::default();
+    let passed = rt.block_on(gated.call_passed(&gated_caller, "text-stats", INPUT, &context, pass));
+    assert_eq!(passed.unwrap_or_else(|e| panic!("{e}")), a);
+    assert_eq!(allows() - before, 1, "the call spent the pass instead of asking again");
 
     let mut group = c.benchmark_group("gate");
     group.bench_function("check-50-contracts", |b| {
         b.to_async(&rt).iter(|| async { black_box(gated.gate(&ingress).await) })
+    });
+    group.bench_function("check-no-contracts", |b| {
+        b.to_async(&rt).iter(|| async { black_box(empty.gate(&ingress).await) })
+    });
+    group.bench_function("check-route-and-tool", |b| {
+        b.to_async(&rt).iter(|| async { black_box(gated.gate(&route_and_tool).await) })
     });
     group.bench_function("check-budget", |b| {
         b.to_async(&rt).iter(|| async { black_box(budgeted.gate(&request).await) })
@@ -108,6 +134,15 @@ fn gates(c: &mut Criterion) {
     });
     group.bench_function("gated", |b| {
         b.to_async(&rt).iter(|| async { black_box(gated.call(&gated_caller, "text-stats", INPUT).await) })
+    });
+    // As over HTTP: one check for the route and the tool, then the call
+    // spends the pass instead of asking again.
+    group.bench_function("gated-route-and-tool", |b| {
+        b.to_async(&rt).iter(|| async {
+            let pass = gated.gate_pass(route_and_tool.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+            let context = arw_policy::RequestContext::default();
+            black_box(gated.call_passed(&gated_caller, "text-stats", INPUT, &context, pass).await)
+        })
     });
     group.finish();
 
@@ -122,7 +157,7 @@ fn gates(c: &mut Criterion) {
     }
     group.finish();
 
-    for host in [plain, gated, budgeted] {
+    for host in [plain, gated, budgeted, empty] {
         rt.block_on(host.shutdown(Duration::from_secs(1)));
     }
 }

@@ -190,12 +190,12 @@ impl ServerHandler for ArwMcp {
             chain: &[],
         };
         let input = serde_json::Value::Object(request.arguments.unwrap_or_default()).to_string();
-        let result = match crate::routes::tools::call_tool(&self.state, &identity, &request.name, &input, &origin).await
-        {
-            Ok(output) if output.is_object() => CallToolResult::structured(output),
-            Ok(output) => CallToolResult::success(vec![ContentBlock::text(output.to_string())]),
-            Err(error) => CallToolResult::error(vec![ContentBlock::text(format!("{}: {error}", error.code()))]),
-        };
+        let result =
+            match crate::routes::tools::call_tool(&self.state, &identity, &request.name, &input, &origin, None).await {
+                Ok(output) if output.is_object() => CallToolResult::structured(output),
+                Ok(output) => CallToolResult::success(vec![ContentBlock::text(output.to_string())]),
+                Err(error) => CallToolResult::error(vec![ContentBlock::text(format!("{}: {error}", error.code()))]),
+            };
         Ok(result.into())
     }
 }

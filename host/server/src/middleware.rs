@@ -63,8 +63,27 @@ async fn handle(state: &SharedState, route: &'static str, mut request: Request, 
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .unwrap_or(0);
-        if let Err(denied) = state.host.gate(&ask).await {
-            return Problem::from_gate(&denied).into_response();
+        // A tool call asks for its route and its tool in one check (one
+        // entry of each gate), and hands the pass to the call.
+        let tool = match route == gating::TOOLS_INVOKE.key {
+            true => tool_of(&mut request).await.and_then(|tool| Some((state.host.tool_owner(&tool)?, tool))),
+            false => None,
+        };
+        match tool {
+            Some((owner, tool)) => {
+                ask = ask.and_key(arw_host::gating::keys::TOOL_INGRESS.key(&tool));
+                ask.target =
+                    arw_host::gating::GateTarget { tool: Some(tool), component: Some(owner), ..Default::default() };
+                match state.host.gate_pass(ask).await {
+                    Ok(pass) => request.extensions_mut().insert(ToolPass::new(pass)),
+                    Err(denied) => return Problem::from_gate(&denied).into_response(),
+                };
+            }
+            None => {
+                if let Err(denied) = state.host.gate(&ask).await {
+                    return Problem::from_gate(&denied).into_response();
+                }
+            }
         }
     }
     request.extensions_mut().insert(identity);
@@ -77,6 +96,31 @@ async fn handle(state: &SharedState, route: &'static str, mut request: Request, 
             format!("no response within {} ms (http.request-timeout-ms)", limit.as_millis()),
         )
         .into_response(),
+    }
+}
+
+/// The tool a `tools:invoke` request names (its `{name}`, percent-decoded
+/// as the handler sees it).
+async fn tool_of(request: &mut Request) -> Option<String> {
+    use axum::RequestExt;
+    let params = request.extract_parts::<axum::extract::RawPathParams>().await.ok()?;
+    params.iter().find(|(name, _)| *name == "name").map(|(_, value)| value.to_string())
+}
+
+/// What the gates allowed for a tool call's route and tool, for its
+/// handler to spend once ([`arw_host::Host::call_passed`]). (Request
+/// extensions are `Clone`; a pass is not, so it travels in a slot.)
+#[derive(Debug, Clone)]
+pub struct ToolPass(Arc<std::sync::Mutex<Option<arw_host::gating::GatePass>>>);
+
+impl ToolPass {
+    fn new(pass: arw_host::gating::GatePass) -> Self {
+        ToolPass(Arc::new(std::sync::Mutex::new(Some(pass))))
+    }
+
+    /// The pass, the first time; `None` after.
+    pub fn take(&self) -> Option<arw_host::gating::GatePass> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 

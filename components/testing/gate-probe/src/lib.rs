@@ -3,14 +3,15 @@
 //!
 //! - `allow` (or an empty text): allows everything;
 //! - `deny`: denies everything, contract `probe`, code `probed`;
-//! - `deny KEY`: denies the key `KEY` only;
+//! - `deny KEY`: denies the key `KEY` only (among a request's keys);
 //! - `retry MS`: answers retry-after `MS` milliseconds;
 //! - `trap`: panics in `check`;
 //! - `hang`: loops forever in `check` (until the host's deadline);
 //! - `refuse`: refuses the configuration itself (line 1).
 //!
 //! Every check is counted; `allow` answers carry nothing, so the count is
-//! observable only through the host (a deny's reason says `check #n`).
+//! observable only through the host (a deny's reason says `check #n` and
+//! the keys asked, joined by ` + `).
 //!
 //! A `mode` key in its own `[config]` (read with `config.get`) overrides
 //! the text: `mode = "trap"` makes a version that passes its health check
@@ -50,15 +51,18 @@ impl Guest for GateProbe {
         let configured = arw::host::config::get("mode").ok().flatten();
         let mode = configured.unwrap_or_else(|| MODE.lock().unwrap_or_else(|e| e.into_inner()).clone());
         let mut words = mode.split_whitespace();
-        let denial = || Denial {
+        let keys = request.keys.join(" + ");
+        let first = request.keys.first().cloned().unwrap_or_default();
+        let denial = |key: String| Denial {
+            key,
             code: "probed".into(),
             contract: "probe".into(),
-            reason: format!("check #{n} of `{}` by `{}`", request.key, request.caller.name),
+            reason: format!("check #{n} of `{keys}` by `{}`", request.caller.name),
         };
         match (words.next(), words.next()) {
-            (Some("deny"), None) => Verdict::Deny(denial()),
-            (Some("deny"), Some(key)) if key == request.key => Verdict::Deny(denial()),
-            (Some("retry"), Some(ms)) => Verdict::RetryAfter((denial(), ms.parse().unwrap_or(1000))),
+            (Some("deny"), None) => Verdict::Deny(denial(first)),
+            (Some("deny"), Some(key)) if request.keys.iter().any(|k| k == key) => Verdict::Deny(denial(key.into())),
+            (Some("retry"), Some(ms)) => Verdict::RetryAfter((denial(first), ms.parse().unwrap_or(1000))),
             (Some("trap"), _) => panic!("the probe traps on purpose"),
             (Some("hang"), _) => {
                 let mut x: u64 = 0;

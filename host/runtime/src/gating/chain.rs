@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 
 use super::events::{GATING_RELOAD_FAILED, GATING_RELOADED, GateEvents};
-use super::{GateDenied, GateRequest, GatingConfig, Verdict};
+use super::{GateDenied, GatePass, GateRequest, GatingConfig, Verdict};
 use crate::capabilities::bus::Bus;
 use crate::host::RouteTable;
 use crate::host::control::Rollback;
@@ -171,11 +171,18 @@ impl Gates {
         Ok(())
     }
 
+    /// [`Gates::check`], and a pass for the entry point that follows to
+    /// spend instead of asking again for the same keys.
+    pub async fn check_for_pass(&self, request: GateRequest) -> Result<GatePass, GateDenied> {
+        self.check(&request).await?;
+        Ok(GatePass { keys: request.keys, caller: request.caller, component: request.target.component })
+    }
+
     /// The request as gates get it.
     fn wire(&self, request: &GateRequest) -> wit::Request {
         let caller = &request.caller;
         wit::Request {
-            key: request.key.clone(),
+            keys: request.keys().to_vec(),
             caller: wit::Caller {
                 name: caller.name.clone(),
                 roles: caller.roles.clone(),
@@ -198,7 +205,8 @@ impl Gates {
 
     /// One gate's answer.
     async fn ask(&self, gate: &GateEntry, request: &wit::Request) -> Result<(), GateDenied> {
-        let failed = |problem: String| GateDenied::Failed { gate: gate.id.clone(), key: request.key.clone(), problem };
+        let first = || request.keys.first().cloned().unwrap_or_default();
+        let failed = |problem: String| GateDenied::Failed { gate: gate.id.clone(), key: first(), problem };
         let Some(bound) = self.bound.get() else { return Err(failed("the host has not started its gates".into())) };
         let (Some(runtime), Some(routes), Some(rollback)) =
             (bound.runtime.upgrade(), bound.routes.upgrade(), bound.rollback.upgrade())
@@ -217,8 +225,8 @@ impl Gates {
             )));
         };
         let component = slot.active();
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut answer = runtime.run_gate(&component, &config, request, deadline).await;
+        let started = tokio::time::Instant::now();
+        let mut answer = runtime.run_gate(&component, &config, request, started, self.timeout).await;
         let fault = matches!(answer, Err(GateFault::Fault(_)) | Err(GateFault::Config { .. }));
         rollback.observe(&slot, &component, fault);
         // A new version on probation that cannot decide: the version it
@@ -233,14 +241,15 @@ impl Gates {
             if let Some(instead) = instead {
                 tracing::warn!(target: "arw::gate", gate = %gate.id, version = %component.version(),
                     "version {} could not decide; version {} decides instead", component.version(), instead.version());
-                answer = runtime.run_gate(&instead, &config, request, deadline).await;
+                answer = runtime.run_gate(&instead, &config, request, started, self.timeout).await;
             }
         }
         match answer {
             Ok(Verdict::Allow) => Ok(()),
-            Ok(Verdict::Deny { code, contract, reason, retry_after_ms }) => Err(GateDenied::Denied {
+            Ok(Verdict::Deny { key, code, contract, reason, retry_after_ms }) => Err(GateDenied::Denied {
                 gate: gate.id.clone(),
-                key: request.key.clone(),
+                // The key the gate names, if it is one of the request's.
+                key: if request.keys.contains(&key) { key } else { first() },
                 code: crate::authz::shown(&code, 64),
                 contract: crate::authz::shown(&contract, 128),
                 reason: crate::authz::shown(&reason, 512),

@@ -120,11 +120,13 @@ pub struct GateTarget {
     pub topic: Option<String>,
 }
 
-/// One question to the gates.
+/// One question to the gates: one action, under one or more gating keys.
 #[derive(Debug, Clone)]
 pub struct GateRequest {
-    /// The gating key ([`keys`], or an HTTP route's).
-    pub key: String,
+    /// The gating keys ([`keys`], or an HTTP route's), outermost first;
+    /// never empty. An HTTP tool call has two (its route's and its
+    /// tool's), asked in one entry of each gate.
+    keys: Vec<String>,
     pub caller: Arc<GateCaller>,
     /// The client's address, for a request over the network.
     pub address: Option<IpAddr>,
@@ -141,7 +143,7 @@ pub struct GateRequest {
 impl GateRequest {
     pub fn new(key: impl Into<String>, caller: Arc<GateCaller>) -> Self {
         GateRequest {
-            key: key.into(),
+            keys: vec![key.into()],
             caller,
             address: None,
             chain: Vec::new(),
@@ -149,6 +151,51 @@ impl GateRequest {
             size: 0,
             at: None,
         }
+    }
+
+    /// The same action is also guarded by `key` (asked in the same check).
+    pub fn and_key(mut self, key: impl Into<String>) -> Self {
+        self.keys.push(key.into());
+        self
+    }
+
+    /// The outermost key (the one a refusal names when no gate says which).
+    pub fn key(&self) -> &str {
+        self.keys.first().map_or("", String::as_str)
+    }
+
+    /// Every key, outermost first.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
+    /// Ask under `key` instead of the keys so far.
+    pub fn set_key(&mut self, key: impl Into<String>) {
+        self.keys = vec![key.into()];
+    }
+}
+
+/// What the gates allowed: an action's keys for a caller, to be spent
+/// once. An entry point that asked the gates for what follows it (the
+/// HTTP route of a tool call asks for the route and the tool in one check)
+/// hands the pass on, and the next entry point does not ask again for a
+/// key the pass covers. Made only by [`Gates::check_for_pass`].
+#[derive(Debug)]
+pub struct GatePass {
+    keys: Vec<String>,
+    caller: Arc<GateCaller>,
+    /// The component the target was when asked (a tool's provider).
+    component: Option<String>,
+}
+
+impl GatePass {
+    /// Does this pass cover `key` asked by `caller` about `component`?
+    /// Only for the very caller it was made for (the same `Arc`), and only
+    /// while the target is the component it was asked about.
+    pub(crate) fn covers(&self, key: &str, caller: &Arc<GateCaller>, component: &str) -> bool {
+        Arc::ptr_eq(&self.caller, caller)
+            && self.component.as_deref() == Some(component)
+            && self.keys.iter().any(|k| k == key)
     }
 }
 
@@ -204,5 +251,27 @@ impl GateDenied {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Allow,
-    Deny { code: String, contract: String, reason: String, retry_after_ms: Option<u64> },
+    Deny { key: String, code: String, contract: String, reason: String, retry_after_ms: Option<u64> },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pass covers only its keys, for the very caller it was made for,
+    /// while the target is the component it was asked about.
+    #[test]
+    fn a_pass_covers_only_its_keys_caller_and_component() {
+        let caller = Arc::new(GateCaller { name: "ops".into(), ..Default::default() });
+        let twin = Arc::new((*caller).clone());
+        let pass = GatePass {
+            keys: vec!["tools:invoke".into(), "io:ingress:tools.a".into()],
+            caller: caller.clone(),
+            component: Some("x:a".into()),
+        };
+        assert!(pass.covers("io:ingress:tools.a", &caller, "x:a"));
+        assert!(!pass.covers("io:ingress:tools.b", &caller, "x:a"), "another key");
+        assert!(!pass.covers("io:ingress:tools.a", &twin, "x:a"), "an equal caller that is not the same one");
+        assert!(!pass.covers("io:ingress:tools.a", &caller, "x:b"), "the tool moved to another component");
+    }
 }

@@ -15,7 +15,7 @@ use super::{Host, RouteTable};
 use crate::authz::Denied;
 use crate::capabilities::tools::{Answer, NestedCall, Router};
 use crate::error::CallError;
-use crate::gating::{GateCaller, GateDenied, GateRequest, GateTarget, keys};
+use crate::gating::{GateCaller, GateDenied, GatePass, GateRequest, GateTarget, keys};
 use crate::runtime::Runtime;
 
 /// Someone calling tools, prepared for repeated authorization: its Cedar
@@ -82,7 +82,23 @@ impl Host {
         input: &str,
         context: &RequestContext<'_>,
     ) -> Result<serde_json::Value, CallError> {
-        self.call_gated(caller, tool, input, context, true).await
+        self.call_gated(caller, tool, input, context, Gating::Ask).await
+    }
+
+    /// [`Host::call_in`] after the gates were asked for this call already
+    /// (an HTTP route that asked for itself and the tool in one check,
+    /// [`Host::gate_pass`]): the tool's ingress is not asked again if
+    /// `pass` covers it for this caller and the tool's current provider;
+    /// otherwise it is.
+    pub async fn call_passed(
+        &self,
+        caller: &Caller,
+        tool: &str,
+        input: &str,
+        context: &RequestContext<'_>,
+        pass: GatePass,
+    ) -> Result<serde_json::Value, CallError> {
+        self.call_gated(caller, tool, input, context, Gating::Pass(pass)).await
     }
 
     /// The local operator's break-glass path: call `tool` without asking
@@ -108,7 +124,7 @@ impl Host {
             crate::gating::events::GATE_BYPASSED,
             &serde_json::json!({"caller": caller.1.name, "key": keys::TOOL_INGRESS.key(tool), "gates": gates}),
         );
-        self.call_gated(caller, tool, input, &RequestContext::default(), false).await
+        self.call_gated(caller, tool, input, &RequestContext::default(), Gating::BreakGlass).await
     }
 
     async fn call_gated(
@@ -117,7 +133,7 @@ impl Host {
         tool: &str,
         input: &str,
         context: &RequestContext<'_>,
-        gated: bool,
+        gating: Gating,
     ) -> Result<serde_json::Value, CallError> {
         // Counted first, then the flag checked (both SeqCst): either this
         // call sees the host stopping, or `stop` sees it in flight and
@@ -135,8 +151,14 @@ impl Host {
         };
         drop(routes);
         let gates = self.gates();
-        if gated && gates.active() {
-            let mut request = GateRequest::new(keys::TOOL_INGRESS.key(tool), caller.1.clone());
+        let key = keys::TOOL_INGRESS.key(tool);
+        let ask = match &gating {
+            Gating::Ask => true,
+            Gating::Pass(pass) => !pass.covers(&key, &caller.1, &slot.id),
+            Gating::BreakGlass => false,
+        };
+        if ask && gates.active() {
+            let mut request = GateRequest::new(key, caller.1.clone());
             request.address = context.client_address;
             request.chain = context.chain.to_vec();
             request.target =
@@ -155,6 +177,16 @@ impl Host {
         }
         result
     }
+}
+
+/// How a tool call meets the gates.
+enum Gating {
+    /// Asked for the tool's ingress.
+    Ask,
+    /// Asked already, unless the pass does not cover it.
+    Pass(GatePass),
+    /// The local operator's break-glass path: not asked.
+    BreakGlass,
 }
 
 /// Runs the calls components make of each other's tools
@@ -227,7 +259,7 @@ async fn gate_nested(runtime: &Runtime, routes: &RouteTable, call: &NestedCall) 
         GateTarget { tool: Some(call.tool.clone()), component: Some(caller.name.clone()), ..Default::default() };
     request.size = call.input.len() as u64;
     gates.check(&request).await?;
-    request.key = keys::TOOL_INGRESS.key(&call.tool);
+    request.set_key(keys::TOOL_INGRESS.key(&call.tool));
     request.target.component = provider;
     gates.check(&request).await
 }

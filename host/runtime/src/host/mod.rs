@@ -244,6 +244,15 @@ impl Host {
         self.gates().check(request).await
     }
 
+    /// [`Host::gate`], for an entry point that asks for what follows it
+    /// too: the pass lets [`Host::call_passed`] skip asking again.
+    pub async fn gate_pass(
+        &self,
+        request: crate::gating::GateRequest,
+    ) -> Result<crate::gating::GatePass, crate::gating::GateDenied> {
+        self.gates().check_for_pass(request).await
+    }
+
     /// Read the gates' configuration files again; each changed text is put
     /// in force once its gate accepts it (see [`crate::gating::chain`]).
     pub async fn reload_gates(&self) -> Vec<crate::gating::chain::GateReload> {

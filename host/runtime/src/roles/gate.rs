@@ -137,19 +137,24 @@ pub(crate) enum GateFault {
 
 impl Runtime {
     /// Ask `component`'s gate about `request`, on a kept instance
-    /// configured with `config`, before `deadline`.
+    /// configured with `config`, within `limit` of `started` (or the
+    /// component's own timeout, if shorter). The caller reads the clock
+    /// once for every gate it asks: a check is a few microseconds, and
+    /// each read was a visible part of it.
     pub(crate) async fn run_gate(
         &self,
         component: &LoadedComponent,
         config: &ConfigText,
         request: &wit::Request,
-        deadline: tokio::time::Instant,
+        started: tokio::time::Instant,
+        limit: std::time::Duration,
     ) -> Result<Verdict, GateFault> {
         let Some(prepared) = component.roles.gate.as_ref() else {
             return Err(GateFault::Busy(format!("`{}` does not export {EXPORT}", component.id())));
         };
-        let entry = Entry { deadline: deadline.min(Entry::start(component).deadline), chain: Default::default() };
-        let limit_ms = entry.deadline.saturating_duration_since(tokio::time::Instant::now()).as_millis();
+        let limit = limit.min(component.timeout());
+        let entry = Entry { deadline: started + limit, chain: Default::default() };
+        let limit_ms = limit.as_millis();
         let _running = component.enter();
         // A free slot is taken at once; only a wait needs its deadline.
         let _slot = match component.slots.try_acquire() {
@@ -205,11 +210,15 @@ impl Runtime {
         Ok(match verdict {
             wit::Verdict::Allow => Verdict::Allow,
             wit::Verdict::Deny(d) => {
-                Verdict::Deny { code: d.code, contract: d.contract, reason: d.reason, retry_after_ms: None }
+                Verdict::Deny { key: d.key, code: d.code, contract: d.contract, reason: d.reason, retry_after_ms: None }
             }
-            wit::Verdict::RetryAfter((d, after)) => {
-                Verdict::Deny { code: d.code, contract: d.contract, reason: d.reason, retry_after_ms: Some(after) }
-            }
+            wit::Verdict::RetryAfter((d, after)) => Verdict::Deny {
+                key: d.key,
+                code: d.code,
+                contract: d.contract,
+                reason: d.reason,
+                retry_after_ms: Some(after),
+            },
         })
     }
 

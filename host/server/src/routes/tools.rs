@@ -53,6 +53,7 @@ pub async fn invoke(
     Extension(identity): Extension<Identity>,
     Path(name): Path<String>,
     client: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    pass: Option<Extension<crate::middleware::ToolPass>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -65,23 +66,29 @@ pub async fn invoke(
         client_address: client.map(|c| c.0.0.ip()),
         chain: &[],
     };
-    match call_tool(&state, &identity, &name, &input, &context).await {
+    let pass = pass.and_then(|p| p.take());
+    match call_tool(&state, &identity, &name, &input, &context, pass).await {
         Ok(output) => Json(output).into_response(),
         Err(error) => Problem::from_call(&error).into_response(),
     }
 }
 
 /// One tool call, counted in the metrics: shared by HTTP and MCP.
-/// `context` says where it came from (the route's gating key, the client).
+/// `context` says where it came from (the route's gating key, the client);
+/// `pass`, what the gates allowed for it already (the HTTP route's check).
 pub async fn call_tool(
     state: &AppState,
     identity: &crate::auth::Identity,
     name: &str,
     input: &str,
     context: &RequestContext<'_>,
+    pass: Option<arw_host::gating::GatePass>,
 ) -> Result<serde_json::Value, arw_host::CallError> {
     let started = Instant::now();
-    let result = state.host.call_in(&identity.caller, name, input, context).await;
+    let result = match pass {
+        Some(pass) => state.host.call_passed(&identity.caller, name, input, context, pass).await,
+        None => state.host.call_in(&identity.caller, name, input, context).await,
+    };
     if let Some(component) = state.host.tool_owner(name) {
         let code = result.as_ref().err().map(|e| e.code().into_owned());
         state.metrics.record_call(&component, name, code.as_deref(), started.elapsed());

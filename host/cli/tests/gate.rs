@@ -119,6 +119,22 @@ fn a_running_host_follows_edits_of_gating_toml() {
     let deny = "[[contract]]\nid = \"no-health\"\npatterns = [\"health:*\"]\ndeny = true\n";
     std::fs::write(contracts_file(&home), deny).unwrap();
     wait_status(&health, 403);
+    // `arw status` shows the gate and counts the refusals (the status file
+    // is written every few seconds: bounded wait).
+    let started = std::time::Instant::now();
+    loop {
+        let status: serde_json::Value = serde_json::from_str(&home.ok(&["status", "--json"])).unwrap();
+        let gate = &status["gates"][0];
+        if gate["gate"] == "arw:gating" && gate["denied"].as_u64().unwrap_or(0) >= 1 {
+            assert!(gate["allowed"].as_u64().unwrap_or(0) >= 1, "{gate}");
+            assert!(gate["refused"].is_null(), "{gate}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "arw status never counted the refusal: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let human = home.ok(&["status"]);
+    assert!(human.contains("gate arw:gating (") && human.contains(" denied, "), "{human}");
     // An invalid edit keeps it in force; the next valid one replaces it.
     std::fs::write(contracts_file(&home), "[[contract]]\nid = \"oops\"\npatterns = [\n").unwrap();
     std::thread::sleep(Duration::from_millis(500));

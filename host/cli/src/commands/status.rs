@@ -76,6 +76,19 @@ pub fn run(config: &HostConfig, args: StatusArgs) -> anyhow::Result<ExitCode> {
             r["reason"].as_str().unwrap_or("")
         );
     }
+    for g in status["gates"].as_array().cloned().unwrap_or_default() {
+        let file = g["file"].as_str().map(|f| format!(" ({f})")).unwrap_or_default();
+        out!(
+            "gate {}{file}: {} allowed, {} denied, {} undecided (refused)",
+            g["gate"].as_str().unwrap_or(""),
+            g["allowed"],
+            g["denied"],
+            g["failed"]
+        );
+        if let Some(why) = g["refused"].as_str() {
+            out!("    DENIES EVERYTHING: {why}");
+        }
+    }
     out!("policies: {}", status["policies"]);
     if let Some(reload) = status["last-policy-reload"].as_object() {
         let verdict =

@@ -95,6 +95,25 @@ pub struct HostStatus {
     pub pool_budget: u32,
     /// Calls between components (`arw:host/tools`) by outcome.
     pub component_calls: crate::capabilities::tools::ComponentCalls,
+    /// The gates (`[gating] gates`), in the order they are asked.
+    pub gates: Vec<GateStatus>,
+}
+
+/// A gate as `arw status` shows it: its file, whether it denies
+/// everything (a configuration refused at start), and its decisions since
+/// the host started.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct GateStatus {
+    pub gate: String,
+    pub file: Option<std::path::PathBuf>,
+    /// Why it denies everything, when no configuration is in force.
+    pub refused: Option<String>,
+    pub allowed: u64,
+    /// Denials, retry-afters included.
+    pub denied: u64,
+    /// Requests it could not decide (refused all the same).
+    pub failed: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -211,7 +230,34 @@ impl Host {
             pool_in_use: self.runtime.pool.calls_in_use(),
             pool_budget: self.runtime.pool.calls_budget(),
             component_calls: self.runtime.capabilities.tools.calls(),
+            gates: self.gate_status(),
         }
+    }
+
+    fn gate_status(&self) -> Vec<GateStatus> {
+        let gates = self.gates();
+        let counts = gates.counts();
+        gates
+            .states()
+            .into_iter()
+            .map(|state| {
+                let sum = |verdicts: &[&str]| {
+                    counts
+                        .iter()
+                        .filter(|(s, _)| s.gate == state.gate && verdicts.contains(&s.verdict))
+                        .map(|(_, n)| n)
+                        .sum()
+                };
+                GateStatus {
+                    allowed: sum(&["allow"]),
+                    denied: sum(&["deny", "retry-after"]),
+                    failed: sum(&["failed"]),
+                    gate: state.gate,
+                    file: state.file,
+                    refused: state.refused,
+                }
+            })
+            .collect()
     }
 
     /// What the driver of the resident component `id` has done.

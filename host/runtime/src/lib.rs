@@ -13,6 +13,7 @@
 //! | [`gating`] | gates: signed components asked before the effect at every entry point, fail closed |
 //! | [`authz`] | the one authorization chokepoint every capability call and tool call goes through |
 //! | [`capabilities`] | one unit per capability: `bus`, `kv`, `log`, `config`, `http` |
+//! | [`signals`] | what the host measures for feedback: time-aware EWMA, decayed error rates, P² quantiles |
 //! | [`supervisor`] | versions over time: atomic switch, drain, rollback, transition events |
 //! | [`host`] | [`Host`]: start, call tools, activate/remove components, reload policies, status, shut down |
 //!
@@ -28,6 +29,7 @@ pub mod gating;
 pub mod host;
 pub mod roles;
 pub mod runtime;
+pub mod signals;
 pub mod source;
 #[cfg(test)]
 mod source_scan;

@@ -13,12 +13,16 @@
 //!   minimum number of samples;
 //! - [`quantile`]: the P² algorithm (Jain & Chlamtac, 1985) for p50, p95
 //!   and p99 without storing samples, in rotating windows so an estimate
-//!   follows a change.
+//!   follows a change;
+//! - [`recorder`]: how entry points hand observations over without a lock
+//!   (a bounded lock-free queue, drained into bounded per-series state).
 
 pub mod decay;
 pub mod ewma;
 pub mod quantile;
+pub mod recorder;
 
 pub use decay::{DecayedCount, ErrorRates, Outcome};
 pub use ewma::Ewma;
 pub use quantile::{P2, Quantiles, WindowedQuantiles};
+pub use recorder::{Observation, Recorder, Series, SeriesView, SignalsConfig};

@@ -677,6 +677,51 @@ async fn an_http_tool_call_asks_each_gate_once_for_its_route_and_tool() {
     rig.stop().await;
 }
 
+/// A gate that decides on a request's size gets the real size of an HTTP
+/// tool call's input even when the body comes chunked, without a
+/// `Content-Length` (the route's check saw 0 bytes, so the call does not
+/// spend its pass: it asks again with the input's size).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_is_gated_by_its_real_size() {
+    let probe = "id = \"test:gate-probe\"\nversion = \"1.0.0\"\nworlds = [\"gate\"]\n";
+    let gate = Components::new().with(probe, artifacts::GATE_PROBE.bytes);
+    let rig = Rig::start(&["test:gate-probe"], gate, "deny-over 64").await;
+    let server = &rig.server;
+    let big = json!({"name": "x".repeat(100)}).to_string();
+    // With a Content-Length, the route's check sees the size and refuses.
+    let sized = server.post("/tools/kv-counter/invoke", Some(ADMIN_TOKEN), &big).await;
+    assert_eq!(sized.status(), 403);
+    // Chunked, by hand: the route's check sees 0 bytes; the call must not
+    // take that for the input's size.
+    let address = server.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap_or_else(|e| panic!("{e}"));
+    let request = format!(
+        "POST /tools/kv-counter/invoke HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+         {:x}\r\n{big}\r\n0\r\n\r\n",
+        big.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "a chunked body past the gate's size limit: {answer}");
+    assert!(answer.contains("gate-denied"), "{answer}");
+    // A small one, chunked, goes through (the second ask allows it).
+    let small = json!({"name": "ok"}).to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap_or_else(|e| panic!("{e}"));
+    let request = format!(
+        "POST /tools/kv-counter/invoke HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+         {:x}\r\n{small}\r\n0\r\n\r\n",
+        small.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    rig.stop().await;
+}
+
 fn gate_package(manifest: &str, wasm: &'static [u8]) -> arw_host::source::ComponentPackage {
     let manifest = arw_host::manifest::Manifest::parse(manifest).unwrap_or_else(|e| panic!("{e}"));
     let publisher = Some(manifest.id.namespace().to_string());

@@ -4,6 +4,8 @@
 //! - `allow` (or an empty text): allows everything;
 //! - `deny`: denies everything, contract `probe`, code `probed`;
 //! - `deny KEY`: denies the key `KEY` only (among a request's keys);
+//! - `deny-over N`: denies a request that carries more than `N` bytes
+//!   (its `size`);
 //! - `retry MS`: answers retry-after `MS` milliseconds;
 //! - `trap`: panics in `check`;
 //! - `hang`: loops forever in `check` (until the host's deadline);
@@ -62,6 +64,9 @@ impl Guest for GateProbe {
         match (words.next(), words.next()) {
             (Some("deny"), None) => Verdict::Deny(denial(first)),
             (Some("deny"), Some(key)) if request.keys.iter().any(|k| k == key) => Verdict::Deny(denial(key.into())),
+            (Some("deny-over"), Some(n)) if request.size > n.parse().unwrap_or(u64::MAX) => {
+                Verdict::Deny(denial(first))
+            }
             (Some("retry"), Some(ms)) => Verdict::RetryAfter((denial(first), ms.parse().unwrap_or(1000))),
             (Some("trap"), _) => panic!("the probe traps on purpose"),
             (Some("hang"), _) => {

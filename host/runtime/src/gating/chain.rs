@@ -175,7 +175,12 @@ impl Gates {
     /// spend instead of asking again for the same keys.
     pub async fn check_for_pass(&self, request: GateRequest) -> Result<GatePass, GateDenied> {
         self.check(&request).await?;
-        Ok(GatePass { keys: request.keys, caller: request.caller, component: request.target.component })
+        Ok(GatePass {
+            keys: request.keys,
+            caller: request.caller,
+            component: request.target.component,
+            size: request.size,
+        })
     }
 
     /// The request as gates get it.

@@ -186,15 +186,21 @@ pub struct GatePass {
     caller: Arc<GateCaller>,
     /// The component the target was when asked (a tool's provider).
     component: Option<String>,
+    /// The size the gates were told (an HTTP request's `Content-Length`;
+    /// 0 when it had none, as with a chunked body).
+    size: u64,
 }
 
 impl GatePass {
-    /// Does this pass cover `key` asked by `caller` about `component`?
-    /// Only for the very caller it was made for (the same `Arc`), and only
-    /// while the target is the component it was asked about.
-    pub(crate) fn covers(&self, key: &str, caller: &Arc<GateCaller>, component: &str) -> bool {
+    /// Does this pass cover `key` asked by `caller` about `component`
+    /// carrying `size` bytes? Only for the very caller it was made for (the
+    /// same `Arc`), while the target is the component it was asked about,
+    /// and for no more bytes than the gates were told of (a body sent
+    /// without a `Content-Length` is asked about again, with its size).
+    pub(crate) fn covers(&self, key: &str, caller: &Arc<GateCaller>, component: &str, size: u64) -> bool {
         Arc::ptr_eq(&self.caller, caller)
             && self.component.as_deref() == Some(component)
+            && size <= self.size
             && self.keys.iter().any(|k| k == key)
     }
 }
@@ -259,7 +265,8 @@ mod tests {
     use super::*;
 
     /// A pass covers only its keys, for the very caller it was made for,
-    /// while the target is the component it was asked about.
+    /// while the target is the component it was asked about, for no more
+    /// bytes than were asked about.
     #[test]
     fn a_pass_covers_only_its_keys_caller_and_component() {
         let caller = Arc::new(GateCaller { name: "ops".into(), ..Default::default() });
@@ -268,10 +275,12 @@ mod tests {
             keys: vec!["tools:invoke".into(), "io:ingress:tools.a".into()],
             caller: caller.clone(),
             component: Some("x:a".into()),
+            size: 100,
         };
-        assert!(pass.covers("io:ingress:tools.a", &caller, "x:a"));
-        assert!(!pass.covers("io:ingress:tools.b", &caller, "x:a"), "another key");
-        assert!(!pass.covers("io:ingress:tools.a", &twin, "x:a"), "an equal caller that is not the same one");
-        assert!(!pass.covers("io:ingress:tools.a", &caller, "x:b"), "the tool moved to another component");
+        assert!(pass.covers("io:ingress:tools.a", &caller, "x:a", 100));
+        assert!(!pass.covers("io:ingress:tools.b", &caller, "x:a", 100), "another key");
+        assert!(!pass.covers("io:ingress:tools.a", &twin, "x:a", 100), "an equal caller that is not the same one");
+        assert!(!pass.covers("io:ingress:tools.a", &caller, "x:b", 100), "the tool moved to another component");
+        assert!(!pass.covers("io:ingress:tools.a", &caller, "x:a", 101), "more bytes than the gates were told of");
     }
 }

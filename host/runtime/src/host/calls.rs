@@ -154,7 +154,7 @@ impl Host {
         let key = keys::TOOL_INGRESS.key(tool);
         let ask = match &gating {
             Gating::Ask => true,
-            Gating::Pass(pass) => !pass.covers(&key, &caller.1, &slot.id),
+            Gating::Pass(pass) => !pass.covers(&key, &caller.1, &slot.id, input.len() as u64),
             Gating::BreakGlass => false,
         };
         if ask && gates.active() {

@@ -102,6 +102,14 @@ impl Rig {
         Rig::start(&["arw:gating"], gate, contracts).await
     }
 
+    /// test:gate-probe as the only gate (a 200 ms deadline), its file
+    /// holding `mode` (see the probe's modes).
+    async fn gate_probe(mode: &str) -> Rig {
+        let probe = "id = \"test:gate-probe\"\nversion = \"1.0.0\"\nworlds = [\"gate\"]\n[limits]\ntimeout-ms = 200\n";
+        let gate = Components::new().with(probe, artifacts::GATE_PROBE.bytes);
+        Rig::start(&["test:gate-probe"], gate, mode).await
+    }
+
     /// Put `contracts` in force (the file, then a reload that must take it).
     async fn contracts(&self, contracts: &str) {
         std::fs::write(&self.file, contracts).unwrap_or_else(|e| panic!("{e}"));
@@ -443,9 +451,7 @@ async fn an_invalid_edit_keeps_the_contracts_in_force_and_names_the_line() {
 /// naming the gate), never lets it through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gate_that_cannot_decide_fails_closed() {
-    let probe = "id = \"test:gate-probe\"\nversion = \"1.0.0\"\nworlds = [\"gate\"]\n[limits]\ntimeout-ms = 200\n";
-    let gate = Components::new().with(probe, artifacts::GATE_PROBE.bytes);
-    let rig = Rig::start(&["test:gate-probe"], gate, "allow").await;
+    let rig = Rig::gate_probe("allow").await;
     let server = &rig.server;
     assert_eq!(server.get("/healthz", None).await.status(), 200);
     for (mode, says) in [("trap", "trapped"), ("hang", "deadline"), ("deny", "check #")] {
@@ -683,9 +689,7 @@ async fn an_http_tool_call_asks_each_gate_once_for_its_route_and_tool() {
 /// spend its pass: it asks again with the input's size).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunked_body_is_gated_by_its_real_size() {
-    let probe = "id = \"test:gate-probe\"\nversion = \"1.0.0\"\nworlds = [\"gate\"]\n";
-    let gate = Components::new().with(probe, artifacts::GATE_PROBE.bytes);
-    let rig = Rig::start(&["test:gate-probe"], gate, "deny-over 64").await;
+    let rig = Rig::gate_probe("deny-over 64").await;
     let server = &rig.server;
     let big = json!({"name": "x".repeat(100)}).to_string();
     // With a Content-Length, the route's check sees the size and refuses.
@@ -693,33 +697,30 @@ async fn a_chunked_body_is_gated_by_its_real_size() {
     assert_eq!(sized.status(), 403);
     // Chunked, by hand: the route's check sees 0 bytes; the call must not
     // take that for the input's size.
-    let address = server.base.trim_start_matches("http://").to_string();
-    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap_or_else(|e| panic!("{e}"));
-    let request = format!(
-        "POST /tools/kv-counter/invoke HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\
-         content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
-         {:x}\r\n{big}\r\n0\r\n\r\n",
-        big.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer).await;
+    let answer = post_chunked(server, "/tools/kv-counter/invoke", &big).await;
     assert!(answer.starts_with("HTTP/1.1 403"), "a chunked body past the gate's size limit: {answer}");
     assert!(answer.contains("gate-denied"), "{answer}");
     // A small one, chunked, goes through (the second ask allows it).
-    let small = json!({"name": "ok"}).to_string();
+    let answer = post_chunked(server, "/tools/kv-counter/invoke", &json!({"name": "ok"}).to_string()).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    rig.stop().await;
+}
+
+/// POST `body` to `path` as one chunk (`Transfer-Encoding: chunked`, no
+/// `Content-Length`) over a raw connection; the whole response as text.
+async fn post_chunked(server: &TestServer, path: &str, body: &str) -> String {
+    let address = server.base.trim_start_matches("http://").to_string();
     let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap_or_else(|e| panic!("{e}"));
     let request = format!(
-        "POST /tools/kv-counter/invoke HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\
          content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
-         {:x}\r\n{small}\r\n0\r\n\r\n",
-        small.len()
+         {:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap_or_else(|e| panic!("{e}"));
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer).await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    rig.stop().await;
+    answer
 }
 
 fn gate_package(manifest: &str, wasm: &'static [u8]) -> arw_host::source::ComponentPackage {

@@ -3,6 +3,12 @@
 //! decayed errors over decayed requests, with the same half-life, and is
 //! only reported once enough requests were seen for it to mean something.
 
+/// What a count keeps of itself after `dt_ms` with half-life
+/// `half_life_ms`: `2^(−dt/h)`.
+fn halving(dt_ms: u64, half_life_ms: f64) -> f64 {
+    (-(dt_ms as f64) / half_life_ms * std::f64::consts::LN_2).exp()
+}
+
 /// A count that halves every `half_life_ms`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DecayedCount {
@@ -21,8 +27,7 @@ impl DecayedCount {
     /// decay it).
     fn decay_to(&mut self, at_ms: u64) {
         if at_ms > self.last_ms {
-            let dt = (at_ms - self.last_ms) as f64;
-            self.value *= (-dt / self.half_life_ms * std::f64::consts::LN_2).exp();
+            self.value *= halving(at_ms - self.last_ms, self.half_life_ms);
             self.last_ms = at_ms;
         }
     }
@@ -86,8 +91,7 @@ impl ErrorRates {
 
     /// The decay factor from the last observation to `at_ms`.
     fn factor(&self, at_ms: u64) -> f64 {
-        let dt = at_ms.saturating_sub(self.last_ms) as f64;
-        (-dt / self.half_life_ms * std::f64::consts::LN_2).exp()
+        halving(at_ms.saturating_sub(self.last_ms), self.half_life_ms)
     }
 
     pub fn observe(&mut self, outcome: Outcome, at_ms: u64) {

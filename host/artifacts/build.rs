@@ -20,6 +20,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("event-log", true),
     ("heartbeat", true),
     ("gating", true),
+    ("feedback", true),
     ("spinner", false),
     ("memory-hog", false),
     ("probe", false),

@@ -26,6 +26,7 @@ pub mod manifests {
     pub const EVENT_LOG: &str = include_str!("../../manifests/event-log.toml");
     pub const HEARTBEAT: &str = include_str!("../../manifests/heartbeat.toml");
     pub const GATING: &str = include_str!("../../manifests/gating.toml");
+    pub const FEEDBACK: &str = include_str!("../../manifests/feedback.toml");
 }
 
 /// The repository's default policies (`policies/default.cedar`).

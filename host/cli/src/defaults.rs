@@ -15,6 +15,7 @@ pub fn first_party() -> EmbeddedSource {
         .with("announce", include_str!("../../../manifests/announce.toml"), a::ANNOUNCE.bytes)
         .with("event-log", include_str!("../../../manifests/event-log.toml"), a::EVENT_LOG.bytes)
         .with("gating", include_str!("../../../manifests/gating.toml"), a::GATING.bytes)
+        .with("feedback", include_str!("../../../manifests/feedback.toml"), a::FEEDBACK.bytes)
 }
 
 /// The default policies (`policies/*.cedar`).

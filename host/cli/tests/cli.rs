@@ -93,7 +93,10 @@ fn components_json_shows_requested_capabilities_and_decisions() {
     let listing = json_out(&out);
     let components = listing["components"].as_array().cloned().unwrap_or_default();
     let ids: Vec<&str> = components.iter().filter_map(|c| c["id"].as_str()).collect();
-    assert_eq!(ids, ["arw:announce", "arw:event-log", "arw:gating", "arw:kv-counter", "arw:text-stats"]);
+    assert_eq!(
+        ids,
+        ["arw:announce", "arw:event-log", "arw:feedback", "arw:gating", "arw:kv-counter", "arw:text-stats"]
+    );
     let event_log = &components[1];
     assert_eq!(event_log["worlds"], serde_json::json!(["subscriber", "tool"]));
     assert_eq!(event_log["grants"][0]["action"], "bus.subscribe");
@@ -115,7 +118,7 @@ fn policy_check_reports_file_and_line() {
     let state = tempdir();
     let out = run(arw(state.path(), &["policy", "check"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("ok: 13 policies"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).starts_with("ok: 14 policies"), "{}", text(&out.stdout));
 
     let dir = tempdir();
     std::fs::write(dir.path().join("ok.cedar"), "permit(principal, action, resource);\n")
@@ -266,7 +269,7 @@ fn up_logs_ready_and_drains_on_sigterm() {
         }
         assert!(started.elapsed() < Duration::from_secs(120), "no ready line");
     };
-    assert!(ready.contains("components=5"), "{ready}");
+    assert!(ready.contains("components=6"), "{ready}");
 
     let pid = child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap_or_else(|e| panic!("{e}"));

@@ -216,7 +216,11 @@ mod tests {
     #[test]
     fn the_worlds_are_read_from_the_wit() {
         let names: Vec<&str> = World::all().map(World::as_str).collect();
-        assert_eq!(names, ["gate", "resident", "subscriber", "tool"], "`imports` exports nothing and is no role");
+        assert_eq!(
+            names,
+            ["feedback", "gate", "resident", "subscriber", "tool"],
+            "`imports` exports nothing and is no role"
+        );
         let resident = World::named("resident").unwrap_or_else(|| panic!("resident"));
         assert_eq!(resident.required_exports(), ["arw:host/lifecycle@0.2.0", "arw:host/event-handler@0.2.0"]);
         assert!(resident.receives_events());

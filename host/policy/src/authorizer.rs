@@ -558,6 +558,37 @@ mod tests {
     }
 
     #[test]
+    fn an_apply_context_is_seen_and_never_cached() {
+        let a = authorizer(
+            r#"permit(principal, action == Arw::Action::"feedback.apply", resource)
+               when { context has apply && context.apply.source == "engine" && context.apply.confidence >= 80
+                      && resource.owner == "arw:text-stats" };"#,
+        );
+        let engine = a.principal(Principal::caller("arw:feedback", ["feedback-engine"]));
+        let knob = Resource::tool("component.arw:text-stats.timeout-ms", "arw:text-stats");
+        let apply = |confidence| crate::ApplyContext {
+            confidence,
+            mode: "auto".into(),
+            source: "engine".into(),
+            budget_left: 1,
+        };
+        let (sure, unsure) = (apply(90), apply(50));
+        let with = |apply| RequestContext { apply: Some(apply), ..Default::default() };
+        assert!(a.decide_in(&engine, Action::FEEDBACK_APPLY, knob, &with(&sure)).allowed());
+        assert!(!a.decide_in(&engine, Action::FEEDBACK_APPLY, knob, &with(&unsure)).allowed(), "under 80%");
+        assert!(
+            !a.decide_in(&engine, Action::FEEDBACK_APPLY, knob, &RequestContext::default()).allowed(),
+            "no apply context"
+        );
+        let other = Resource::tool("component.arw:kv-counter.timeout-ms", "arw:kv-counter");
+        assert!(
+            !a.decide_in(&engine, Action::FEEDBACK_APPLY, other, &with(&sure)).allowed(),
+            "the knob's owner is seen"
+        );
+        assert_eq!(engine.cache.len(), 0, "decisions that read context.apply are never cached");
+    }
+
+    #[test]
     fn the_client_address_and_gating_key_are_seen_and_never_cached() {
         let a = authorizer(
             r#"permit(principal, action == Arw::Action::"tool.invoke", resource)
@@ -569,7 +600,7 @@ mod tests {
         let from = |address: &str, key| RequestContext {
             client_address: Some(address.parse().unwrap_or_else(|e| panic!("{e}"))),
             gating_key: Some(key),
-            chain: &[],
+            ..Default::default()
         };
         assert!(a.decide_in(&anonymous, Action::TOOL_INVOKE, tool, &from("10.1.2.3", "tools:invoke")).allowed());
         assert!(!a.decide_in(&anonymous, Action::TOOL_INVOKE, tool, &from("192.168.1.1", "tools:invoke")).allowed());
@@ -629,14 +660,17 @@ mod tests {
     fn the_built_context_matches_the_schema() {
         let a = authorizer("");
         let chain: Vec<Arc<str>> = vec!["arw:a".into()];
+        let apply =
+            crate::ApplyContext { confidence: 90, mode: "auto".into(), source: "engine".into(), budget_left: 3 };
         let full = RequestContext {
             gating_key: Some("tools:invoke"),
             client_address: Some(std::net::IpAddr::from([10, 0, 0, 1])),
             chain: &chain,
+            apply: Some(&apply),
         };
         for context in [RequestContext::default(), full] {
             for action in a.vocabulary().iter() {
-                let built = a.fixed.with(&context, a.clock.now(), u8::MAX).unwrap_or_else(|e| panic!("{e}"));
+                let built = a.fixed.with(&context, a.clock.now(), u16::MAX).unwrap_or_else(|e| panic!("{e}"));
                 let principal = if action.for_components { component("arw:a") } else { Principal::local_operator() };
                 let request = Request::new(
                     principal.uid(),

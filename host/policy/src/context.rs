@@ -63,16 +63,36 @@ pub struct RequestContext<'a> {
     /// The components the request came through before its principal,
     /// outermost first: `context.chain` (a set) and `context.depth`.
     pub chain: &'a [Arc<str>],
+    /// For `feedback.apply`: what the apply rests on, `context.apply`.
+    pub apply: Option<&'a ApplyContext>,
+}
+
+/// What a `feedback.apply` request brings to Cedar (`context.apply`):
+/// policies can require a confidence, a mode, a source, budget left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyContext {
+    /// The suggestion's confidence in percent (0-100; Cedar has no
+    /// floats), `context.apply.confidence`.
+    pub confidence: i64,
+    /// The knob's mode: `shadow`, `manual`, `canary`, `auto`.
+    pub mode: String,
+    /// Who applies: `operator` (a person, over HTTP or the CLI), `engine`
+    /// (the host on the engine's suggestion, in `canary` or `auto`),
+    /// `rollback`, `canary-revert`.
+    pub source: String,
+    /// Applies left in the host's apply budget, this one not counted.
+    pub budget_left: i64,
 }
 
 /// Every attribute of `Arw::RequestContext`, in bit order.
-pub(crate) const ATTRIBUTES: [&str; 8] =
-    ["now", "gating_key", "client_address", "chain", "depth", "node_id", "node_role", "node_tags"];
+pub(crate) const ATTRIBUTES: [&str; 9] =
+    ["now", "gating_key", "client_address", "chain", "depth", "node_id", "node_role", "node_tags", "apply"];
 
-/// The bits of the attributes that differ per request (the first five).
-const PER_REQUEST_BITS: u8 = 0b0001_1111;
+/// The bits of the attributes that differ per request (the first five and
+/// `apply`).
+const PER_REQUEST_BITS: u16 = 0b1_0001_1111;
 
-fn bit(attribute: &str) -> u8 {
+fn bit(attribute: &str) -> u16 {
     ATTRIBUTES.iter().position(|a| *a == attribute).map_or(0, |i| 1 << i)
 }
 
@@ -83,7 +103,7 @@ fn bit(attribute: &str) -> u8 {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ContextReads {
     /// Bits of [`ATTRIBUTES`], per action id.
-    by_action: HashMap<String, u8>,
+    by_action: HashMap<String, u16>,
     /// Some policy could not be looked into: assume every action reads
     /// everything.
     everything: bool,
@@ -96,8 +116,8 @@ impl ContextReads {
     }
 
     /// The attributes to build for `action`, as bits of [`ATTRIBUTES`].
-    pub(crate) fn read(&self, action: &str) -> u8 {
-        if self.everything { u8::MAX } else { self.by_action.get(action).copied().unwrap_or(0) }
+    pub(crate) fn read(&self, action: &str) -> u16 {
+        if self.everything { u16::MAX } else { self.by_action.get(action).copied().unwrap_or(0) }
     }
 
     /// The per-request attributes read for `action` (for diagnostics).
@@ -113,7 +133,7 @@ impl ContextReads {
         all_actions: &[String],
         members: impl Fn(&str) -> Vec<String>,
     ) -> Self {
-        let mut by_action: HashMap<String, u8> = HashMap::new();
+        let mut by_action: HashMap<String, u16> = HashMap::new();
         let mut everything = false;
         for policy in set.policies() {
             let Ok(json) = policy.to_json() else {
@@ -130,7 +150,7 @@ impl ContextReads {
                 everything = true;
                 continue;
             }
-            let bits = attrs.iter().fold(0u8, |bits, a| bits | bit(a));
+            let bits = attrs.iter().fold(0u16, |bits, a| bits | bit(a));
             if bits == 0 {
                 continue;
             }
@@ -228,7 +248,7 @@ impl FixedContext {
     /// The context of one request at `now`, with the attributes in `read`
     /// (bits of [`ATTRIBUTES`]; what no policy reads is left out, which
     /// no policy can tell).
-    pub(crate) fn with(&self, request: &RequestContext<'_>, now: SystemTime, read: u8) -> Result<Context, String> {
+    pub(crate) fn with(&self, request: &RequestContext<'_>, now: SystemTime, read: u16) -> Result<Context, String> {
         if read == 0 {
             return Ok(Context::empty());
         }
@@ -260,6 +280,16 @@ impl FixedContext {
         }
         if let Some(address) = request.client_address.filter(|_| wanted("client_address")) {
             pairs.push(("client_address".to_string(), RestrictedExpression::new_ip(address.to_string())));
+        }
+        if let Some(apply) = request.apply.filter(|_| wanted("apply")) {
+            let record = RestrictedExpression::new_record([
+                ("confidence".to_string(), RestrictedExpression::new_long(apply.confidence)),
+                ("mode".to_string(), RestrictedExpression::new_string(apply.mode.clone())),
+                ("source".to_string(), RestrictedExpression::new_string(apply.source.clone())),
+                ("budget_left".to_string(), RestrictedExpression::new_long(apply.budget_left)),
+            ])
+            .map_err(|e| format!("cannot build context.apply: {e}"))?;
+            pairs.push(("apply".to_string(), record));
         }
         Context::from_pairs(pairs).map_err(|e| format!("cannot build the request context: {e}"))
     }

@@ -36,7 +36,7 @@ pub mod schema;
 mod vocabulary;
 
 pub use authorizer::{Authorizer, Decision, DecisionCounters, PrincipalHandle};
-pub use context::{Clock, Node, RequestContext, SystemClock};
+pub use context::{ApplyContext, Clock, Node, RequestContext, SystemClock};
 pub use error::{PolicyDiagnostic, PolicyError};
 pub use model::{Action, Principal, Resource};
 pub use policy_set::{PolicySet, PolicySource};

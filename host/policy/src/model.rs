@@ -35,9 +35,12 @@ impl Action {
     pub const ADMIN_GATING: Action = Action::new("admin.gating");
     pub const ADMIN_GATING_CHECK: Action = Action::new("admin.gating-check");
     pub const ADMIN_GATING_RELOAD: Action = Action::new("admin.gating-reload");
+    pub const FEEDBACK_READ: Action = Action::new("feedback.read");
+    pub const FEEDBACK_MODE: Action = Action::new("feedback.mode");
+    pub const FEEDBACK_APPLY: Action = Action::new("feedback.apply");
 
     /// The actions the core schema declares (`core.cedarschema`).
-    pub const CORE: [Action; 10] = [
+    pub const CORE: [Action; 13] = [
         Action::TOOL_INVOKE,
         Action::ADMIN_INSTALL,
         Action::ADMIN_UNINSTALL,
@@ -48,6 +51,9 @@ impl Action {
         Action::ADMIN_GATING,
         Action::ADMIN_GATING_CHECK,
         Action::ADMIN_GATING_RELOAD,
+        Action::FEEDBACK_READ,
+        Action::FEEDBACK_MODE,
+        Action::FEEDBACK_APPLY,
     ];
 
     /// The Cedar action id, as written in policies and manifests.
@@ -191,11 +197,11 @@ impl<'a> Resource<'a> {
 /// none is given).
 pub(crate) fn resource_entity(type_name: &EntityTypeName, resource: Resource<'_>) -> Result<Entity, String> {
     let mut attrs = HashMap::from([("name".to_string(), RestrictedExpression::new_string(resource.name.to_string()))]);
-    if type_name.basename() == "Tool" {
-        attrs.insert(
-            "component".to_string(),
-            RestrictedExpression::new_string(resource.component.unwrap_or_default().to_string()),
-        );
+    let owner = || RestrictedExpression::new_string(resource.component.unwrap_or_default().to_string());
+    match type_name.basename() {
+        "Tool" => _ = attrs.insert("component".to_string(), owner()),
+        "Knob" => _ = attrs.insert("owner".to_string(), owner()),
+        _ => {}
     }
     entity(resource_uid(type_name, resource.name), attrs, HashSet::new())
 }

@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::authz::AUDIT_DENIED_TOPIC;
+use crate::feedback as fb;
 use crate::gating::events as gating;
 use crate::supervisor::events;
 
@@ -181,6 +182,92 @@ pub fn host_events() -> Vec<EventKind> {
                     "caller": {"type": "string"},
                     "key": {"type": "string"},
                     "gates": {"type": "array", "items": {"type": "string"}},
+                },
+            }),
+        },
+        EventKind {
+            topic: fb::FEEDBACK_SUGGESTED,
+            summary: "The feedback engine made a new suggestion (or changed one's value), with its rationale, \
+                      confidence and evidence; `mode` is its knob's (in `shadow` it is only logged as what would \
+                      be applied).",
+            payload: json!({
+                "type": "object",
+                "required": ["id", "knob", "value", "rationale", "confidence", "evidence", "engine", "mode", "version"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "knob": {"type": "string"},
+                    "value": {"type": "integer"},
+                    "rationale": {"type": "string"},
+                    "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                    "evidence": {"type": "array", "items": {"type": "object"}},
+                    "engine": {"type": "string", "description": "`id@version` of the engine."},
+                    "mode": {"type": "string"},
+                    "version": {"type": "integer"},
+                },
+            }),
+        },
+        EventKind {
+            topic: fb::FEEDBACK_APPLIED,
+            summary: "A suggestion was applied: its undo record (knob, before, after, version, who, source).",
+            payload: json!({
+                "type": "object",
+                "required": ["apply-id", "knob", "before", "after", "version", "at-ms", "who", "source"],
+                "properties": {
+                    "apply-id": {"type": "integer"},
+                    "knob": {"type": "string"},
+                    "before": {"type": ["integer", "null"], "description": "null: the knob's default."},
+                    "after": {"type": ["integer", "null"]},
+                    "suggestion": {"type": ["string", "null"]},
+                    "version": {"type": "integer"},
+                    "at-ms": {"type": "integer"},
+                    "who": {"type": "string"},
+                    "source": {"type": "string", "description": "`operator` or `engine`."},
+                },
+            }),
+        },
+        EventKind {
+            topic: fb::FEEDBACK_REJECTED,
+            summary: "An apply or a rollback was refused; `reason` is `cooldown`, `budget`, `cedar`, `bounds`, \
+                      `mode` or `unknown`. An engine's apply refused for the same reason is reported once.",
+            payload: json!({
+                "type": "object",
+                "required": ["action", "reason", "message", "who"],
+                "properties": {
+                    "action": {"type": "string", "description": "`apply` or `rollback`."},
+                    "suggestion": {"type": "string"},
+                    "reason": {"type": "string"},
+                    "message": {"type": "string"},
+                    "who": {"type": "string"},
+                },
+            }),
+        },
+        EventKind {
+            topic: fb::FEEDBACK_ROLLED_BACK,
+            summary: "An apply was undone: by a rollback, or by the host when a canary regressed (`source` \
+                      `canary-revert`, with the `reason`).",
+            payload: json!({
+                "type": "object",
+                "required": ["apply-id", "source"],
+                "properties": {
+                    "apply-id": {"type": "integer"},
+                    "knob": {"type": "string"},
+                    "restored": {"type": ["integer", "null"]},
+                    "source": {"type": "string"},
+                    "reason": {"type": "string"},
+                },
+            }),
+        },
+        EventKind {
+            topic: fb::FEEDBACK_DELTA,
+            summary: "The suggestions changed: the new version, what was added or changed, what was removed.",
+            payload: json!({
+                "type": "object",
+                "required": ["version", "upserted", "removed", "knobs"],
+                "properties": {
+                    "version": {"type": "integer"},
+                    "upserted": {"type": "array", "items": {"type": "object"}},
+                    "removed": {"type": "array", "items": {"type": "string"}},
+                    "knobs": {"type": "array", "items": {"type": "array"}},
                 },
             }),
         },

@@ -45,6 +45,10 @@ macro_rules! define_host_config {
             pub node: NodeConfig,
             pub gating: crate::gating::GatingConfig,
             pub resident: crate::roles::resident::ResidentConfig,
+            /// How the feedback engine's signals are estimated (`docs/feedback.md`).
+            pub signals: crate::signals::SignalsConfig,
+            /// The feedback engine: its component, tick, modes, apply bounds (`docs/feedback.md`).
+            pub feedback: crate::feedback::FeedbackConfig,
             /// Per-component overrides, keyed by component id (`arw:announce`).
             pub components: BTreeMap<String, ComponentOverrides>,
             $(

@@ -25,6 +25,7 @@ pub mod capabilities;
 pub mod catalogue;
 pub mod config;
 pub mod error;
+pub mod feedback;
 pub mod gating;
 pub mod host;
 pub mod roles;

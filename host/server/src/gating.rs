@@ -71,6 +71,18 @@ keys! {
         "What a request under a gating key would meet, as a caller, at a time, and which gate and contract decide (`arw gate check`).";
     ADMIN_GATING_RELOAD = "admin:gating-reload", "POST" "/admin/gating/reload", Some(Action::ADMIN_GATING_RELOAD),
         "Read the gates' files again; each changed one is put in force once its gate accepts it.";
+    FEEDBACK_STATE = "feedback:state", "GET" "/feedback/state", Some(Action::FEEDBACK_READ),
+        "The feedback engine: knobs with their modes, suggestions, recent undo records, canaries, signals.";
+    FEEDBACK_SUGGESTIONS = "feedback:suggestions", "GET" "/feedback/suggestions", Some(Action::FEEDBACK_READ),
+        "The current suggestions and their version.";
+    FEEDBACK_UPDATES = "feedback:updates", "GET" "/feedback/updates", Some(Action::FEEDBACK_READ),
+        "The deltas since a version (`?since=N`), or the whole state with `reset: true`; 204 when current.";
+    FEEDBACK_APPLY = "feedback:apply", "POST" "/feedback/apply", None,
+        "Apply a suggestion: Cedar `feedback.apply` on its `Arw::Knob`, with its bounds, cooldown and the apply budget.";
+    FEEDBACK_ROLLBACK = "feedback:rollback", "POST" "/feedback/rollback", None,
+        "Put back the values one apply (or every apply after a version) changed: Cedar `feedback.apply` per knob.";
+    FEEDBACK_MODE = "feedback:mode", "PUT" "/feedback/mode", None,
+        "Set a knob's mode (`off`, `shadow`, `manual`, `canary`, `auto`): Cedar `feedback.mode` on the knob.";
 }
 
 /// docs/gating-keys.md.

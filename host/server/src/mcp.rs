@@ -188,6 +188,7 @@ impl ServerHandler for ArwMcp {
             gating_key: Some(crate::gating::MCP.key),
             client_address: parts.and_then(|parts| crate::middleware::client_address(&parts.extensions)),
             chain: &[],
+            ..Default::default()
         };
         let input = serde_json::Value::Object(request.arguments.unwrap_or_default()).to_string();
         let result =

@@ -1,7 +1,7 @@
 //! What every request goes through, in order: header-size check, caller
 //! resolution (401 for a token that names nobody), the gates (asked with
 //! the route's gating key before the handler runs), the per-request
-//! timeout, and route metrics labelled by gating key.
+//! timeout, and route metrics and signals labelled by gating key.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,7 +32,12 @@ pub async fn front(State(state): State<SharedState>, request: Request, next: Nex
     let started = Instant::now();
     let route = route_key(request.method(), request.extensions().get::<MatchedPath>().map(|p| p.as_str()));
     let response = handle(&state, route, request, next).await;
-    state.metrics.record_route(route, response.status().as_u16(), started.elapsed());
+    let (status, elapsed) = (response.status().as_u16(), started.elapsed());
+    state.metrics.record_route(route, status, elapsed);
+    // The feedback engine's signals, by route template (never the raw
+    // path: one series per gating key, 404s in `unmatched`).
+    let outcome = arw_host::signals::Outcome::of_status(status);
+    state.host.signals().observe(arw_host::signals::Series::Route(route), elapsed, outcome);
     response
 }
 

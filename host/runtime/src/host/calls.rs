@@ -167,7 +167,9 @@ impl Host {
             gates.check(&request).await?;
         }
         let component = slot.active();
+        let started = std::time::Instant::now();
         let result = self.runtime.invoke(&caller.0, &component, input, context).await;
+        self.runtime.observe_tool(tool, started, &result);
         let swap = &self.runtime.config.swap;
         if swap.auto_rollback {
             let fault = matches!(&result, Err(e) if e.is_fault());
@@ -176,6 +178,24 @@ impl Host {
             }
         }
         result
+    }
+}
+
+impl Runtime {
+    /// Record a tool call's latency and outcome for the feedback engine:
+    /// a fault (trap, timeout, memory cap, bad output) apart from the
+    /// caller's mistakes (bad input, a refusal, the tool's own error) and
+    /// from saturation (no slot came free).
+    fn observe_tool(&self, tool: &str, started: std::time::Instant, result: &Result<serde_json::Value, CallError>) {
+        use crate::signals::{Outcome, Series};
+        let outcome = match result {
+            Ok(_) => Outcome::Ok,
+            Err(e) if e.is_fault() => Outcome::Fault,
+            Err(CallError::Busy { .. }) => Outcome::Busy,
+            Err(CallError::ShuttingDown | CallError::Interrupted { .. }) => return,
+            Err(_) => Outcome::ClientError,
+        };
+        self.signals.observe(Series::Tool(Arc::from(tool)), started.elapsed(), outcome);
     }
 }
 
@@ -235,7 +255,9 @@ impl Router for NestedRouter {
                 return result;
             };
             let component = slot.active();
+            let started = std::time::Instant::now();
             let result = runtime.invoke_nested(&call, &component).await;
+            runtime.observe_tool(&call.tool, started, &result);
             rollback.observe(&slot, &component, matches!(&result, Err(e) if e.is_fault()));
             runtime.capabilities.tools.record(&runtime.capabilities.bus, &call, component.id(), &result);
             result

@@ -137,7 +137,7 @@ impl Host {
             None => self.admit_new(loaded.clone()).map_err(|e| fail(stage_of(&e), e.to_string()))?,
             Some(slot) => {
                 let probation = self.runtime.config.swap.auto_rollback;
-                let old = if slot.active().roles.resident.is_some() || loaded.roles.resident.is_some() {
+                let old = if resident::export_of(&slot.active()).is_some() || resident::export_of(&loaded).is_some() {
                     match self.hand_over(&slot, loaded.clone(), probation).await {
                         Ok(old) => old,
                         Err((stage, reason)) => {
@@ -290,9 +290,10 @@ impl Host {
         probation: bool,
     ) -> Result<Arc<LoadedComponent>, (&'static str, String)> {
         let conflict = |message: &str| ("conflict", message.to_string());
-        if slot.active().roles.resident.is_none() || next.roles.resident.is_none() {
+        let (active, worlds_differ) = (slot.active(), slot.active().manifest.worlds != next.manifest.worlds);
+        if resident::export_of(&active).is_none() || resident::export_of(&next).is_none() || worlds_differ {
             return Err(conflict(
-                "a component cannot change between the `resident` world and another in place; \
+                "a component cannot change between the `resident` or `feedback` world and another in place; \
                  uninstall it, then install the new version",
             ));
         }

@@ -69,6 +69,11 @@ impl RouteTable {
         self.current.load()
     }
 
+    /// Every component's slot, by id.
+    pub(crate) fn slots(&self) -> Vec<Arc<Slot>> {
+        self.current.load().components.values().cloned().collect()
+    }
+
     /// The slot of component `id`, if it is loaded.
     pub(crate) fn component(&self, id: &str) -> Option<Arc<Slot>> {
         self.current.load().components.get(id).cloned()
@@ -131,7 +136,11 @@ pub struct Host {
     /// The same, for the gates and calls between components, which hold
     /// it weakly (see [`calls::NestedRouter`]).
     _shared_rollback: Arc<control::Rollback>,
-    workers: Mutex<BTreeMap<String, Worker>>,
+    /// Shared with the feedback engine, which reaches its engine's driver
+    /// through it.
+    workers: Arc<Mutex<BTreeMap<String, Worker>>>,
+    /// The feedback engine's host side ([`crate::feedback`]).
+    feedback: Arc<crate::feedback::Feedback>,
     /// Serialises activations, removals, rollbacks and reloads.
     transitions: tokio::sync::Mutex<()>,
     announcer: Announcer,
@@ -167,6 +176,8 @@ impl Host {
         }
         config.node.check().map_err(HostError::Config)?;
         config.gating.check().map_err(HostError::Config)?;
+        config.signals.check().map_err(HostError::Config)?;
+        config.feedback.check().map_err(HostError::Config)?;
         let pool = InstancePool::new(config.engine.max_instances)?;
         let engine = engine::build(&config.engine)?;
         engine::start_ticker(&engine, Duration::from_millis(config.engine.epoch_tick_ms));
@@ -186,7 +197,18 @@ impl Host {
             }
         };
         let announcer = Announcer::new(bus.clone());
-        let runtime = Arc::new(Runtime { engine, linker, capabilities, chokepoint, config, aot, pool });
+        let signals = crate::signals::Recorder::new(config.signals);
+        let runtime = Arc::new(Runtime {
+            engine,
+            linker,
+            capabilities,
+            chokepoint,
+            config,
+            aot,
+            pool,
+            signals,
+            tunings: Default::default(),
+        });
         spawn_audit_flusher(&runtime.chokepoint);
 
         let (shutdown, _) = watch::channel(false);
@@ -195,12 +217,18 @@ impl Host {
         let shared_rollback = Arc::new(rollback.clone());
         runtime.capabilities.tools.route_with(Arc::new(calls::NestedRouter::new(&runtime, &routes, &shared_rollback)));
         runtime.chokepoint.gates().bind(&runtime, &routes, &shared_rollback);
+        let workers = Arc::new(Mutex::new(BTreeMap::new()));
+        // Before any component loads: what was applied is in force for
+        // the versions about to load.
+        let feedback =
+            crate::feedback::Feedback::new(runtime.config.feedback.clone(), &state_dir, &runtime, &routes, &workers);
         let host = Host {
             runtime,
             routes,
             rollback,
             _shared_rollback: shared_rollback,
-            workers: Mutex::new(BTreeMap::new()),
+            workers,
+            feedback,
             transitions: tokio::sync::Mutex::new(()),
             announcer,
             refusals: Mutex::new(BTreeMap::new()),
@@ -231,7 +259,14 @@ impl Host {
         // Every gate's configuration, checked by the gate itself; one it
         // refuses makes that gate deny everything until it is fixed.
         host.runtime.chokepoint.gates().reload(true).await;
+        crate::feedback::spawn_ticks(&host.feedback, host.shutdown.subscribe());
         Ok((host, refused))
+    }
+
+    /// The feedback engine's host side: its state, suggestions, applies
+    /// and rollbacks ([`crate::feedback`]).
+    pub fn feedback(&self) -> &Arc<crate::feedback::Feedback> {
+        &self.feedback
     }
 
     /// The host's gates ([`crate::gating`]).
@@ -257,6 +292,12 @@ impl Host {
     /// in force once its gate accepts it (see [`crate::gating::chain`]).
     pub async fn reload_gates(&self) -> Vec<crate::gating::chain::GateReload> {
         self.gates().reload(false).await
+    }
+
+    /// What the entry points measure (`docs/feedback.md`): the server
+    /// records each route here, calls record each tool.
+    pub fn signals(&self) -> &crate::signals::Recorder {
+        &self.runtime.signals
     }
 
     pub fn bus(&self) -> &Arc<Bus> {
@@ -322,6 +363,7 @@ impl Host {
         let _ = tokio::task::spawn_blocking(move || output.flush(remaining)).await;
         self.runtime.chokepoint.audit().flush(true);
         self.runtime.chokepoint.gates().events.flush(true);
+        self.feedback.flush();
         left
     }
 

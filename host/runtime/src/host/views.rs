@@ -176,7 +176,7 @@ impl Host {
                 publisher: c.publisher.clone(),
                 compilation: c.compilation,
                 tool: c.tool().map(|t| t.name.clone()),
-                limits: c.manifest.limits.clone(),
+                limits: c.limits(),
                 grants: c.grant_decisions(),
             })
             .collect()

@@ -14,7 +14,9 @@
 //! | [`subscriber`] | `arw:host/subscriber` | `arw:host/event-handler` | per delivery |
 //! | [`resident`] | `arw:host/resident` | `arw:host/lifecycle`, `arw:host/event-handler` | resident |
 //! | [`gate`] | `arw:host/gate` | `arw:host/gate-handler` | pooled, stateless (the host is its only caller) |
+//! | [`feedback`] | `arw:host/feedback` | `arw:host/feedback-engine`, `arw:host/lifecycle` | resident (one engine per host, entered each feedback tick) |
 
+pub mod feedback;
 pub mod gate;
 pub mod resident;
 pub mod subscriber;
@@ -110,6 +112,7 @@ macro_rules! for_each_role {
             subscriber: subscriber::SubscriberRole,
             resident: resident::ResidentRole,
             gate: gate::GateRole,
+            feedback: feedback::FeedbackRole,
         }
     };
 }

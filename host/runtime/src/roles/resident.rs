@@ -40,7 +40,7 @@ use crate::runtime::entry::DEADLINE_MARGIN;
 use crate::runtime::outcome::classify;
 use crate::runtime::store::InstanceState;
 use crate::supervisor::Slot;
-use bindings::{Resident, ResidentPre};
+use bindings::exports::arw::host::{event_handler, lifecycle};
 
 /// The bindings of `arw:host/resident`: the `lifecycle` and `event-handler` exports; the capability
 /// interfaces are [`crate::bindings::imports`].
@@ -184,18 +184,58 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// A linked resident component.
-pub(crate) struct ResidentExport(ResidentPre<InstanceState>);
+/// A linked long-lived component: the `lifecycle` export every role
+/// with the resident lifecycle has, and the entries of its world (a
+/// resident's `event-handler`, a feedback engine's `evaluate`). The
+/// driver below serves both roles.
+pub(crate) struct ResidentExport {
+    pre: InstancePre<InstanceState>,
+    lifecycle: lifecycle::GuestIndices,
+    events: Option<event_handler::GuestIndices>,
+    engine: Option<super::feedback::EngineIndices>,
+}
+
+/// A running instance's entries.
+pub(crate) struct Entries {
+    lifecycle: lifecycle::Guest,
+    events: Option<event_handler::Guest>,
+    engine: Option<super::feedback::Engine>,
+}
 
 impl ResidentExport {
+    /// A `resident` component: `lifecycle` and `event-handler`.
     pub(crate) fn new(pre: InstancePre<InstanceState>) -> wasmtime::Result<Self> {
-        Ok(ResidentExport(ResidentPre::new(pre)?))
+        let lifecycle = lifecycle::GuestIndices::new(&pre)?;
+        let events = Some(event_handler::GuestIndices::new(&pre)?);
+        Ok(ResidentExport { pre, lifecycle, events, engine: None })
+    }
+
+    /// A `feedback` component: `lifecycle` and its engine.
+    pub(crate) fn feedback(pre: InstancePre<InstanceState>) -> wasmtime::Result<Self> {
+        let lifecycle = lifecycle::GuestIndices::new(&pre)?;
+        let engine = Some(super::feedback::EngineIndices::new(&pre)?);
+        Ok(ResidentExport { pre, lifecycle, events: None, engine })
     }
 
     /// Instantiate in `store` (the health check, and every start).
-    pub(crate) async fn instantiate(&self, store: &mut Store<InstanceState>) -> wasmtime::Result<Resident> {
-        self.0.instantiate_async(store).await
+    pub(crate) async fn instantiate(&self, store: &mut Store<InstanceState>) -> wasmtime::Result<Entries> {
+        let instance = self.pre.instantiate_async(&mut *store).await?;
+        Ok(Entries {
+            lifecycle: self.lifecycle.load(&mut *store, &instance)?,
+            events: self.events.as_ref().map(|e| e.load(&mut *store, &instance)).transpose()?,
+            engine: self
+                .engine
+                .as_ref()
+                .map(|e| super::feedback::Engine::load(e, &mut *store, &instance))
+                .transpose()?,
+        })
     }
+}
+
+/// The long-lived export of `version`: its `resident` role's, or its
+/// `feedback` role's.
+pub(crate) fn export_of(version: &LoadedComponent) -> Option<&ResidentExport> {
+    version.roles.resident.as_ref().or(version.roles.feedback.as_ref().map(|f| &f.export))
 }
 
 /// What the control plane asks of a driver.
@@ -209,6 +249,8 @@ pub(crate) enum Command {
         probation: bool,
         reply: oneshot::Sender<Result<Arc<LoadedComponent>, String>>,
     },
+    /// A feedback tick: enter the engine's `evaluate` once.
+    Evaluate { features: Box<super::feedback::wit::Features>, reply: oneshot::Sender<super::feedback::Evaluated> },
 }
 
 /// After a fault ends the instance, how long the driver waits before it
@@ -256,6 +298,9 @@ pub(crate) fn spawn(start: super::WorkerStart) -> Worker {
                         }
                         let _ = reply.send(result);
                     }
+                    Some(Command::Evaluate { features, reply }) => {
+                        let _ = reply.send(driver.evaluate(&features).await);
+                    }
                     None => break,
                 },
                 _ = shutdown.changed() => {
@@ -294,15 +339,15 @@ async fn tick(ticker: &mut Option<tokio::time::Interval>) {
 struct Live {
     version: Arc<LoadedComponent>,
     store: Store<InstanceState>,
-    instance: Resident,
+    instance: Entries,
     /// Its instance-pool slot, held for its whole life.
     _pool: OwnedSemaphorePermit,
 }
 
 /// A fresh, cold instance of `version`.
 async fn start(runtime: &Runtime, version: &Arc<LoadedComponent>) -> Result<Live, String> {
-    let Some(export) = version.roles.resident.as_ref() else {
-        return Err(format!("`{}` {} is not a resident component", version.id(), version.version()));
+    let Some(export) = export_of(version) else {
+        return Err(format!("`{}` {} is not a resident or feedback component", version.id(), version.version()));
     };
     let deadline = Instant::now() + version.timeout();
     let pool = tokio::time::timeout_at(deadline, runtime.pool.for_call())
@@ -359,23 +404,42 @@ enum Call<'a> {
     Handle(&'a crate::bindings::imports::arw::host::bus::Event),
     Snapshot,
     Restore(&'a [u8]),
+    Evaluate(&'a super::feedback::wit::Features),
 }
 
 /// What the guest answered: `tick`, `handle` and `restore` give
-/// `Unit`, `snapshot` gives `State`.
+/// `Unit`, `snapshot` gives `State`, `evaluate` gives `Suggestions`.
 enum Answer {
     Unit(Result<(), String>),
     State(Result<Vec<u8>, String>),
+    Suggestions(Result<Vec<super::feedback::wit::Suggestion>, String>),
+}
+
+impl Answer {
+    /// The error a guest returned, whatever the entry.
+    fn error(&self) -> Option<&str> {
+        match self {
+            Answer::Unit(Err(m)) | Answer::State(Err(m)) | Answer::Suggestions(Err(m)) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 impl Call<'_> {
-    async fn run(self, instance: &Resident, store: &mut Store<InstanceState>) -> wasmtime::Result<Answer> {
-        let lifecycle = instance.arw_host_lifecycle();
+    async fn run(self, instance: &Entries, store: &mut Store<InstanceState>) -> wasmtime::Result<Answer> {
+        let lifecycle = &instance.lifecycle;
         Ok(match self {
             Call::Tick => Answer::Unit(lifecycle.call_tick(store).await?),
-            Call::Handle(event) => Answer::Unit(instance.arw_host_event_handler().call_handle(store, event).await?),
+            Call::Handle(event) => match &instance.events {
+                Some(events) => Answer::Unit(events.call_handle(store, event).await?),
+                None => Answer::Unit(Err("this component handles no events".into())),
+            },
             Call::Snapshot => Answer::State(lifecycle.call_snapshot(store).await?),
             Call::Restore(state) => Answer::Unit(lifecycle.call_restore(store, state).await?),
+            Call::Evaluate(features) => match &instance.engine {
+                Some(engine) => Answer::Suggestions(engine.evaluate(store, features).await?),
+                None => Answer::Suggestions(Err("this component is not a feedback engine".into())),
+            },
         })
     }
 }
@@ -453,12 +517,34 @@ impl Driver {
         };
         if let Outcome::Done(answer) = &outcome {
             bump(&self.counters.ticks);
-            if let Answer::Unit(Err(message)) | Answer::State(Err(message)) = answer {
+            if let Some(message) = answer.error() {
                 bump(&self.counters.tick_errors);
                 tracing::warn!(component = version.id(), "tick failed: {message}");
             }
         }
         self.observe(&version, matches!(outcome, Outcome::Fault(_))).await
+    }
+
+    /// A feedback tick: the engine's `evaluate`, counted as a tick. A
+    /// fault counts towards probation (and may roll the engine back).
+    async fn evaluate(&mut self, features: &super::feedback::wit::Features) -> super::feedback::Evaluated {
+        let Some((version, outcome)) = self.enter(Call::Evaluate(features)).await else {
+            return Err("the engine is not running (it is restarting after a fault)".into());
+        };
+        let fault = matches!(outcome, Outcome::Fault(_));
+        let result = match outcome {
+            Outcome::Done(Answer::Suggestions(result)) => {
+                bump(&self.counters.ticks);
+                if result.is_err() {
+                    bump(&self.counters.tick_errors);
+                }
+                result.map(|list| (version.clone(), list))
+            }
+            Outcome::Done(_) => Err("the engine answered something other than suggestions".into()),
+            Outcome::Fault(ref e) => Err(format!("the engine faulted: {e}")),
+        };
+        self.observe(&version, fault).await;
+        result
     }
 
     /// One mailbox event, if the active version may still hear its topic.
@@ -478,11 +564,12 @@ impl Driver {
         };
         match &outcome {
             Outcome::Done(Answer::Unit(Ok(()))) => bus.record_delivered(),
-            Outcome::Done(Answer::Unit(Err(message)) | Answer::State(Err(message))) => {
+            Outcome::Done(answer) if answer.error().is_some() => {
                 bus.record_failed();
+                let message = answer.error().unwrap_or_default();
                 tracing::warn!(component = version.id(), event = event.id, topic = %event.topic, "delivery failed: {message}");
             }
-            Outcome::Done(Answer::State(Ok(_))) | Outcome::Fault(_) => bus.record_failed(),
+            Outcome::Done(_) | Outcome::Fault(_) => bus.record_failed(),
         }
         self.observe(&version, matches!(outcome, Outcome::Fault(_))).await;
     }
@@ -531,10 +618,10 @@ impl Driver {
                 state.len(),
                 max / 1024
             )),
-            Some((_, Outcome::Done(Answer::State(Err(message)) | Answer::Unit(Err(message))))) => {
-                Err(format!("its snapshot failed: {message}"))
+            Some((_, Outcome::Done(answer))) if answer.error().is_some() => {
+                Err(format!("its snapshot failed: {}", answer.error().unwrap_or_default()))
             }
-            Some((_, Outcome::Done(Answer::Unit(Ok(()))))) => Err("its snapshot gave no state".into()),
+            Some((_, Outcome::Done(_))) => Err("its snapshot gave no state".into()),
             Some((_, Outcome::Fault(e))) => Err(format!("its snapshot ended the instance: {e}")),
             None => Err("the instance is not running".into()),
         }
@@ -545,8 +632,7 @@ impl Driver {
     async fn restore(&mut self, state: Vec<u8>) {
         let why = match self.enter(Call::Restore(&state)).await {
             Some((_, Outcome::Done(Answer::Unit(Ok(()))))) => return,
-            Some((_, Outcome::Done(Answer::Unit(Err(message)) | Answer::State(Err(message))))) => message,
-            Some((_, Outcome::Done(Answer::State(Ok(_))))) => "it answered with a state".into(),
+            Some((_, Outcome::Done(answer))) => answer.error().unwrap_or("it answered something else").to_string(),
             Some((_, Outcome::Fault(e))) => e.to_string(),
             None => "it is not running".into(),
         };

@@ -281,7 +281,7 @@ impl Runtime {
         // Counted on this version from here: a call waiting for a slot is in
         // flight too (the drain must wait for it).
         let _running = component.enter();
-        let concurrency = component.manifest.limits.concurrency;
+        let concurrency = component.concurrency();
         let _slot = entry
             .wait(component.slots.acquire())
             .await

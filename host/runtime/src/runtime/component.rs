@@ -40,8 +40,13 @@ pub struct LoadedComponent {
     /// its exports, a tool's descriptor, schema and pool.
     pub(crate) roles: crate::roles::Prepared,
     pub(crate) capabilities: ComponentCapabilities,
-    /// One permit per concurrent call (`limits.concurrency`).
+    /// One permit per concurrent call (`limits.concurrency`, or what the
+    /// feedback engine applied below it: [`LoadedComponent::retune`]).
     pub(crate) slots: Arc<Semaphore>,
+    /// The permits `slots` was given in all (taken ones included).
+    granted: parking_lot::Mutex<u32>,
+    /// What applies changed of its limits (shared by its versions).
+    pub(crate) tuning: Arc<super::tuning::Tuning>,
     /// The trusted signer, if any (Cedar's `principal.publisher`).
     pub publisher: Option<String>,
     /// Whether the code came from the AOT cache.
@@ -109,8 +114,47 @@ impl LoadedComponent {
         usize::try_from(self.manifest.limits.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
     }
 
+    /// Each entry's deadline: the manifest's `limits.timeout-ms`, or what
+    /// the feedback engine applied (within the host's `limits.max-timeout-ms`,
+    /// checked at apply).
     pub(crate) fn timeout(&self) -> Duration {
-        Duration::from_millis(self.manifest.limits.timeout_ms)
+        Duration::from_millis(self.tuning.timeout_ms().unwrap_or(self.manifest.limits.timeout_ms))
+    }
+
+    /// Calls it may run at once: the manifest's `limits.concurrency`, or
+    /// what the feedback engine applied below it.
+    pub fn concurrency(&self) -> u32 {
+        let manifest = self.manifest.limits.concurrency;
+        self.tuning.concurrency().map_or(manifest, |c| c.clamp(1, manifest.max(1)))
+    }
+
+    /// Its limits as in force: the manifest's, with what was applied.
+    pub fn limits(&self) -> arw_manifest::Limits {
+        let mut limits = self.manifest.limits.clone();
+        limits.timeout_ms = u64::try_from(self.timeout().as_millis()).unwrap_or(u64::MAX);
+        limits.concurrency = self.concurrency();
+        limits
+    }
+
+    /// Make its slots match [`LoadedComponent::concurrency`]: permits are
+    /// added at once, or taken away as running calls give theirs back (a
+    /// call in flight is never cut short).
+    pub(crate) fn retune(&self) {
+        let target = self.concurrency();
+        let mut granted = self.granted.lock();
+        match target.cmp(&*granted) {
+            std::cmp::Ordering::Greater => self.slots.add_permits((target - *granted) as usize),
+            std::cmp::Ordering::Less => {
+                let (slots, n) = (self.slots.clone(), *granted - target);
+                tokio::spawn(async move {
+                    if let Ok(permits) = slots.acquire_many_owned(n).await {
+                        permits.forget();
+                    }
+                });
+            }
+            std::cmp::Ordering::Equal => {}
+        }
+        *granted = target;
     }
 
     pub(crate) fn enter(&self) -> VersionCall<'_> {
@@ -126,7 +170,7 @@ impl LoadedComponent {
 
     /// Calls holding one of its `limits.concurrency` slots now.
     pub fn running(&self) -> usize {
-        (self.manifest.limits.concurrency as usize).saturating_sub(self.slots.available_permits())
+        (self.concurrency() as usize).saturating_sub(self.slots.available_permits())
     }
 
     /// Idle kept instances, for a `[pooled]` tool.
@@ -253,8 +297,13 @@ impl Runtime {
             output_budget: self.capabilities.log.budget(),
         };
 
+        let tuning = self.tunings.of(manifest.id.as_str());
+        let concurrency =
+            tuning.concurrency().map_or(manifest.limits.concurrency, |c| c.min(manifest.limits.concurrency));
         let mut loaded = LoadedComponent {
-            slots: Arc::new(Semaphore::new(manifest.limits.concurrency as usize)),
+            slots: Arc::new(Semaphore::new(concurrency as usize)),
+            granted: parking_lot::Mutex::new(concurrency),
+            tuning,
             manifest,
             origin: origin.clone(),
             digest,

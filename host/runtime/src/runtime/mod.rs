@@ -18,6 +18,7 @@ pub mod entry;
 pub mod outcome;
 pub mod pool;
 pub mod store;
+pub mod tuning;
 pub mod warm;
 
 use std::sync::Arc;
@@ -50,6 +51,10 @@ pub struct Runtime {
     /// Where compiled components are cached; `None` compiles every time.
     pub aot: Option<aot::AotCache>,
     pub pool: pool::InstancePool,
+    /// What the entry points measure for the feedback engine.
+    pub signals: crate::signals::Recorder,
+    /// What the feedback engine's applies changed of each component's limits.
+    pub tunings: tuning::Tunings,
 }
 
 impl std::fmt::Debug for Runtime {

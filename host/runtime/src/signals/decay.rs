@@ -56,6 +56,9 @@ pub enum Outcome {
     ClientError,
     /// The host's or the component's failure (5xx, a trap, a timeout).
     Fault,
+    /// Refused because every slot was taken (a tool's `limits.concurrency`,
+    /// the instance pool): saturation, counted apart from faults.
+    Busy,
 }
 
 impl Outcome {
@@ -69,13 +72,13 @@ impl Outcome {
     }
 }
 
-/// Decayed fault and client-error rates of one route or tool: three
+/// Decayed fault, client-error and busy rates of one route or tool: four
 /// counts with one half-life and one clock, so each observation decays
-/// them by one factor (one `exp`, not three).
+/// them by one factor (one `exp`, not four).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ErrorRates {
-    /// Requests, faults, client errors.
-    counts: [f64; 3],
+    /// Requests, faults, client errors, busy refusals.
+    counts: [f64; 4],
     half_life_ms: f64,
     last_ms: u64,
     /// Every request ever seen (not decayed): the rates are reported only
@@ -86,7 +89,7 @@ pub struct ErrorRates {
 
 impl ErrorRates {
     pub fn new(half_life_ms: u64, min_samples: u64) -> Self {
-        ErrorRates { counts: [0.0; 3], half_life_ms: half_life_ms.max(1) as f64, last_ms: 0, seen: 0, min_samples }
+        ErrorRates { counts: [0.0; 4], half_life_ms: half_life_ms.max(1) as f64, last_ms: 0, seen: 0, min_samples }
     }
 
     /// The decay factor from the last observation to `at_ms`.
@@ -105,6 +108,7 @@ impl ErrorRates {
         match outcome {
             Outcome::Fault => self.counts[1] += 1.0,
             Outcome::ClientError => self.counts[2] += 1.0,
+            Outcome::Busy => self.counts[3] += 1.0,
             Outcome::Ok => {}
         }
     }
@@ -122,6 +126,12 @@ impl ErrorRates {
     /// The decayed share of client errors, once `min_samples` were seen.
     pub fn client_error_rate(&self) -> Option<f64> {
         self.rate(2)
+    }
+
+    /// The decayed share of refusals for saturation, once `min_samples`
+    /// were seen.
+    pub fn busy_rate(&self) -> Option<f64> {
+        self.rate(3)
     }
 
     /// A ratio of two counts decayed alike: the same at any later instant

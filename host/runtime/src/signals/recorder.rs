@@ -16,8 +16,9 @@ use parking_lot::Mutex;
 
 use super::{ErrorRates, Ewma, Outcome, WindowedQuantiles};
 
-/// What the estimators are tuned by.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What the estimators are tuned by (`[signals]`, `docs/feedback.md`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SignalsConfig {
     /// The EWMA's time constant.
     pub tau_ms: u64,
@@ -33,6 +34,26 @@ pub struct SignalsConfig {
     /// Observations waiting to be collected; past it they are dropped
     /// (and counted).
     pub queue: usize,
+}
+
+impl SignalsConfig {
+    /// Refuse values the estimators cannot work with.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("signals.tau-ms", self.tau_ms),
+            ("signals.half-life-ms", self.half_life_ms),
+            ("signals.window-ms", self.window_ms),
+            ("signals.max-series", self.max_series as u64),
+            ("signals.queue", self.queue as u64),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{name} must be greater than zero"));
+        }
+        if self.max_series > 100_000 || self.queue > 16 << 20 {
+            return Err("signals.max-series is at most 100000 and signals.queue at most 16777216".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for SignalsConfig {
@@ -93,6 +114,7 @@ pub struct SeriesView {
     pub window_samples: u64,
     pub fault_rate: Option<f64>,
     pub client_error_rate: Option<f64>,
+    pub busy_rate: Option<f64>,
 }
 
 /// The recorder: the queue and the estimators behind it.
@@ -102,6 +124,8 @@ pub struct Recorder {
     tx: crossbeam_channel::Sender<Observation>,
     rx: crossbeam_channel::Receiver<Observation>,
     dropped: AtomicU64,
+    /// The clock of [`Recorder::now_ms`].
+    epoch: std::time::Instant,
     /// Only collection and reads take it, never the request path.
     series: Mutex<HashMap<Series, SeriesSignals>>,
 }
@@ -109,7 +133,31 @@ pub struct Recorder {
 impl Recorder {
     pub fn new(config: SignalsConfig) -> Self {
         let (tx, rx) = crossbeam_channel::bounded(config.queue.max(1));
-        Recorder { config, tx, rx, dropped: AtomicU64::new(0), series: Mutex::new(HashMap::new()) }
+        Recorder {
+            config,
+            tx,
+            rx,
+            dropped: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+            series: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Milliseconds since the recorder was made: the clock the entry points
+    /// record on.
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Record what one request to `series` came to, now.
+    pub fn observe(&self, series: Series, latency: std::time::Duration, outcome: Outcome) {
+        let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.record(Observation { series, latency_us, outcome, at_ms: self.now_ms() });
+    }
+
+    /// The estimators' settings.
+    pub fn config(&self) -> &SignalsConfig {
+        &self.config
     }
 
     /// Record one observation: lock-free, never blocks; dropped (and
@@ -174,6 +222,7 @@ impl Recorder {
                     window_samples: quantiles.map_or(0, |q| q.3),
                     fault_rate: s.errors.fault_rate(),
                     client_error_rate: s.errors.client_error_rate(),
+                    busy_rate: s.errors.busy_rate(),
                 }
             })
             .collect();

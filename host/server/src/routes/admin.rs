@@ -48,14 +48,15 @@ pub async fn guard(
     next.run(request).await
 }
 
-fn authorize(
+pub(crate) fn authorize(
     state: &SharedState,
     identity: &Identity,
     key: &GatingKey,
     client: Option<std::net::IpAddr>,
 ) -> Result<(), Problem> {
     let Some(action) = key.action else { return Ok(()) };
-    let context = arw_policy::RequestContext { gating_key: Some(key.key), client_address: client, chain: &[] };
+    let context =
+        arw_policy::RequestContext { gating_key: Some(key.key), client_address: client, ..Default::default() };
     state.host.authorize(&identity.caller, action, key.key, &context).map_err(|denied| {
         if identity.anonymous {
             Problem::new(

@@ -135,6 +135,7 @@ impl Cursor {
             gating_key: Some(crate::gating::EVENTS_SUBSCRIBE.key),
             client_address: self.client,
             chain: &[],
+            ..Default::default()
         };
         in_prefix
             && self.state.host.permits(

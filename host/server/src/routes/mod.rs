@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod events;
+pub mod feedback;
 pub mod health;
 pub mod metrics;
 pub mod spec;
@@ -10,7 +11,7 @@ pub mod tools;
 
 use axum::Router;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use http::{Method, StatusCode, Uri};
 
 use crate::gating;
@@ -29,6 +30,15 @@ pub fn router(state: SharedState, mcp: crate::mcp::McpService) -> Router {
         .route(gating::ADMIN_GATING_CHECK.path, post(admin::gating_check))
         .route(gating::ADMIN_GATING_RELOAD.path, post(admin::gating_reload))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), admin::guard));
+    // Reads authorized by Cedar, changes rate-limited (`feedback::guard`).
+    let feedback = Router::new()
+        .route(gating::FEEDBACK_STATE.path, get(feedback::state))
+        .route(gating::FEEDBACK_SUGGESTIONS.path, get(feedback::suggestions))
+        .route(gating::FEEDBACK_UPDATES.path, get(feedback::updates))
+        .route(gating::FEEDBACK_APPLY.path, post(feedback::apply))
+        .route(gating::FEEDBACK_ROLLBACK.path, post(feedback::rollback))
+        .route(gating::FEEDBACK_MODE.path, put(feedback::mode))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), feedback::guard));
 
     Router::new()
         .route(gating::HEALTH.path, get(health::live))
@@ -43,6 +53,7 @@ pub fn router(state: SharedState, mcp: crate::mcp::McpService) -> Router {
         .route(gating::SPEC_MCP_TOOLS.path, get(spec::mcp_tools))
         .route(gating::SPEC_CEDAR.path, get(spec::cedar_schema))
         .merge(admin)
+        .merge(feedback)
         .route_service(
             gating::MCP.path,
             tower::ServiceBuilder::new()

@@ -65,6 +65,7 @@ pub async fn invoke(
         gating_key: Some(crate::gating::TOOLS_INVOKE.key),
         client_address: client.map(|c| c.0.0.ip()),
         chain: &[],
+        ..Default::default()
     };
     let pass = pass.and_then(|p| p.take());
     match call_tool(&state, &identity, &name, &input, &context, pass).await {

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::admin::{AdminOutcome, InstallRequest, PolicyReloadOutcome, RollbackRequest, UninstallRequest};
 use crate::problem::ProblemDocument;
-use crate::routes::{admin, events, health, metrics, spec, tools};
+use crate::routes::{admin, events, feedback, health, metrics, spec, tools};
 use crate::views::{ComponentGrants, ComponentView, GrantView, Health, LimitsView, RefusalView, ToolView};
 
 #[derive(OpenApi)]
@@ -27,12 +27,14 @@ use crate::views::{ComponentGrants, ComponentView, GrantView, Health, LimitsView
         spec::openapi, spec::asyncapi, spec::mcp_tools, spec::cedar_schema,
         admin::install, admin::uninstall, admin::rollback, admin::reload_policies, admin::grants, admin::status,
         admin::gating, admin::gating_check, admin::gating_reload,
+        feedback::state, feedback::suggestions, feedback::updates, feedback::apply, feedback::rollback, feedback::mode,
     ),
     components(schemas(
         ProblemDocument, Health, RefusalView, ComponentView, LimitsView, ToolView, GrantView, ComponentGrants,
         InstallRequest, UninstallRequest, RollbackRequest, AdminOutcome, PolicyReloadOutcome, events::EventData,
         crate::admin::GatingView, crate::admin::GateView, crate::admin::GatingKeyView,
         crate::admin::GatingCheckRequest, crate::admin::GatingCheckOutcome, crate::admin::GateReloadView,
+        feedback::ApplyRequest, feedback::RollbackRequest, feedback::ModeRequest,
     )),
     modifiers(&CommonResponses),
     tags(
@@ -42,6 +44,7 @@ use crate::views::{ComponentGrants, ComponentView, GrantView, Health, LimitsView
         (name = "observability", description = "Metrics"),
         (name = "spec", description = "Machine-readable descriptions"),
         (name = "admin", description = "Operator actions; need a token whose caller Cedar permits them"),
+        (name = "feedback", description = "The feedback engine: suggestions, apply, rollback, modes (docs/feedback.md)"),
     ),
 )]
 struct ApiDoc;
@@ -77,7 +80,8 @@ impl Modify for CommonResponses {
         for item in openapi.paths.paths.values_mut() {
             let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
             for operation in operations.into_iter().flatten() {
-                let admin = operation.tags.as_ref().is_some_and(|t| t.iter().any(|t| t == "admin"));
+                let tagged = |tag: &str| operation.tags.as_ref().is_some_and(|t| t.iter().any(|t| t == tag));
+                let (admin, feedback) = (tagged("admin"), tagged("feedback"));
                 let responses = &mut operation.responses.responses;
                 let mut add = |status: &str, description: &str| {
                     responses.entry(status.to_string()).or_insert_with(|| problem(description));
@@ -94,6 +98,13 @@ impl Modify for CommonResponses {
                     add("429", "Over the admin rate limit; see Retry-After");
                     add("500", "The registry or installed set could not be written");
                     add("501", "This host has no registry");
+                }
+                if feedback {
+                    add("400", "A malformed request (body or query)");
+                    add("403", "Cedar does not permit this caller the operation");
+                    add("413", "Body over http.body-limit-bytes");
+                    add("415", "Not JSON");
+                    add("429", "Over the admin rate limit; see Retry-After");
                 }
             }
         }

@@ -1,0 +1,372 @@
+//! The feedback engine end to end (`docs/feedback.md`): real signals from
+//! real calls of a real guest, the real `arw:feedback` component deciding,
+//! the host applying under Cedar, rolling back, refusing inside a
+//! cooldown, reverting a canary, keeping one suggestion for a signal that
+//! oscillates, and surviving applies, rollbacks and ticks racing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arw_host::feedback::{Mode, Rejected, RollbackTarget};
+use arw_host::signals::{Outcome, Series};
+use arw_host::{Host, HostConfig};
+use arw_policy::Principal;
+use arw_tests::{Components, DEFAULT_POLICIES, artifacts, config, manifests, policies};
+
+/// The slow tool: the probe as `test:slow`, with a 400 ms timeout.
+const SLOW: &str = "id = \"test:slow\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n\
+                    [limits]\ntimeout-ms = 400\nconcurrency = 8\n\
+                    [[capabilities]]\naction = \"config.read\"\nresource = \"tool-name\"\n\
+                    [config]\ntool-name = \"slow\"\n";
+const SLOW_GRANTS: &str =
+    r#"permit(principal == Arw::Component::"test:slow", action == Arw::Action::"config.read", resource);"#;
+const TIMEOUT_KNOB: &str = "component.test:slow.timeout-ms";
+const SUGGESTION: &str = "raise-timeout:test:slow";
+
+/// A host with the slow tool and the engine; timed ticks far apart (the
+/// tests tick by hand unless `tick_ms` says otherwise), the engine's
+/// thresholds from `engine`.
+async fn start(state: &std::path::Path, engine: &[(&str, &str)], adjust: impl FnOnce(&mut HostConfig)) -> Host {
+    let mut config = config(state);
+    config.feedback.tick_ms = 5_000;
+    config.signals.min_samples = 10;
+    let overrides = config.components.entry("arw:feedback".into()).or_default();
+    overrides.config.insert("full-samples".into(), "20".into());
+    for (key, value) in engine {
+        overrides.config.insert(key.to_string(), value.to_string());
+    }
+    adjust(&mut config);
+    let components =
+        Components::new().with(SLOW, artifacts::PROBE.bytes).with(manifests::FEEDBACK, artifacts::FEEDBACK.bytes);
+    let (host, refused) = Host::start(config, policies(&[DEFAULT_POLICIES, SLOW_GRANTS]), &components)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(refused.is_empty(), "{refused:?}");
+    host
+}
+
+/// `n` calls of the slow tool sleeping `ms`, 8 at a time.
+async fn load(host: &Arc<Host>, n: usize, ms: u64) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let host = host.clone();
+        tasks.spawn(async move {
+            let operator = host.caller(Principal::local_operator());
+            let _ = host.call(&operator, "slow", &format!(r#"{{"op":"sleep","ms":{ms}}}"#)).await;
+        });
+        while tasks.len() >= 8 {
+            tasks.join_next().await;
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+fn timeout_of(host: &Host, id: &str) -> u64 {
+    let info = host.components().into_iter().find(|c| c.id == id).unwrap_or_else(|| panic!("no {id}"));
+    info.limits.timeout_ms
+}
+
+/// Tick until the engine suggests `id` (bounded).
+async fn suggested(host: &Host, id: &str, from_tick: u64) -> arw_host::feedback::Suggestion {
+    for n in from_tick..from_tick + 20 {
+        host.feedback().tick(n).await;
+        if let Some(s) = host.feedback().suggestions().1.into_iter().find(|s| s.id == id) {
+            return s;
+        }
+    }
+    panic!("no suggestion `{id}`; state: {:#?}", host.feedback().state());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_tool_gets_a_suggestion_that_applies_rolls_back_and_cools_down() {
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let host = Arc::new(start(state.path(), &[("dwell-ticks", "2"), ("cooldown-ms", "0")], |_| {}).await);
+    let operator = host.caller(Principal::local_operator());
+    let mut events = host.bus().observe();
+
+    // p95 close to the 400 ms timeout.
+    load(&host, 24, 350).await;
+    let suggestion = suggested(&host, SUGGESTION, 1).await;
+    assert_eq!(suggestion.knob, TIMEOUT_KNOB);
+    assert_eq!(suggestion.value, 600, "1.5 × 400 ms on the knob's 10 ms grid: {suggestion:?}");
+    assert!(
+        suggestion.rationale.contains("p95") && suggestion.rationale.contains("400 ms"),
+        "{}",
+        suggestion.rationale
+    );
+    assert!(suggestion.confidence > 0.0 && suggestion.confidence <= 1.0, "{suggestion:?}");
+    assert!(!suggestion.evidence.is_empty());
+    assert!(suggestion.engine.starts_with("arw:feedback@"));
+
+    // Before the apply, a 450 ms call times out.
+    let slow_call = r#"{"op":"sleep","ms":450}"#;
+    let before = host.call(&operator, "slow", slow_call).await;
+    assert!(matches!(before, Err(arw_host::CallError::Timeout { .. })), "{before:?}");
+
+    let record = host.feedback().apply(&operator, SUGGESTION).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((record.before, record.after), (None, Some(600)));
+    assert_eq!(record.source, "operator");
+    assert_eq!(timeout_of(&host, "test:slow"), 600, "the knob is in force and shown");
+    host.call(&operator, "slow", slow_call).await.unwrap_or_else(|e| panic!("the longer timeout holds: {e}"));
+
+    // Still slow against the new timeout: a new suggestion, refused inside
+    // the host's cooldown (30 s by default).
+    load(&host, 24, 560).await;
+    let again = suggested(&host, SUGGESTION, 100).await;
+    assert_eq!(again.value, 900);
+    let refused = host.feedback().apply(&operator, SUGGESTION);
+    assert!(matches!(refused, Err(Rejected::Cooldown { .. })), "{refused:?}");
+    assert_eq!(timeout_of(&host, "test:slow"), 600, "a refused apply changes nothing");
+
+    // Rollback restores the value exactly: no applied timeout at all.
+    let undone = host.feedback().rollback(&operator, RollbackTarget::ApplyId(record.apply_id));
+    let undone = undone.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(undone.len(), 1);
+    assert_eq!((undone[0].before, undone[0].after, undone[0].undoes), (Some(600), None, Some(record.apply_id)));
+    assert_eq!(timeout_of(&host, "test:slow"), 400);
+    let after = host.call(&operator, "slow", slow_call).await;
+    assert!(matches!(after, Err(arw_host::CallError::Timeout { .. })), "{after:?}");
+    let again = host.feedback().rollback(&operator, RollbackTarget::ApplyId(record.apply_id));
+    assert!(matches!(again, Err(Rejected::UnknownApply(_))), "an apply is rolled back once: {again:?}");
+
+    let topics: Vec<String> = arw_tests::drain(&mut events).iter().map(|e| e.topic.clone()).collect();
+    for topic in
+        ["feedback.suggested", "feedback.delta", "feedback.applied", "feedback.rejected", "feedback.rolled_back"]
+    {
+        assert!(topics.iter().any(|t| t == topic), "no `{topic}` event in {topics:?}");
+    }
+    let state = host.feedback().state();
+    let versions: Vec<u64> = state.undo.iter().map(|r| r.version).collect();
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "versions only increase: {versions:?}");
+    host.stop(Duration::from_secs(5)).await;
+}
+
+/// Record `n` observations of `latency_ms` for the slow tool, in a fresh
+/// quantile window.
+async fn feed(host: &Host, n: usize, latency_ms: u64, window_ms: u64) {
+    tokio::time::sleep(Duration::from_millis(window_ms + 20)).await;
+    for _ in 0..n {
+        host.signals().observe(Series::Tool("slow".into()), Duration::from_millis(latency_ms), Outcome::Ok);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_oscillating_around_the_threshold_gives_one_suggestion() {
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let window = 100;
+    let host = start(state.path(), &[("dwell-ticks", "1")], |c| c.signals.window_ms = window).await;
+    // 0.85 and 0.7 of the timeout, in turn: around the enter threshold
+    // (0.8), never under the exit one (0.6).
+    for (n, ms) in [340, 280, 340, 280, 340, 280, 340, 280].into_iter().enumerate() {
+        feed(&host, 30, ms, window).await;
+        host.feedback().tick(n as u64 + 1).await;
+        let (version, suggestions) = host.feedback().suggestions();
+        assert_eq!(suggestions.len(), 1, "tick {n} ({ms} ms): {suggestions:?}");
+        assert_eq!(version, 1, "tick {n}: one suggestion, not a stream of versions");
+    }
+    // Under the exit threshold: withdrawn, a new version.
+    feed(&host, 30, 200, window).await;
+    host.feedback().tick(100).await;
+    let (version, suggestions) = host.feedback().suggestions();
+    assert!(suggestions.is_empty() && version == 2, "{version} {suggestions:?}");
+    host.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_that_regresses_is_reverted_with_the_reason() {
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let window = 100;
+    let engine_may_apply = r#"permit(principal in Arw::Role::"feedback-engine", action == Arw::Action::"feedback.apply", resource)
+        when { context has apply && context.apply.source == "engine" && context.apply.confidence >= 10 };"#;
+    let mut config = config(state.path());
+    config.feedback.tick_ms = 5_000;
+    config.feedback.mode = Mode::Canary;
+    config.feedback.canary_window_ms = 60_000;
+    config.signals.min_samples = 10;
+    config.signals.window_ms = window;
+    config.components.entry("arw:feedback".into()).or_default().config.insert("dwell-ticks".into(), "1".into());
+    let components =
+        Components::new().with(SLOW, artifacts::PROBE.bytes).with(manifests::FEEDBACK, artifacts::FEEDBACK.bytes);
+    let (host, refused) =
+        Host::start(config, policies(&[DEFAULT_POLICIES, SLOW_GRANTS, engine_may_apply]), &components)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert!(refused.is_empty(), "{refused:?}");
+    let mut events = host.bus().observe();
+
+    feed(&host, 30, 340, window).await;
+    host.feedback().tick(1).await;
+    assert_eq!(timeout_of(&host, "test:slow"), 600, "in canary mode the host applied: {:#?}", host.feedback().state());
+    let applied = host.feedback().undo_records();
+    assert_eq!(applied.len(), 1);
+    assert_eq!(applied[0].source, "engine");
+    assert_eq!(applied[0].who, "arw:feedback");
+
+    // The injected regression: p95 three times what it was.
+    feed(&host, 30, 1_000, window).await;
+    host.feedback().tick(2).await;
+    assert_eq!(timeout_of(&host, "test:slow"), 400, "the canary was reverted");
+    let records = host.feedback().undo_records();
+    assert_eq!(
+        records.last().map(|r| (r.source.as_str(), r.undoes)),
+        Some(("canary-revert", Some(applied[0].apply_id)))
+    );
+    let reverted = arw_tests::drain(&mut events)
+        .into_iter()
+        .filter(|e| e.topic == "feedback.rolled_back")
+        .filter_map(|e| e.json())
+        .find(|payload| payload["source"] == "canary-revert")
+        .unwrap_or_else(|| panic!("no canary-revert event"));
+    assert!(reverted["reason"].as_str().is_some_and(|r| r.contains("p95")), "{reverted}");
+    host.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn applies_rollbacks_modes_ticks_and_persistence_racing_never_deadlock() {
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let window = 50;
+    let host = Arc::new(
+        start(state.path(), &[("dwell-ticks", "1"), ("cooldown-ms", "0")], |c| {
+            c.signals.window_ms = window;
+            c.feedback.cooldown_ms = 0;
+            c.feedback.apply_budget = 1_000_000;
+            c.feedback.persist_ms = 0;
+            c.feedback.tick_ms = 100;
+        })
+        .await,
+    );
+    let race = async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for worker in 0..8u64 {
+            let host = host.clone();
+            tasks.spawn(async move {
+                let operator = host.caller(Principal::local_operator());
+                let (mut applied, mut rolled_back) = (0u64, 0u64);
+                for i in 0..60u64 {
+                    match (worker + i) % 5 {
+                        0 => {
+                            feed(&host, 20, 340, 0).await;
+                            host.feedback().tick(worker * 1000 + i).await;
+                        }
+                        1 => applied += u64::from(host.feedback().apply(&operator, SUGGESTION).is_ok()),
+                        2 => {
+                            let version = host.feedback().state().version;
+                            let target = RollbackTarget::ToVersion(version.saturating_sub(2));
+                            rolled_back += host.feedback().rollback(&operator, target).map_or(0, |u| u.len() as u64);
+                        }
+                        3 => {
+                            let mode = if i % 2 == 0 { Mode::Manual } else { Mode::Auto };
+                            let _ = host.feedback().set_mode(&operator, Some(TIMEOUT_KNOB), mode);
+                        }
+                        _ => {
+                            let _ = host.feedback().updates(i);
+                            host.feedback().flush();
+                        }
+                    }
+                }
+                (applied, rolled_back)
+            });
+        }
+        let mut totals = (0, 0);
+        while let Some(result) = tasks.join_next().await {
+            let (a, r) = result.unwrap_or_else(|e| panic!("{e}"));
+            totals = (totals.0 + a, totals.1 + r);
+        }
+        totals
+    };
+    let (applied, rolled_back) = tokio::time::timeout(Duration::from_secs(120), race)
+        .await
+        .unwrap_or_else(|_| panic!("deadlock: the race did not finish in 120 s"));
+    assert!(applied > 0, "the race applied nothing: it tested nothing");
+    let records = host.feedback().undo_records();
+    let operator_records = records.iter().filter(|r| r.source == "operator").count() as u64;
+    let rollback_records = records.iter().filter(|r| r.source == "rollback").count() as u64;
+    assert_eq!(rollback_records, rolled_back, "every rollback is one record");
+    assert!(operator_records <= applied, "operator applies {operator_records} vs {applied}");
+    // The knob's value in force is what the last record says.
+    let last = records.iter().rev().find(|r| r.knob == TIMEOUT_KNOB).map(|r| r.after);
+    let expected = last.flatten().map_or(400, |v| v as u64);
+    assert_eq!(timeout_of(&host, "test:slow"), expected);
+    let versions: Vec<u64> = records.iter().map(|r| r.version).collect();
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "versions only increase: {versions:?}");
+    host.stop(Duration::from_secs(5)).await;
+    // What was written is what the host had.
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.path().join("feedback.json")).unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(written["undo"].as_array().map(Vec::len), Some(records.len()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_http_api_serves_state_deltas_apply_rollback_and_mode_under_cedar() {
+    use arw_tests::http::{ADMIN_TOKEN, TestServer, VIEWER_TOKEN, http_config};
+    let components =
+        Components::new().with(SLOW, artifacts::PROBE.bytes).with(manifests::FEEDBACK, artifacts::FEEDBACK.bytes);
+    let server = TestServer::start_components(components, &[DEFAULT_POLICIES, SLOW_GRANTS], http_config(), |c| {
+        c.feedback.tick_ms = 5_000;
+        c.signals.min_samples = 10;
+        c.components.entry("arw:feedback".into()).or_default().config.insert("dwell-ticks".into(), "1".into());
+    })
+    .await;
+    let admin = Some(ADMIN_TOKEN);
+    let state = server.get("/feedback/state", admin).await;
+    assert_eq!(state.status(), 200);
+    let state: serde_json::Value = state.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let knobs: Vec<&str> = state["knobs"].as_array().into_iter().flatten().filter_map(|k| k["name"].as_str()).collect();
+    assert!(knobs.contains(&TIMEOUT_KNOB), "{knobs:?}");
+    assert_eq!(server.get("/feedback/state", Some(VIEWER_TOKEN)).await.status(), 403, "Cedar: viewers may not read it");
+    assert_eq!(server.get("/feedback/updates?since=0", admin).await.status(), 204, "nothing yet");
+    let bad = server.get("/feedback/updates", admin).await;
+    assert_eq!(bad.status(), 400);
+    assert!(arw_tests::http::problem(bad).await["detail"].as_str().is_some_and(|d| d.contains("since=N")));
+
+    // A suggestion, from signals fed to the host.
+    for _ in 0..30 {
+        server.host.signals().observe(Series::Tool("slow".into()), Duration::from_millis(350), Outcome::Ok);
+    }
+    server.host.feedback().tick(1).await;
+    let updates: serde_json::Value =
+        server.get("/feedback/updates?since=0", admin).await.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(updates["reset"], false, "{updates}");
+    assert_eq!(updates["deltas"][0]["upserted"][0]["id"], SUGGESTION, "{updates}");
+    let version = updates["version"].as_u64().unwrap_or_default();
+
+    let apply = format!(r#"{{"suggestion":"{SUGGESTION}"}}"#);
+    assert_eq!(server.post("/feedback/apply", None, &apply).await.status(), 401, "anonymous: a token is needed");
+    let denied = server.post("/feedback/apply", Some(VIEWER_TOKEN), &apply).await;
+    assert_eq!(denied.status(), 403);
+    assert_eq!(arw_tests::http::problem(denied).await["code"], "cedar");
+    assert_eq!(timeout_of(&server.host, "test:slow"), 400, "a refused apply changes nothing");
+    let applied = server.post("/feedback/apply", admin, &apply).await;
+    assert_eq!(applied.status(), 200);
+    let record: serde_json::Value = applied.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((record["after"].as_i64(), record["who"].as_str()), (Some(600), Some("ops")));
+    let components: serde_json::Value =
+        server.get("/components", None).await.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let slow =
+        components.as_array().into_iter().flatten().find(|c| c["id"] == "test:slow").cloned().unwrap_or_default();
+    assert_eq!(slow["limits"]["timeout-ms"], 600, "GET /components shows the applied value: {slow}");
+
+    let rollback = format!(r#"{{"to_version":{version}}}"#);
+    let undone: serde_json::Value =
+        server.post("/feedback/rollback", admin, &rollback).await.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(undone["undone"][0]["after"], serde_json::Value::Null, "{undone}");
+    assert_eq!(timeout_of(&server.host, "test:slow"), 400);
+    let both = server.post("/feedback/rollback", admin, r#"{"apply_id":1,"to_version":1}"#).await;
+    assert_eq!(both.status(), 400);
+
+    let mode = server
+        .client
+        .put(server.url("/feedback/mode"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"mode":"shadow","knob":"{TIMEOUT_KNOB}"}}"#))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(mode.status(), 200);
+    let state = server.host.feedback().state();
+    let knob = state.knobs.iter().find(|k| k.knob.name == TIMEOUT_KNOB).map(|k| k.mode);
+    assert_eq!(knob, Some(Mode::Shadow));
+    server.stop().await;
+}

@@ -370,3 +370,113 @@ async fn the_http_api_serves_state_deltas_apply_rollback_and_mode_under_cedar() 
     assert_eq!(knob, Some(Mode::Shadow));
     server.stop().await;
 }
+
+/// An engine package: `wasm` as `arw:feedback@version`, its `[config]`
+/// over the first-party manifest's.
+fn engine(version: &str, wasm: &'static [u8], config: &str) -> arw_host::source::ComponentPackage {
+    let text = manifests::FEEDBACK.replacen("version = \"0.1.0\"", &format!("version = \"{version}\""), 1);
+    let text = format!("{text}{config}");
+    let manifest = arw_host::manifest::Manifest::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    arw_host::source::ComponentPackage {
+        manifest,
+        wasm: std::borrow::Cow::Borrowed(wasm),
+        origin: "test".into(),
+        publisher: Some("arw".into()),
+    }
+}
+
+fn engine_version(host: &Host) -> String {
+    host.components().into_iter().find(|c| c.id == "arw:feedback").map(|c| c.version).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_keeps_its_state_across_a_hot_swap_and_a_broken_successor_is_rolled_back() {
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let host = Arc::new(start(state.path(), &[("dwell-ticks", "3")], |c| c.swap.probation_calls = 50).await);
+    // Under load: tool calls run throughout the swaps.
+    let background = {
+        let host = host.clone();
+        tokio::spawn(async move { load(&host, 400, 350).await })
+    };
+    for _ in 0..30 {
+        host.signals().observe(Series::Tool("slow".into()), Duration::from_millis(350), Outcome::Ok);
+    }
+    // Two of the three ticks the rule must see before it suggests.
+    host.feedback().tick(1).await;
+    host.feedback().tick(2).await;
+    assert!(host.feedback().suggestions().1.is_empty(), "dwell: not yet");
+    host.activate(engine("0.1.1", artifacts::FEEDBACK.bytes, "")).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(engine_version(&host), "0.1.1");
+    // The third: the successor took over the history, so it suggests now
+    // (a cold one would need three more ticks).
+    host.feedback().tick(3).await;
+    let (version, suggestions) = host.feedback().suggestions();
+    assert_eq!(suggestions.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), [SUGGESTION]);
+    assert!(suggestions[0].engine.ends_with("@0.1.1"), "{suggestions:?}");
+
+    // A successor whose evaluate traps: rolled back after its probation
+    // faults, and the suggestions (and their version) stay meanwhile.
+    host.activate(engine("0.2.0", artifacts::FEEDBACK_PROBE.bytes, "evaluate = \"trap\"\n"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for n in 4..200 {
+        host.feedback().tick(n).await;
+        assert_eq!(host.feedback().suggestions().0, version, "an engine error keeps the previous list");
+        if engine_version(&host) == "0.1.1" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(engine_version(&host), "0.1.1", "the broken successor was rolled back");
+    assert!(host.feedback().counters().engine_errors >= 3, "{:?}", host.feedback().counters());
+    // The restored version has its history: its suggestion is the same
+    // one, at the same version.
+    host.feedback().tick(500).await;
+    let (after, suggestions) = host.feedback().suggestions();
+    assert_eq!((after, suggestions.len()), (version, 1), "{suggestions:?}");
+    background.abort();
+    host.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suggestions_that_name_no_knob_or_leave_its_grid_are_dropped_and_counted() {
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut config = config(state.path());
+    config.feedback.tick_ms = 5_000;
+    let components = Components::new()
+        .with(SLOW, artifacts::PROBE.bytes)
+        .with(&format!("{}evaluate = \"junk\"\n", manifests::FEEDBACK), artifacts::FEEDBACK_PROBE.bytes);
+    let (host, refused) = Host::start(config, policies(&[DEFAULT_POLICIES, SLOW_GRANTS]), &components)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(refused.is_empty(), "{refused:?}");
+    host.feedback().tick(1).await;
+    let (version, suggestions) = host.feedback().suggestions();
+    // Of the five, one is sound ("twice", first seen); the others name no
+    // knob, leave the grid, repeat an id, or have no id.
+    assert_eq!(suggestions.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["twice"], "{suggestions:?}");
+    assert_eq!(version, 1);
+    assert_eq!(host.feedback().counters().refused_suggestions, 4);
+    host.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_that_overruns_is_skipped_and_counted() {
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut config = config(state.path());
+    config.feedback.tick_ms = 100;
+    let spinning =
+        format!("{}evaluate = \"spin\"\n", manifests::FEEDBACK.replace("timeout-ms = 1000", "timeout-ms = 450"));
+    let components =
+        Components::new().with(SLOW, artifacts::PROBE.bytes).with(&spinning, artifacts::FEEDBACK_PROBE.bytes);
+    let (host, refused) = Host::start(config, policies(&[DEFAULT_POLICIES, SLOW_GRANTS]), &components)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(refused.is_empty(), "{refused:?}");
+    // Each evaluate runs to its 450 ms deadline: four ticks of 100 ms are
+    // due meanwhile, and are skipped, not queued.
+    arw_tests::eventually("ticks counted as skipped", || host.feedback().counters().ticks_skipped >= 4).await;
+    let counters = host.feedback().counters();
+    assert!(counters.ticks < counters.ticks_skipped, "{counters:?}");
+    host.stop(Duration::from_secs(5)).await;
+}

@@ -27,6 +27,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("listener", false),
     ("resident-probe", false),
     ("gate-probe", false),
+    ("feedback-probe", false),
 ];
 
 /// The first-party guests built a second time against the frozen

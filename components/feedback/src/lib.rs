@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use arw::host::config;
-use exports::arw::host::feedback_engine::{Evidence, Features, Guest, Knob, Series, Suggestion};
+use exports::arw::host::feedback_engine::{Evidence, Features, Guest, Knob, Series, SeriesKind, Suggestion};
 use serde::{Deserialize, Serialize};
 
 /// The engine's thresholds, from the manifest's `[config]` (read once per
@@ -232,8 +232,16 @@ struct Engine;
 impl Guest for Engine {
     fn evaluate(features: Features) -> Result<Vec<Suggestion>, String> {
         let s = settings();
-        let series: BTreeMap<String, &Series> =
-            features.series.iter().map(|x| (format!("{}:{}", x.kind, x.name), x)).collect();
+        // `kind:name`, looked up per knob (a host may measure many more
+        // series than there are knobs).
+        let find = |wanted: &str| {
+            let (kind, name) = match wanted.split_once(':')? {
+                ("tool", name) => (SeriesKind::Tool, name),
+                ("route", name) => (SeriesKind::Route, name),
+                _ => return None,
+            };
+            features.series.iter().find(|x| x.kind == kind && x.name == name)
+        };
         with_state(|state| {
             let mut out = Vec::new();
             let mut live = std::collections::BTreeSet::new();
@@ -244,7 +252,7 @@ impl Guest for Engine {
                 let Some((rule, read)) = rule_of(knob) else { continue };
                 let id = format!("{rule}:{}", knob.owner);
                 live.insert(id.clone());
-                let reading = knob.series.as_ref().and_then(|name| series.get(name)).and_then(|x| read(knob, x, &s));
+                let reading = knob.series.as_deref().and_then(find).and_then(|x| read(knob, x, &s));
                 let track = state.tracks.entry(id.clone()).or_default();
                 if let Some(r) = step(track, knob, reading, features.now_ms, &s) {
                     out.push(Suggestion {

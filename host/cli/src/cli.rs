@@ -69,6 +69,12 @@ pub enum Command {
     /// the presets.
     #[command(subcommand)]
     Gate(GateCommand),
+    /// The feedback engine of the running `arw up`, over its HTTP API
+    /// (docs/feedback.md): its state, suggestions, applies, rollbacks and
+    /// modes. Cedar decides as for any HTTP caller: the token is --token,
+    /// else `$ARW_TOKEN`, else the configured `http.admin-token`.
+    #[command(subcommand)]
+    Feedback(FeedbackCommand),
     /// Manage signing keys ($XDG_CONFIG_HOME/arw/keys).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -249,6 +255,61 @@ pub struct CallArgs {
     /// is logged and published as `gate.bypassed`.
     #[arg(long)]
     pub break_glass: bool,
+}
+
+/// Where the running host is, and who asks.
+#[derive(Debug, clap::Args)]
+pub struct FeedbackTarget {
+    /// The host's HTTP API (default: the address in `<state-dir>/status.json`).
+    #[arg(long, value_name = "URL", global = true)]
+    pub url: Option<String>,
+    /// The bearer token (default: `$ARW_TOKEN`, else `http.admin-token`).
+    #[arg(long, value_name = "TOKEN", global = true)]
+    pub token: Option<String>,
+    /// Print the JSON answer instead of a summary.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeedbackCommand {
+    /// The engine, its knobs with their values and modes, the apply budget,
+    /// recent undo records.
+    State {
+        #[command(flatten)]
+        target: FeedbackTarget,
+    },
+    /// The current suggestions, with rationale and confidence.
+    Suggestions {
+        #[command(flatten)]
+        target: FeedbackTarget,
+    },
+    /// Apply a suggestion (by its id); prints the undo record.
+    Apply {
+        /// The suggestion's id (`arw feedback suggestions`).
+        id: String,
+        #[command(flatten)]
+        target: FeedbackTarget,
+    },
+    /// Put back what one apply changed (--apply-id) or every apply after a
+    /// version (--to-version).
+    Rollback {
+        #[arg(long, value_name = "ID", conflicts_with = "to_version", required_unless_present = "to_version")]
+        apply_id: Option<u64>,
+        #[arg(long, value_name = "VERSION")]
+        to_version: Option<u64>,
+        #[command(flatten)]
+        target: FeedbackTarget,
+    },
+    /// Set a knob's mode (--knob), or every knob's without one of its own:
+    /// `off`, `shadow`, `manual`, `canary`, `auto`.
+    Mode {
+        mode: String,
+        #[arg(long, value_name = "KNOB")]
+        knob: Option<String>,
+        #[command(flatten)]
+        target: FeedbackTarget,
+    },
 }
 
 #[derive(Debug, Subcommand)]

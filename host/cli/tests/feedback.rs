@@ -1,5 +1,5 @@
 //! The feedback engine in a real `arw up`: a slow tool's suggestion is
-//! applied over HTTP, the debounced book reaches `feedback.json`, and
+//! applied with `arw feedback`, the debounced book reaches `feedback.json`, and
 //! after `kill -9` and a restart the undo record and the applied value
 //! are still there.
 
@@ -85,13 +85,13 @@ fn an_apply_survives_kill_9_and_a_restart() {
     });
     assert!(value >= 600, "at least 1.5 × the timeout: {value}");
     assert_eq!(id, "raise-timeout:acme:echo");
-    let applied = reqwest::blocking::Client::new()
-        .post(format!("{base}/feedback/apply"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({ "suggestion": id }))
-        .send()
-        .unwrap();
-    assert_eq!(applied.status().as_u16(), 200);
+    // `arw feedback` finds the running host through its status file.
+    let listed = home.ok(&["feedback", "suggestions", "--token", TOKEN]);
+    assert!(listed.contains(&id) && listed.contains("confidence"), "{listed}");
+    let (_, refused) = home.fails(&["feedback", "apply", &id, "--token", "no-such-token-0123456789abcdef"]);
+    assert!(refused.contains("error[unauthorized]"), "{refused}");
+    let applied = home.ok(&["feedback", "apply", &id, "--token", TOKEN]);
+    assert!(applied.contains(&format!("null -> {value}")), "{applied}");
     assert_eq!(echo_timeout(&base), value);
 
     // The debounced write lands, then the process dies without a word.
@@ -109,7 +109,8 @@ fn an_apply_survives_kill_9_and_a_restart() {
     // The dead process's status file still names its address.
     std::fs::remove_file(home.root.join("state/status.json")).unwrap();
     let up = home.up(ENV);
-    let state = get(&up.base, "/feedback/state");
+    let state: serde_json::Value =
+        serde_json::from_str(&home.ok(&["feedback", "state", "--json", "--token", TOKEN])).unwrap();
     let undo = state["undo"].as_array().cloned().unwrap_or_default();
     assert_eq!(undo.len(), 1, "{state:#}");
     assert_eq!(

@@ -10,6 +10,7 @@ macro_rules! out {
 }
 
 mod call;
+mod feedback;
 mod gate;
 mod list;
 mod packages;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tools(args) => list::tools(config, args).await,
         Command::Policy(command) => policy::run(config, command),
         Command::Gate(command) => gate::run(config, command).await,
+        Command::Feedback(command) => feedback::run(&config, command).await,
         Command::Keys(command) => packages::keys(&config, command),
         Command::Trust(command) => packages::trust(&config, command),
         Command::Publish(args) => packages::publish(&config, args),

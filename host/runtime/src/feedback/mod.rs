@@ -242,8 +242,9 @@ struct Book {
     ledger: Ledger,
     budget: ledger::Budget,
     canaries: Vec<Canary>,
-    /// The signals the last tick read.
-    signals: Vec<crate::signals::SeriesView>,
+    /// The signals the last tick read (shared with the tick that read
+    /// them, not copied).
+    signals: Arc<Vec<crate::signals::SeriesView>>,
     /// The last refusal reason of each engine apply (reported once).
     refusals: std::collections::HashMap<String, &'static str>,
     /// The bus's drop and lag rates, decayed.
@@ -308,7 +309,7 @@ impl Feedback {
                 ledger,
                 budget,
                 canaries: Vec::new(),
-                signals: Vec::new(),
+                signals: Arc::new(Vec::new()),
                 refusals: Default::default(),
                 bus: tick::BusRates::new(runtime.config.signals.half_life_ms),
             }),
@@ -366,7 +367,7 @@ impl Feedback {
             suggestions: ledger.suggestions.values().cloned().collect(),
             undo: ledger.undo.iter().rev().take(64).rev().cloned().collect(),
             canaries: book.canaries.iter().map(|c| (c.apply_id, c.until_ms)).collect(),
-            signals: book.signals.clone(),
+            signals: book.signals.to_vec(),
         }
     }
 

@@ -58,11 +58,11 @@ impl Feedback {
     /// work as a timed tick).
     pub async fn tick(&self, n: u64) {
         let Some(runtime) = self.runtime.upgrade() else { return };
-        let signals = runtime.signals.snapshot();
+        let signals = Arc::new(runtime.signals.snapshot());
         let knobs = self.knobs();
         let features = {
             let mut book = self.book.lock();
-            book.signals = signals.clone();
+            book.signals = Arc::clone(&signals);
             let book = &mut *book;
             let ledger = &book.ledger;
             wit::Features {
@@ -268,7 +268,11 @@ fn regression(
 
 fn series_of(s: &SeriesView) -> wit::Series {
     wit::Series {
-        kind: s.kind.to_string(),
+        kind: match s.kind {
+            "route" => wit::SeriesKind::Route,
+            "tool" => wit::SeriesKind::Tool,
+            _ => wit::SeriesKind::Overflow,
+        },
         name: s.name.clone(),
         samples: s.samples,
         latency_ewma_ms: s.ewma_ms,

@@ -188,6 +188,9 @@ impl Runtime {
     /// from saturation (no slot came free).
     fn observe_tool(&self, tool: &str, started: std::time::Instant, result: &Result<serde_json::Value, CallError>) {
         use crate::signals::{Outcome, Series};
+        if !self.signals.config().enabled {
+            return;
+        }
         let outcome = match result {
             Ok(_) => Outcome::Ok,
             Err(e) if e.is_fault() => Outcome::Fault,

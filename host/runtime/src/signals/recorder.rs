@@ -20,6 +20,9 @@ use super::{ErrorRates, Ewma, Outcome, WindowedQuantiles};
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SignalsConfig {
+    /// Measure at all (off: nothing is recorded, the feedback engine sees
+    /// no series).
+    pub enabled: bool,
     /// The EWMA's time constant.
     pub tau_ms: u64,
     /// The error rates' half-life.
@@ -59,6 +62,7 @@ impl SignalsConfig {
 impl Default for SignalsConfig {
     fn default() -> Self {
         SignalsConfig {
+            enabled: true,
             tau_ms: 5_000,
             half_life_ms: 30_000,
             min_samples: 20,
@@ -151,6 +155,9 @@ impl Recorder {
 
     /// Record what one request to `series` came to, now.
     pub fn observe(&self, series: Series, latency: std::time::Duration, outcome: Outcome) {
+        if !self.config.enabled {
+            return;
+        }
         let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         self.record(Observation { series, latency_us, outcome, at_ms: self.now_ms() });
     }

@@ -335,8 +335,8 @@ async fn every_gating_key_is_routed_and_in_the_openapi_document() {
     }
     let mcp_tools: serde_json::Value = server.get("/spec/mcp-tools.json", None).await.json().await.unwrap();
     let names: Vec<&str> = mcp_tools["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["announce", "event-log", "kv-counter", "text-stats"]);
-    assert!(mcp_tools["tools"][0]["inputSchema"]["type"] == "object");
+    assert_eq!(names, ["feedback-evaluate", "feedback-apply", "announce", "event-log", "kv-counter", "text-stats"]);
+    assert!(mcp_tools["tools"][2]["inputSchema"]["type"] == "object");
     let cedar = server.get("/spec/arw.cedarschema", None).await.text().await.unwrap();
     assert_eq!(cedar, arw_policy::schema::TEXT);
     let asyncapi = server.get("/spec/asyncapi.yaml", None).await.text().await.unwrap();

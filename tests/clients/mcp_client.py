@@ -55,6 +55,20 @@ async def main(url: str, token: str | None) -> None:
                 if text_stats.input_schema.get("type") != "object":
                     fail(f"text-stats has no object input schema: {text_stats.input_schema}")
 
+                # The host's own tools: the feedback engine's, under Cedar.
+                for name in ("feedback-evaluate", "feedback-apply"):
+                    if name not in names:
+                        fail(f"{name} is not listed: {names}")
+                evaluate = await session.call_tool("feedback-evaluate", {})
+                text = " ".join(getattr(c, "text", "") for c in evaluate.content)
+                if not (evaluate.is_error and text.startswith("denied:")):
+                    fail(f"feedback-evaluate as anonymous should be denied by Cedar: {evaluate}")
+                apply = await session.call_tool("feedback-apply", {"suggestion": "raise-timeout:arw:text-stats"})
+                text = " ".join(getattr(c, "text", "") for c in apply.content)
+                if not (apply.is_error and text.startswith("unauthorized:")):
+                    fail(f"feedback-apply as anonymous should need a token: {apply}")
+                print("feedback tools: denied to anonymous", flush=True)
+
                 result = await session.call_tool("text-stats", {"text": "hello MCP world\nsecond line"})
                 if result.is_error:
                     fail(f"text-stats failed: {result.content}")

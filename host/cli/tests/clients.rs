@@ -78,6 +78,7 @@ fn the_python_mcp_sdk_lists_calls_and_hears_list_changes() {
     let transcript_text = transcript.join("\n");
     assert!(transcript_text.contains("text-stats: {'chars': 27"), "{transcript_text}");
     assert!(transcript_text.contains("kv-counter: tool error: denied"), "{transcript_text}");
+    assert!(transcript_text.contains("feedback tools: denied to anonymous"), "{transcript_text}");
 
     // Uninstalling a component changes the tool list: the session hears it.
     home.ok(&["uninstall", "arw:event-log"]);

@@ -132,24 +132,93 @@ fn object(value: &serde_json::Value) -> Option<Arc<serde_json::Map<String, serde
     value.as_object().filter(|o| o.get("type").and_then(|t| t.as_str()) == Some("object")).cloned().map(Arc::new)
 }
 
-/// The host's tools as MCP `Tool` objects.
-pub fn tools(infos: &[arw_host::ToolInfo]) -> Vec<Tool> {
-    infos
-        .iter()
-        .map(|info| {
-            let d = &info.descriptor;
-            let input = object(&d.input_schema).unwrap_or_else(|| {
-                // MCP requires an object schema; a tool that takes anything
-                // else is described as taking any object.
-                Arc::new(serde_json::Map::from_iter([("type".to_string(), serde_json::json!("object"))]))
-            });
-            let tool = Tool::new(d.name.clone(), d.summary.clone(), input).with_title(d.name.clone());
-            match object(&d.output_schema) {
-                Some(output) => tool.with_raw_output_schema(output),
-                None => tool,
+/// The host's own MCP tools: the feedback engine's `evaluate` and `apply`
+/// (docs/feedback.md), so MCP clients can use them; Cedar decides who, as
+/// over HTTP. They come before the components' tools, and are what a call
+/// of their name reaches.
+const FEEDBACK_EVALUATE: &str = "feedback-evaluate";
+const FEEDBACK_APPLY: &str = "feedback-apply";
+
+fn feedback_tools() -> Vec<Tool> {
+    let schema = |value: serde_json::Value| object(&value).unwrap_or_default();
+    vec![
+        Tool::new(
+            FEEDBACK_EVALUATE,
+            "The feedback engine's current suggestions, each with its knob, value, rationale, confidence and \
+             evidence, and their version (Cedar `feedback.read`).",
+            schema(serde_json::json!({"type": "object", "properties": {}, "additionalProperties": false})),
+        )
+        .with_title(FEEDBACK_EVALUATE),
+        Tool::new(
+            FEEDBACK_APPLY,
+            "Apply one of the feedback engine's suggestions by its id; answers the undo record (Cedar \
+             `feedback.apply` on its knob, with its bounds, cooldown and the apply budget).",
+            schema(serde_json::json!({
+                "type": "object",
+                "properties": {"suggestion": {"type": "string", "description": "The suggestion's id."}},
+                "required": ["suggestion"],
+                "additionalProperties": false,
+            })),
+        )
+        .with_title(FEEDBACK_APPLY),
+    ]
+}
+
+/// A call of one of [`feedback_tools`], if `name` is one.
+fn call_feedback(
+    state: &SharedState,
+    identity: &Identity,
+    name: &str,
+    arguments: &serde_json::Map<String, serde_json::Value>,
+    origin: &arw_policy::RequestContext<'_>,
+) -> Option<CallToolResult> {
+    let error =
+        |code: &str, message: String| CallToolResult::error(vec![ContentBlock::text(format!("{code}: {message}"))]);
+    let feedback = state.host.feedback();
+    Some(match name {
+        FEEDBACK_EVALUATE => {
+            let read = arw_policy::Action::FEEDBACK_READ;
+            match state.host.authorize(&identity.caller, read, crate::gating::FEEDBACK_SUGGESTIONS.key, origin) {
+                Ok(()) => {
+                    let (version, suggestions) = feedback.suggestions();
+                    CallToolResult::structured(serde_json::json!({"version": version, "suggestions": suggestions}))
+                }
+                Err(denied) => error("denied", denied.to_string()),
             }
-        })
-        .collect()
+        }
+        FEEDBACK_APPLY if identity.anonymous => {
+            error("unauthorized", "an apply needs a token for a caller Cedar permits `feedback.apply`".into())
+        }
+        FEEDBACK_APPLY => match arguments.get("suggestion").and_then(|v| v.as_str()) {
+            Some(id) => match feedback.apply(&identity.caller, id) {
+                Ok(record) => CallToolResult::structured(serde_json::to_value(record).unwrap_or_default()),
+                Err(rejected) => error(rejected.reason(), rejected.to_string()),
+            },
+            None => error("invalid-input", "give the suggestion's id: {\"suggestion\": \"...\"}".into()),
+        },
+        _ => return None,
+    })
+}
+
+/// The host's tools as MCP `Tool` objects: its own (the feedback
+/// engine's), then the components'.
+pub fn tools(infos: &[arw_host::ToolInfo]) -> Vec<Tool> {
+    let own = feedback_tools();
+    let components = infos.iter().filter(|info| own.iter().all(|t| t.name != info.descriptor.name)).map(|info| {
+        let d = &info.descriptor;
+        let input = object(&d.input_schema).unwrap_or_else(|| {
+            // MCP requires an object schema; a tool that takes anything
+            // else is described as taking any object.
+            Arc::new(serde_json::Map::from_iter([("type".to_string(), serde_json::json!("object"))]))
+        });
+        let tool = Tool::new(d.name.clone(), d.summary.clone(), input).with_title(d.name.clone());
+        match object(&d.output_schema) {
+            Some(output) => tool.with_raw_output_schema(output),
+            None => tool,
+        }
+    });
+    let components: Vec<Tool> = components.collect();
+    own.into_iter().chain(components).collect()
 }
 
 impl ServerHandler for ArwMcp {
@@ -190,7 +259,11 @@ impl ServerHandler for ArwMcp {
             chain: &[],
             ..Default::default()
         };
-        let input = serde_json::Value::Object(request.arguments.unwrap_or_default()).to_string();
+        let arguments = request.arguments.unwrap_or_default();
+        if let Some(result) = call_feedback(&self.state, &identity, &request.name, &arguments, &origin) {
+            return Ok(result.into());
+        }
+        let input = serde_json::Value::Object(arguments).to_string();
         let result =
             match crate::routes::tools::call_tool(&self.state, &identity, &request.name, &input, &origin, None).await {
                 Ok(output) if output.is_object() => CallToolResult::structured(output),

@@ -229,6 +229,11 @@ pub async fn rollback(
         Ok(request) => request,
         Err(problem) => return problem.into_response(),
     };
+    // Ids and versions are counters far below 2^63 (the API's integers).
+    if request.apply_id.into_iter().chain(request.to_version).any(|n| n > i64::MAX as u64) {
+        return Problem::bad_request("invalid-request", "`apply_id` and `to_version` are at most 2^63 - 1")
+            .into_response();
+    }
     let target = match (request.apply_id, request.to_version) {
         (Some(id), None) => RollbackTarget::ApplyId(id),
         (None, Some(version)) => RollbackTarget::ToVersion(version),

@@ -438,18 +438,25 @@ async fn the_engine_keeps_its_state_across_a_hot_swap_and_a_broken_successor_is_
     host.stop(Duration::from_secs(5)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn suggestions_that_name_no_knob_or_leave_its_grid_are_dropped_and_counted() {
-    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let mut config = config(state.path());
-    config.feedback.tick_ms = 5_000;
-    let components = Components::new()
-        .with(SLOW, artifacts::PROBE.bytes)
-        .with(&format!("{}evaluate = \"junk\"\n", manifests::FEEDBACK), artifacts::FEEDBACK_PROBE.bytes);
+/// A host with the slow tool and the `feedback-probe` guest as its engine
+/// (`manifest`: the engine's manifest text), ticking every `tick_ms`.
+async fn start_probe_engine(state: &std::path::Path, manifest: &str, tick_ms: u64) -> Host {
+    let mut config = config(state);
+    config.feedback.tick_ms = tick_ms;
+    let components =
+        Components::new().with(SLOW, artifacts::PROBE.bytes).with(manifest, artifacts::FEEDBACK_PROBE.bytes);
     let (host, refused) = Host::start(config, policies(&[DEFAULT_POLICIES, SLOW_GRANTS]), &components)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(refused.is_empty(), "{refused:?}");
+    host
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suggestions_that_name_no_knob_or_leave_its_grid_are_dropped_and_counted() {
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let junk = format!("{}evaluate = \"junk\"\n", manifests::FEEDBACK);
+    let host = start_probe_engine(state.path(), &junk, 5_000).await;
     host.feedback().tick(1).await;
     let (version, suggestions) = host.feedback().suggestions();
     // Of the five, one is sound ("twice", first seen); the others name no
@@ -463,16 +470,9 @@ async fn suggestions_that_name_no_knob_or_leave_its_grid_are_dropped_and_counted
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tick_that_overruns_is_skipped_and_counted() {
     let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let mut config = config(state.path());
-    config.feedback.tick_ms = 100;
     let spinning =
         format!("{}evaluate = \"spin\"\n", manifests::FEEDBACK.replace("timeout-ms = 1000", "timeout-ms = 450"));
-    let components =
-        Components::new().with(SLOW, artifacts::PROBE.bytes).with(&spinning, artifacts::FEEDBACK_PROBE.bytes);
-    let (host, refused) = Host::start(config, policies(&[DEFAULT_POLICIES, SLOW_GRANTS]), &components)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(refused.is_empty(), "{refused:?}");
+    let host = start_probe_engine(state.path(), &spinning, 100).await;
     // Each evaluate runs to its 450 ms deadline: four ticks of 100 ms are
     // due meanwhile, and are skipped, not queued.
     arw_tests::eventually("ticks counted as skipped", || host.feedback().counters().ticks_skipped >= 4).await;

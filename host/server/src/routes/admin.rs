@@ -29,20 +29,33 @@ pub async fn guard(
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Err(seconds) = state.limits.check(&identity.name, client_address(request.extensions())) {
+    checked(&state, &identity, request, next, true).await
+}
+
+/// The rate limit (when `limited`), then Cedar for the action of the
+/// route's gating key: what the admin and feedback routes go through.
+pub(crate) async fn checked(
+    state: &SharedState,
+    identity: &Identity,
+    request: Request,
+    next: axum::middleware::Next,
+    limited: bool,
+) -> Response {
+    let client = client_address(request.extensions());
+    if limited && let Err(seconds) = state.limits.check(&identity.name, client) {
         let mut problem = Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate-limited",
-            format!("too many admin requests; retry in {seconds} s (http.admin-rate-per-minute, http.admin-burst)"),
+            format!("too many requests; retry in {seconds} s (http.admin-rate-per-minute, http.admin-burst)"),
         );
         problem.retry_after = Some(seconds);
         return problem.into_response();
     }
     let path = request.uri().path();
     let Some(key) = gating::KEYS.iter().find(|k| k.path == path) else {
-        return Problem::not_found(format!("no admin operation at {path}")).into_response();
+        return Problem::not_found(format!("no operation at {path}")).into_response();
     };
-    if let Err(problem) = authorize(&state, &identity, key, client_address(request.extensions())) {
+    if let Err(problem) = authorize(state, identity, key, client) {
         return problem.into_response();
     }
     next.run(request).await

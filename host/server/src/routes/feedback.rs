@@ -65,31 +65,20 @@ pub async fn guard(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let client = crate::middleware::client_address(request.extensions());
-    if request.method() != http::Method::GET
-        && let Err(seconds) = state.limits.check(&identity.name, client)
-    {
-        let mut problem = Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
-            format!("too many requests; retry in {seconds} s (http.admin-rate-per-minute, http.admin-burst)"),
-        );
-        problem.retry_after = Some(seconds);
-        return problem.into_response();
-    }
-    let path = request.uri().path();
-    let Some(key) = crate::gating::KEYS.iter().find(|k| k.path == path) else {
-        return Problem::not_found(format!("no feedback operation at {path}")).into_response();
-    };
-    if let Err(problem) = super::admin::authorize(&state, &identity, key, client) {
-        return problem.into_response();
-    }
-    next.run(request).await
+    let limited = request.method() != http::Method::GET;
+    super::admin::checked(&state, &identity, request, next, limited).await
 }
 
-/// The routes that change something need a token: Cedar is asked per
-/// knob, and an anonymous caller is told so before anything else.
-fn needs_token(identity: &Identity, what: &str) -> Result<(), Problem> {
+/// The request of a route that changes something: it needs a token (Cedar
+/// is asked per knob, and an anonymous caller is told so before anything
+/// else), then a JSON body.
+async fn change<T: serde::de::DeserializeOwned>(
+    state: &SharedState,
+    identity: &Identity,
+    headers: &HeaderMap,
+    body: Body,
+    what: &str,
+) -> Result<T, Problem> {
     if identity.anonymous {
         return Err(Problem::new(
             StatusCode::UNAUTHORIZED,
@@ -97,7 +86,7 @@ fn needs_token(identity: &Identity, what: &str) -> Result<(), Problem> {
             format!("{what} needs a token (Authorization: Bearer <token>) for a caller Cedar permits `feedback.apply`"),
         ));
     }
-    Ok(())
+    crate::body::json(headers, body, state.config.body_limit_bytes).await
 }
 
 fn problem(rejected: &Rejected) -> Problem {
@@ -191,10 +180,7 @@ pub async fn apply(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(problem) = needs_token(&identity, "an apply") {
-        return problem.into_response();
-    }
-    let request: ApplyRequest = match crate::body::json(&headers, body, state.config.body_limit_bytes).await {
+    let request: ApplyRequest = match change(&state, &identity, &headers, body, "an apply").await {
         Ok(request) => request,
         Err(problem) => return problem.into_response(),
     };
@@ -222,10 +208,7 @@ pub async fn rollback(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(problem) = needs_token(&identity, "a rollback") {
-        return problem.into_response();
-    }
-    let request: RollbackRequest = match crate::body::json(&headers, body, state.config.body_limit_bytes).await {
+    let request: RollbackRequest = match change(&state, &identity, &headers, body, "a rollback").await {
         Ok(request) => request,
         Err(problem) => return problem.into_response(),
     };
@@ -264,10 +247,7 @@ pub async fn mode(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(problem) = needs_token(&identity, "a mode change") {
-        return problem.into_response();
-    }
-    let request: ModeRequest = match crate::body::json(&headers, body, state.config.body_limit_bytes).await {
+    let request: ModeRequest = match change(&state, &identity, &headers, body, "a mode change").await {
         Ok(request) => request,
         Err(problem) => return problem.into_response(),
     };

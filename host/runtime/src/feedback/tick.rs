@@ -54,8 +54,8 @@ pub(crate) fn spawn(feedback: &Arc<Feedback>, mut shutdown: watch::Receiver<bool
 }
 
 impl Feedback {
-    /// One tick (public for tests and `arw feedback evaluate`: the same
-    /// work as a timed tick).
+    /// One tick: the same work as a timed one (public so tests and
+    /// benchmarks can tick on their own clock).
     pub async fn tick(&self, n: u64) {
         let Some(runtime) = self.runtime.upgrade() else { return };
         let signals = Arc::new(runtime.signals.snapshot());

@@ -368,6 +368,24 @@ async fn the_http_api_serves_state_deltas_apply_rollback_and_mode_under_cedar() 
     let state = server.host.feedback().state();
     let knob = state.knobs.iter().find(|k| k.knob.name == TIMEOUT_KNOB).map(|k| k.mode);
     assert_eq!(knob, Some(Mode::Shadow));
+    // A knob name of the right shape whose component is not loaded: refused,
+    // and nothing is kept of it (the modes are persisted).
+    let made_up = server.host.feedback().set_mode(
+        &server.host.caller(Principal::local_operator()),
+        Some("component.no:such.timeout-ms"),
+        Mode::Auto,
+    );
+    assert!(matches!(made_up, Err(Rejected::UnknownKnob(_))), "{made_up:?}");
+    let unknown = server
+        .client
+        .put(server.url("/feedback/mode"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(r#"{"mode":"auto","knob":"component.no:such.timeout-ms"}"#)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(unknown.status(), 404);
     server.stop().await;
 }
 

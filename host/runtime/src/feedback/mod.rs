@@ -48,6 +48,9 @@ pub const FEEDBACK_REJECTED: &str = "feedback.rejected";
 pub const FEEDBACK_ROLLED_BACK: &str = "feedback.rolled_back";
 pub const FEEDBACK_DELTA: &str = "feedback.delta";
 
+/// Knobs with a mode of their own set at run time, at most.
+const MAX_MODES: usize = 4_096;
+
 /// `[feedback]`: the engine, its tick, modes, and the bounds on applying.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -165,8 +168,7 @@ impl Rejected {
 }
 
 /// What to roll back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RollbackTarget {
     /// One apply, by its id.
     ApplyId(u64),
@@ -318,10 +320,6 @@ impl Feedback {
             epoch: std::time::Instant::now(),
             config,
         })
-    }
-
-    pub fn config(&self) -> &FeedbackConfig {
-        &self.config
     }
 
     fn clock_ms(&self) -> u64 {
@@ -565,8 +563,10 @@ impl Feedback {
     /// Set the mode of `knob` (or, with `None`, of every knob without its
     /// own), asked of Cedar as `feedback.mode` on the knob (`*` for all).
     pub fn set_mode(&self, caller: &Caller, knob: Option<&str>, mode: Mode) -> Result<u64, Rejected> {
+        // Only a knob that exists now: the modes are persisted, so a name
+        // anyone could make up must not grow them.
         if let Some(name) = knob
-            && knobs::parse(name).is_none()
+            && self.knob(name).is_none()
         {
             return Err(Rejected::UnknownKnob(name.chars().take(128).collect()));
         }
@@ -587,7 +587,19 @@ impl Feedback {
             .map_err(|denied| Rejected::Cedar(denied.to_string()))?;
         let mut book = self.book.lock();
         match knob {
-            Some(name) => _ = book.ledger.modes.insert(name.to_string(), mode),
+            Some(name) => {
+                // Modes of knobs whose component is gone make room first.
+                if book.ledger.modes.len() >= MAX_MODES && !book.ledger.modes.contains_key(name) {
+                    let live: std::collections::BTreeSet<String> = self.knobs().into_iter().map(|k| k.name).collect();
+                    book.ledger.modes.retain(|k, _| live.contains(k));
+                }
+                if book.ledger.modes.len() >= MAX_MODES && !book.ledger.modes.contains_key(name) {
+                    return Err(Rejected::Bounds(format!(
+                        "{MAX_MODES} knobs have a mode of their own already; set the mode for every knob instead"
+                    )));
+                }
+                book.ledger.modes.insert(name.to_string(), mode);
+            }
             None => book.ledger.global_mode = Some(mode),
         }
         self.persist.dirty();
@@ -635,8 +647,6 @@ fn caller_name(caller: &Caller) -> &str {
 
 /// A series' p95 and fault rate in `signals` (`tool:<name>`).
 fn baseline_of(signals: &[crate::signals::SeriesView], series: &str) -> (Option<f64>, Option<f64>) {
-    signals
-        .iter()
-        .find(|s| format!("{}:{}", s.kind, s.name) == series)
-        .map_or((None, None), |s| (s.p95_ms, s.fault_rate))
+    let Some((kind, name)) = series.split_once(':') else { return (None, None) };
+    signals.iter().find(|s| s.kind == kind && s.name == name).map_or((None, None), |s| (s.p95_ms, s.fault_rate))
 }

@@ -498,3 +498,189 @@ async fn a_tick_that_overruns_is_skipped_and_counted() {
     assert!(counters.ticks < counters.ticks_skipped, "{counters:?}");
     host.stop(Duration::from_secs(5)).await;
 }
+
+/// The probe engine answering `suggest` (`KNOB=VALUE;...`), as the engine
+/// `arw:feedback`.
+fn suggesting(pairs: &str) -> String {
+    format!("{}evaluate = \"suggest\"\nsuggest = \"{pairs}\"\n", manifests::FEEDBACK)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_queue_knob_holds_for_every_subscriber_and_rolls_back_exactly() {
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let host = start(state.path(), &[("dwell-ticks", "1")], |_| {}).await;
+    let operator = host.caller(Principal::local_operator());
+    // A subscriber made before the apply, that reads nothing.
+    let (_, mut queue) = host.bus().subscribe(|topic| topic.starts_with("demo."));
+    let publish = |n: usize| {
+        for _ in 0..n {
+            let _ = host.bus().publish("test", "demo.flood", arw_host::capabilities::bus::Payload::Json("{}".into()));
+        }
+    };
+    publish(3_000);
+    assert_eq!(host.bus_stats().dropped, 3_000 - 1_024, "the config's queue of 1024 filled");
+
+    let id = "raise-subscriber-queue:host";
+    let suggestion = suggested(&host, id, 1).await;
+    assert_eq!((suggestion.knob.as_str(), suggestion.value), ("bus.subscriber-queue", 2_048), "{suggestion:?}");
+    assert!(suggestion.rationale.contains("dropped"), "{}", suggestion.rationale);
+    let knob = |host: &Host| {
+        let state = host.feedback().state();
+        let knob = state.knobs.into_iter().find(|k| k.knob.name == "bus.subscriber-queue");
+        knob.map(|k| (k.knob.owner, k.knob.value, k.knob.default_value)).unwrap_or_else(|| panic!("no bus knob"))
+    };
+    assert_eq!(knob(&host), ("host".to_string(), 1_024, 1_024));
+
+    let record = host.feedback().apply(&operator, id).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((record.before, record.after), (None, Some(2_048)));
+    assert_eq!(host.bus().subscriber_queue(), 2_048);
+    assert_eq!(knob(&host).1, 2_048, "shown in force");
+    // The subscriber made before the apply takes 1024 more, exactly.
+    publish(3_000);
+    assert_eq!(host.bus_stats().dropped, 2 * (3_000 - 1_024), "1024 more were queued, the rest dropped");
+    let mut queued = 0;
+    while queue.try_recv().is_ok() {
+        queued += 1;
+    }
+    assert_eq!(queued, 2_048);
+
+    let undone = host.feedback().rollback(&operator, RollbackTarget::ApplyId(record.apply_id));
+    assert_eq!(undone.unwrap_or_else(|e| panic!("{e}"))[0].after, None);
+    assert_eq!(host.bus().subscriber_queue(), 1_024, "the config's depth again");
+    publish(1_500);
+    assert_eq!(host.bus_stats().dropped, 2 * (3_000 - 1_024) + 1_500 - 1_024);
+    host.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_near_the_http_request_timeout_gets_a_suggestion() {
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let window = 100;
+    let host = start(state.path(), &[("dwell-ticks", "1")], |c| {
+        c.signals.window_ms = window;
+        c.http.request_timeout_ms = 10_000;
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(window + 20)).await;
+    for ms in [2_000, 9_000] {
+        for _ in 0..30 {
+            host.signals().observe(Series::Route("tools:invoke"), Duration::from_millis(ms), Outcome::Ok);
+        }
+    }
+    let suggestion = suggested(&host, "raise-request-timeout:host", 1).await;
+    // p99 ~9 s of a 10 s timeout: 1.5 × p99 on the 1 s grid.
+    assert_eq!(suggestion.knob, "http.request-timeout-ms");
+    assert!((14_000..=15_000).contains(&suggestion.value), "{suggestion:?}");
+    assert!(suggestion.rationale.contains("tools:invoke"), "{}", suggestion.rationale);
+    host.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_http_knobs_hold_at_the_next_request_and_roll_back() {
+    use arw_tests::http::{ADMIN_TOKEN, TestServer, http_config};
+    let slower = SLOW.replace("timeout-ms = 400", "timeout-ms = 5000");
+    let engine = suggesting("http.request-timeout-ms=4000;http.admin-rate-per-minute=600");
+    let components =
+        Components::new().with(&slower, artifacts::PROBE.bytes).with(&engine, artifacts::FEEDBACK_PROBE.bytes);
+    let mut http = http_config();
+    http.request_timeout_ms = 1_000;
+    http.admin_rate_per_minute = 1;
+    http.admin_burst = 1;
+    let server = TestServer::start_components(components, &[DEFAULT_POLICIES, SLOW_GRANTS], http, |c| {
+        c.feedback.tick_ms = 5_000;
+    })
+    .await;
+    let admin = Some(ADMIN_TOKEN);
+    let slow_call = || server.post("/tools/slow/invoke", admin, r#"{"op":"sleep","ms":1500}"#);
+    let timed_out = slow_call().await;
+    assert_eq!(timed_out.status(), 503);
+    assert_eq!(arw_tests::http::problem(timed_out).await["code"], "request-timeout");
+    assert_eq!(server.get("/admin/status", admin).await.status(), 200);
+    assert_eq!(server.get("/admin/status", admin).await.status(), 429, "one admin request a minute");
+
+    server.host.feedback().tick(1).await;
+    let operator = server.host.caller(Principal::local_operator());
+    let mut applied = Vec::new();
+    for id in ["probe:http.request-timeout-ms", "probe:http.admin-rate-per-minute"] {
+        applied.push(server.host.feedback().apply(&operator, id).unwrap_or_else(|e| panic!("{id}: {e}")));
+    }
+    // In force at the next request: the server reads the knobs per request.
+    assert_eq!(slow_call().await.status(), 200, "a 4 s request timeout");
+    assert_eq!(server.get("/admin/status", admin).await.status(), 200, "600 a minute, with a full bucket");
+
+    for record in applied {
+        server
+            .host
+            .feedback()
+            .rollback(&operator, RollbackTarget::ApplyId(record.apply_id))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(slow_call().await.status(), 503, "the config's 1 s again");
+    let statuses =
+        [server.get("/admin/status", admin).await.status(), server.get("/admin/status", admin).await.status()];
+    assert_eq!(statuses.map(|s| s.as_u16()), [200, 429], "one a minute again");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_size_knob_drops_idle_instances_and_their_memory() {
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let pooled = "id = \"test:pooled\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n\
+                  [limits]\nmemory-mib = 8\n[pooled]\nsize = 4\nstateless = true\n";
+    let engine = suggesting("component.test:pooled.pool-size=1");
+    let mut config = config(state.path());
+    config.feedback.tick_ms = 5_000;
+    let components =
+        Components::new().with(pooled, artifacts::PROBE.bytes).with(&engine, artifacts::FEEDBACK_PROBE.bytes);
+    let (host, refused) =
+        Host::start(config, policies(&[DEFAULT_POLICIES]), &components).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(refused.is_empty(), "{refused:?}");
+    let pool = |host: &Host| {
+        let status = host.status();
+        let c = status.components.into_iter().find(|c| c.id == "test:pooled").unwrap_or_else(|| panic!("no tool"));
+        (c.pooled_idle, c.pool_size)
+    };
+    let memory = |host: &Host| {
+        let state = host.feedback().state();
+        let gauge = state.gauges.into_iter().find(|g| g.name == "memory.in-use-bytes");
+        gauge.map(|g| (g.value, g.limit.unwrap_or_default())).unwrap_or_else(|| panic!("no memory gauge"))
+    };
+    assert_eq!(pool(&host), (Some(4), Some(4)), "four made ahead");
+    // Reported gauges reach the engine beside the host's own.
+    host.signals().gauges().set("download.stall-rate", 0.25, Some(1.0)).unwrap_or_else(|e| panic!("{e}"));
+    host.feedback().tick(1).await;
+    let (before, capped) = memory(&host);
+    assert!(before > 0.0 && before <= capped, "memory in use {before} within the live instances' caps {capped}");
+    let reported = host.feedback().state().gauges.into_iter().find(|g| g.name == "download.stall-rate");
+    assert_eq!(reported.map(|g| g.value), Some(0.25));
+
+    let operator = host.caller(Principal::local_operator());
+    let record =
+        host.feedback().apply(&operator, "probe:component.test:pooled.pool-size").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((record.before, record.after), (None, Some(1)));
+    assert_eq!(pool(&host), (Some(1), Some(1)), "three idle instances dropped at once");
+    host.feedback().tick(2).await;
+    let (after, capped_after) = memory(&host);
+    assert!(after < before && capped_after < capped, "their memory and caps went with them: {before} -> {after}");
+    // Each of the three held as much as the one kept.
+    assert!((before - after) >= 3.0 * 65_536.0, "{before} -> {after}");
+
+    host.feedback().rollback(&operator, RollbackTarget::ApplyId(record.apply_id)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pool(&host).1, Some(4), "the manifest's size again");
+    // Four calls at once leave four idle instances again.
+    let host = Arc::new(host);
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let host = host.clone();
+        calls.spawn(async move {
+            let operator = host.caller(Principal::local_operator());
+            host.call(&operator, "probe", r#"{"op":"sleep","ms":200}"#).await.map(|_| ())
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        done.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(pool(&host), (Some(4), Some(4)));
+    let Ok(host) = Arc::try_unwrap(host) else { panic!("the host is still shared") };
+    host.stop(Duration::from_secs(5)).await;
+}

@@ -1,13 +1,18 @@
 //! `arw:feedback`: the first-party feedback engine (`docs/feedback.md`).
 //!
 //! Each `evaluate` gets the host's signals and knobs and answers the whole
-//! current list of suggestions. Two rules, each per knob:
+//! current list of suggestions. Four rules, each per knob:
 //!
 //! - `raise-timeout:<component>`: a tool's p95 latency close to its
 //!   `timeout-ms` (or its calls timing out) suggests a longer timeout;
 //! - `restore-concurrency:<component>`: a tool whose concurrency was
 //!   lowered and whose calls are now refused for want of a slot suggests
-//!   giving the slots back, towards the manifest's value.
+//!   giving the slots back, towards the manifest's value;
+//! - `raise-request-timeout:host`: an HTTP route whose p99 comes close to
+//!   the server's `http.request-timeout-ms` suggests a longer one;
+//! - `raise-subscriber-queue:host`: the bus dropping events for full
+//!   subscriber queues (the decayed `bus.drop-rate`) suggests deeper
+//!   queues (`bus.subscriber-queue`, doubled).
 //!
 //! Every rule has **hysteresis**: it enters only after its enter condition
 //! held for `dwell-ticks` ticks in a row, and leaves only after its exit
@@ -28,6 +33,9 @@ use std::sync::Mutex;
 
 use arw::host::config;
 use exports::arw::host::feedback_engine::{Evidence, Features, Guest, Knob, Series, SeriesKind, Suggestion};
+
+/// A rule: what it reads of one tick for one knob.
+type Rule = fn(&Knob, &Features, &Settings) -> Option<Reading>;
 use serde::{Deserialize, Serialize};
 
 /// The engine's thresholds, from the manifest's `[config]` (read once per
@@ -44,6 +52,10 @@ struct Settings {
     /// which it leaves.
     busy_enter: f64,
     busy_exit: f64,
+    /// `bus.drop-rate` at or above which `raise-subscriber-queue` enters,
+    /// and under which it leaves.
+    drop_enter: f64,
+    drop_exit: f64,
     /// Ticks a condition must hold in a row.
     dwell_ticks: u32,
     /// After a knob changed, how long its rules wait.
@@ -65,6 +77,8 @@ fn settings() -> Settings {
         fault_enter: number("fault-enter", 0.05),
         busy_enter: number("busy-enter", 0.1),
         busy_exit: number("busy-exit", 0.02),
+        drop_enter: number("drop-enter", 0.01),
+        drop_exit: number("drop-exit", 0.001),
         dwell_ticks: number("dwell-ticks", 3.0).max(1.0) as u32,
         cooldown_ms: number("cooldown-ms", 30_000.0).max(0.0) as i64,
         full_samples: number("full-samples", 100.0).max(1.0),
@@ -184,11 +198,86 @@ fn restore_concurrency(knob: &Knob, series: &Series, s: &Settings) -> Option<Rea
     Some(Reading { enter, exit, value, rationale, confidence: confidence(series.samples, s, margin), evidence })
 }
 
-/// The rules, by the knob name's last segment.
-fn rule_of(knob: &Knob) -> Option<(&'static str, fn(&Knob, &Series, &Settings) -> Option<Reading>)> {
+/// The series a component knob acts on (`tool:<name>`), in this tick.
+fn series_of<'a>(knob: &Knob, features: &'a Features) -> Option<&'a Series> {
+    let (kind, name) = match knob.series.as_deref()?.split_once(':')? {
+        ("tool", name) => (SeriesKind::Tool, name),
+        ("route", name) => (SeriesKind::Route, name),
+        _ => return None,
+    };
+    features.series.iter().find(|x| x.kind == kind && x.name == name)
+}
+
+fn raise_request_timeout(knob: &Knob, features: &Features, s: &Settings) -> Option<Reading> {
+    // The slowest route with enough samples for its quantiles.
+    let slowest = features
+        .series
+        .iter()
+        .filter(|x| x.kind == SeriesKind::Route)
+        .filter_map(|x| Some((x, x.p99_ms?)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let (route, p99) = slowest;
+    let limit = knob.value.max(1) as f64;
+    let ratio = p99 / limit;
+    let value = on_grid(knob, (limit * 1.5).max(p99 * 1.5));
+    let rationale = format!(
+        "route `{}`: p99 latency {p99:.0} ms is {:.0}% of the HTTP request timeout of {} ms; \
+         raise http.request-timeout-ms to {value} before requests start timing out",
+        route.name,
+        ratio * 100.0,
+        knob.value
+    );
+    let evidence = vec![Evidence {
+        signal: format!("route:{} p99-ms", route.name),
+        value: round2(p99),
+        threshold: round2(limit * s.timeout_enter),
+    }];
+    let margin = (ratio - s.timeout_exit) / (1.0 - s.timeout_exit);
+    Some(Reading {
+        enter: ratio >= s.timeout_enter,
+        exit: ratio < s.timeout_exit,
+        value,
+        rationale,
+        confidence: confidence(route.window_samples, s, margin),
+        evidence,
+    })
+}
+
+fn raise_subscriber_queue(knob: &Knob, features: &Features, s: &Settings) -> Option<Reading> {
+    let drops = features.gauges.iter().find(|g| g.name == "bus.drop-rate")?.value;
+    let value = on_grid(knob, knob.value.saturating_mul(2) as f64);
+    let rationale = format!(
+        "the bus dropped {:.1}% of recent events for full subscriber queues of {} events; \
+         deepen bus.subscriber-queue to {value}",
+        drops * 100.0,
+        knob.value
+    );
+    let evidence = vec![Evidence { signal: "bus.drop-rate".into(), value: round2(drops), threshold: s.drop_enter }];
+    // A decayed share has no sample count: the confidence is the margin's.
+    let margin = (drops - s.drop_exit) / (s.drop_enter * 10.0 - s.drop_exit).max(f64::EPSILON);
+    Some(Reading {
+        enter: drops >= s.drop_enter && knob.value < knob.max,
+        exit: drops < s.drop_exit,
+        value,
+        rationale,
+        confidence: confidence(u64::MAX, s, margin),
+        evidence,
+    })
+}
+
+/// The rules, by knob: its name's last segment for a component's, its
+/// whole name for the host's.
+fn rule_of(knob: &Knob) -> Option<(&'static str, Rule)> {
+    if knob.owner == "host" {
+        return match knob.name.as_str() {
+            "http.request-timeout-ms" => Some(("raise-request-timeout", raise_request_timeout)),
+            "bus.subscriber-queue" => Some(("raise-subscriber-queue", raise_subscriber_queue)),
+            _ => None,
+        };
+    }
     match knob.name.rsplit('.').next()? {
-        "timeout-ms" => Some(("raise-timeout", raise_timeout)),
-        "concurrency" => Some(("restore-concurrency", restore_concurrency)),
+        "timeout-ms" => Some(("raise-timeout", |k, f, s| raise_timeout(k, series_of(k, f)?, s))),
+        "concurrency" => Some(("restore-concurrency", |k, f, s| restore_concurrency(k, series_of(k, f)?, s))),
         _ => None,
     }
 }
@@ -232,16 +321,6 @@ struct Engine;
 impl Guest for Engine {
     fn evaluate(features: Features) -> Result<Vec<Suggestion>, String> {
         let s = settings();
-        // `kind:name`, looked up per knob (a host may measure many more
-        // series than there are knobs).
-        let find = |wanted: &str| {
-            let (kind, name) = match wanted.split_once(':')? {
-                ("tool", name) => (SeriesKind::Tool, name),
-                ("route", name) => (SeriesKind::Route, name),
-                _ => return None,
-            };
-            features.series.iter().find(|x| x.kind == kind && x.name == name)
-        };
         with_state(|state| {
             let mut out = Vec::new();
             let mut live = std::collections::BTreeSet::new();
@@ -252,7 +331,7 @@ impl Guest for Engine {
                 let Some((rule, read)) = rule_of(knob) else { continue };
                 let id = format!("{rule}:{}", knob.owner);
                 live.insert(id.clone());
-                let reading = knob.series.as_deref().and_then(find).and_then(|x| read(knob, x, &s));
+                let reading = read(knob, &features, &s);
                 let track = state.tracks.entry(id.clone()).or_default();
                 if let Some(r) = step(track, knob, reading, features.now_ms, &s) {
                     out.push(Suggestion {

@@ -92,13 +92,18 @@ async fn handle(state: &SharedState, route: &'static str, mut request: Request, 
         }
     }
     request.extensions_mut().insert(identity);
-    let limit = Duration::from_millis(state.config.request_timeout_ms);
+    // The config's timeout, or the one the feedback engine applied.
+    let timeout_ms = state.host.host_tuning().request_timeout_ms().unwrap_or(state.config.request_timeout_ms);
+    let limit = Duration::from_millis(timeout_ms);
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "request-timeout",
-            format!("no response within {} ms (http.request-timeout-ms)", limit.as_millis()),
+            format!(
+                "no response within {} ms (http.request-timeout-ms, or the feedback knob of that name)",
+                limit.as_millis()
+            ),
         )
         .into_response(),
     }

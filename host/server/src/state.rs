@@ -8,6 +8,7 @@ use arw_host::Host;
 use arw_host::config::HttpConfig;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Callers;
@@ -32,34 +33,57 @@ pub type SharedState = Arc<AppState>;
 
 /// Admin requests are rate-limited twice: per caller (token) and per client
 /// address, so neither many addresses with one token nor many tokens from
-/// one address get around it.
+/// one address get around it. The rate is `http.admin-rate-per-minute`, or
+/// the value the feedback engine applied to the knob of that name: a new
+/// rate takes effect at the next admin request, with fresh (full) buckets.
 pub struct AdminLimits {
+    burst: NonZeroU32,
+    limiters: RwLock<Limiters>,
+}
+
+struct Limiters {
+    per_minute: NonZeroU32,
     by_caller: DefaultKeyedRateLimiter<String>,
     by_address: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Limiters {
+    fn new(per_minute: NonZeroU32, burst: NonZeroU32) -> Self {
+        let quota = Quota::per_minute(per_minute).allow_burst(burst);
+        Limiters { per_minute, by_caller: RateLimiter::keyed(quota), by_address: RateLimiter::keyed(quota) }
+    }
 }
 
 impl AdminLimits {
     pub fn new(config: &HttpConfig) -> Self {
         let per_minute = NonZeroU32::new(config.admin_rate_per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.admin_burst).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::per_minute(per_minute).allow_burst(burst);
-        AdminLimits { by_caller: RateLimiter::keyed(quota), by_address: RateLimiter::keyed(quota) }
+        AdminLimits { burst, limiters: RwLock::new(Limiters::new(per_minute, burst)) }
     }
 
-    /// `Err(seconds to wait)` when over the limit.
-    pub fn check(&self, caller: &str, address: Option<IpAddr>) -> Result<(), u64> {
+    /// `Err(seconds to wait)` when over `per_minute`.
+    pub fn check(&self, per_minute: u32, caller: &str, address: Option<IpAddr>) -> Result<(), u64> {
+        let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        if self.limiters.read().per_minute != per_minute {
+            let mut limiters = self.limiters.write();
+            if limiters.per_minute != per_minute {
+                *limiters = Limiters::new(per_minute, self.burst);
+            }
+        }
+        let limiters = self.limiters.read();
         let clock = DefaultClock::default();
         let wait = |not_until: governor::NotUntil<_>| not_until.wait_time_from(clock.now()).as_secs().max(1);
-        self.by_caller.check_key(&caller.to_string()).map_err(wait)?;
+        limiters.by_caller.check_key(&caller.to_string()).map_err(wait)?;
         if let Some(address) = address {
-            self.by_address.check_key(&address).map_err(wait)?;
+            limiters.by_address.check_key(&address).map_err(wait)?;
         }
         Ok(())
     }
 
     /// Forget idle keys (called now and then so the maps stay small).
     pub fn prune(&self) {
-        self.by_caller.retain_recent();
-        self.by_address.retain_recent();
+        let limiters = self.limiters.read();
+        limiters.by_caller.retain_recent();
+        limiters.by_address.retain_recent();
     }
 }

@@ -1,8 +1,10 @@
 //! `feedback-probe`: a feedback engine that misbehaves on request, for the
 //! host's tests of the feedback role. Its `[config]` `evaluate` says what
 //! `evaluate` does: `trap`, `error`, `spin` (loop forever), `junk` (answer
-//! suggestions naming no knob, a value off the grid, a repeated id), or
-//! `quiet` (default: no suggestions). Its state is the number of evaluates
+//! suggestions naming no knob, a value off the grid, a repeated id),
+//! `suggest` (answer one suggestion `probe:<knob>` per `KNOB=VALUE` in the
+//! `[config]` key `suggest`, `;`-separated), or `quiet` (default: no
+//! suggestions). Its state is the number of evaluates
 //! it ran, handed over at a swap.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "arw:host/feedback" });
@@ -52,6 +54,17 @@ impl Guest for Probe {
                     suggestion("twice", &knob.0, knob.1),
                     suggestion("", &knob.0, knob.1),
                 ])
+            }
+            "suggest" => {
+                let wanted = config::get("suggest").ok().flatten().unwrap_or_default();
+                Ok(wanted
+                    .split(';')
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(knob, value)| {
+                        let knob = knob.trim();
+                        suggestion(&format!("probe:{knob}"), knob, value.trim().parse().unwrap_or(-1))
+                    })
+                    .collect())
             }
             _ => Ok(Vec::new()),
         }

@@ -47,7 +47,7 @@ pub fn run(config: &HostConfig, args: StatusArgs) -> anyhow::Result<ExitCode> {
             out!("    draining {} with {} call(s) in flight", d["version"].as_str().unwrap_or(""), d["in-flight"]);
         }
         if let Some(idle) = c["pooled-idle"].as_u64() {
-            out!("    pooled: {idle} idle instance(s)");
+            out!("    pooled: {idle} idle instance(s) of at most {}", c["pool-size"]);
         }
         if let Some(r) = c["resident"].as_object() {
             let n = |key: &str| r.get(key).and_then(|v| v.as_u64()).unwrap_or(0);

@@ -6,13 +6,19 @@
 //! |---|---|---|---|---|
 //! | `component.<id>.timeout-ms` | the component | 10 ms to the host's `limits.max-timeout-ms` | 10 | the next entry's deadline |
 //! | `component.<id>.concurrency` | the component | 1 to its manifest's `limits.concurrency` | 1 | slots added at once, or taken back as running calls end |
+//! | `component.<id>.pool-size` | the component (a `[pooled]` tool) | 1 to its manifest's `limits.concurrency` | 1 | idle instances over it dropped at once; calls make the rest |
+//! | `http.request-timeout-ms` | `host` | 1 s to 10 min (or the config's value, if higher) | 1000 | the next request |
+//! | `http.admin-rate-per-minute` | `host` | 1 to 10 × the config's value (at least 600) | 1 | the next admin request (the rate buckets start full) |
+//! | `bus.subscriber-queue` | `host` | 16 to 65 536 (or the config's value, if higher) | 16 | the next delivery, for every subscription |
 //!
-//! Only tools have these knobs (their calls are what the signals measure).
+//! A component's knobs exist while it is loaded and is a tool (their calls
+//! are what the signals measure); the host's always exist.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::capabilities::bus::MAX_SUBSCRIBER_QUEUE;
 use crate::runtime::Runtime;
 use crate::runtime::component::LoadedComponent;
 
@@ -20,20 +26,42 @@ use crate::runtime::component::LoadedComponent;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KnobKind {
+    /// A tool's per-entry deadline.
     TimeoutMs,
+    /// A tool's calls at once.
     Concurrency,
+    /// A `[pooled]` tool's idle instances kept.
+    PoolSize,
+    /// The HTTP server's time to a response's head.
+    RequestTimeoutMs,
+    /// Admin requests per minute, per token and per client address.
+    AdminRatePerMinute,
+    /// Events queued per bus subscriber.
+    SubscriberQueue,
 }
 
 impl KnobKind {
-    fn suffix(self) -> &'static str {
+    /// The knobs each component (tool) has, named `component.<id>.<suffix>`.
+    const OF_COMPONENT: [KnobKind; 3] = [KnobKind::TimeoutMs, KnobKind::Concurrency, KnobKind::PoolSize];
+    /// The host's own knobs, by their whole name.
+    const OF_HOST: [KnobKind; 3] =
+        [KnobKind::RequestTimeoutMs, KnobKind::AdminRatePerMinute, KnobKind::SubscriberQueue];
+
+    /// A component knob's last segment, or a host knob's whole name.
+    fn name(self) -> &'static str {
         match self {
             KnobKind::TimeoutMs => "timeout-ms",
             KnobKind::Concurrency => "concurrency",
+            KnobKind::PoolSize => "pool-size",
+            KnobKind::RequestTimeoutMs => "http.request-timeout-ms",
+            KnobKind::AdminRatePerMinute => "http.admin-rate-per-minute",
+            KnobKind::SubscriberQueue => "bus.subscriber-queue",
         }
     }
-
-    const ALL: [KnobKind; 2] = [KnobKind::TimeoutMs, KnobKind::Concurrency];
 }
+
+/// The owner of the host's own knobs.
+pub const HOST: &str = "host";
 
 /// One knob as it stands now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -41,12 +69,12 @@ impl KnobKind {
 pub struct Knob {
     pub name: String,
     pub kind: KnobKind,
-    /// The component it tunes.
+    /// The component it tunes, or `host`.
     pub owner: String,
-    /// The signal series it acts on (`tool:<name>`).
+    /// The signal series it acts on (`tool:<name>`), when it is one.
     pub series: Option<String>,
     pub value: i64,
-    /// Its value with nothing applied (the manifest's).
+    /// Its value with nothing applied (the manifest's, the config's).
     pub default_value: i64,
     pub min: i64,
     pub max: i64,
@@ -67,17 +95,53 @@ impl Knob {
     }
 }
 
-/// The name of a component's knob of `kind`.
-pub fn name(component: &str, kind: KnobKind) -> String {
-    format!("component.{component}.{}", kind.suffix())
+/// What a knob name points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// A component's knob: its id and kind.
+    Component(&'a str, KnobKind),
+    /// One of the host's own.
+    Host(KnobKind),
 }
 
-/// The component and kind a knob name means.
-pub fn parse(knob: &str) -> Option<(&str, KnobKind)> {
+impl<'a> Target<'a> {
+    /// The knob's owner: the component id, or `host`.
+    pub fn owner(&self) -> &'a str {
+        match self {
+            Target::Component(id, _) => id,
+            Target::Host(_) => HOST,
+        }
+    }
+
+    pub fn kind(&self) -> KnobKind {
+        match self {
+            Target::Component(_, kind) | Target::Host(kind) => *kind,
+        }
+    }
+}
+
+/// The name of a component's knob of `kind`.
+pub fn name(component: &str, kind: KnobKind) -> String {
+    format!("component.{component}.{}", kind.name())
+}
+
+/// What a knob name means, if it is one.
+pub fn parse(knob: &str) -> Option<Target<'_>> {
+    if let Some(kind) = KnobKind::OF_HOST.into_iter().find(|k| k.name() == knob) {
+        return Some(Target::Host(kind));
+    }
     let rest = knob.strip_prefix("component.")?;
     let (component, suffix) = rest.rsplit_once('.')?;
-    let kind = KnobKind::ALL.into_iter().find(|k| k.suffix() == suffix)?;
-    Some((component, kind))
+    let kind = KnobKind::OF_COMPONENT.into_iter().find(|k| k.name() == suffix)?;
+    Some(Target::Component(component, kind))
+}
+
+/// The knob names, for messages that list them.
+pub const NAMES: &str = "`component.<id>.timeout-ms`, `component.<id>.concurrency`, `component.<id>.pool-size`, \
+                         `http.request-timeout-ms`, `http.admin-rate-per-minute` and `bus.subscriber-queue`";
+
+fn int<T: TryInto<i64>>(value: T) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
 }
 
 /// The knobs of one loaded version (a tool's; none for other roles).
@@ -86,51 +150,145 @@ pub(crate) fn of_component(runtime: &Runtime, component: &LoadedComponent) -> Ve
     let limits = &component.manifest.limits;
     let series = Some(format!("tool:{}", tool.name));
     let id = component.id();
+    let knob = |kind, value, default_value, min, max: i64, step, unit| Knob {
+        name: name(id, kind),
+        kind,
+        owner: id.to_string(),
+        series: series.clone(),
+        value,
+        default_value,
+        min,
+        max: max.max(min),
+        step,
+        unit,
+    };
+    let concurrency = int(limits.concurrency.max(1));
+    let mut knobs = vec![
+        knob(
+            KnobKind::TimeoutMs,
+            int(component.timeout().as_millis()),
+            int(limits.timeout_ms),
+            10,
+            int(runtime.config.limits.max_timeout_ms),
+            10,
+            "ms",
+        ),
+        knob(KnobKind::Concurrency, int(component.concurrency()), int(limits.concurrency), 1, concurrency, 1, "calls"),
+    ];
+    if let (Some(size), Some(pooled)) = (component.pool_size(), &component.manifest.pooled) {
+        knobs.push(knob(KnobKind::PoolSize, int(size), int(pooled.size), 1, concurrency, 1, "instances"));
+    }
+    knobs
+}
+
+/// The host's own knobs.
+pub(crate) fn of_host(runtime: &Runtime) -> Vec<Knob> {
+    let http = &runtime.config.http;
+    let tuning = runtime.tunings.host();
+    let bus = &runtime.capabilities.bus;
+    let knob = |kind: KnobKind, value, default_value, min, max: i64, step, unit| Knob {
+        name: kind.name().to_string(),
+        kind,
+        owner: HOST.to_string(),
+        series: None,
+        value,
+        default_value,
+        min,
+        max: max.max(min),
+        step,
+        unit,
+    };
+    let timeout = int(http.request_timeout_ms);
+    let rate = int(http.admin_rate_per_minute);
+    let queue = int(bus.config().subscriber_queue);
     vec![
-        Knob {
-            name: name(id, KnobKind::TimeoutMs),
-            kind: KnobKind::TimeoutMs,
-            owner: id.to_string(),
-            series: series.clone(),
-            value: i64::try_from(component.timeout().as_millis()).unwrap_or(i64::MAX),
-            default_value: i64::try_from(limits.timeout_ms).unwrap_or(i64::MAX),
-            min: 10,
-            max: i64::try_from(runtime.config.limits.max_timeout_ms).unwrap_or(i64::MAX).max(10),
-            step: 10,
-            unit: "ms",
-        },
-        Knob {
-            name: name(id, KnobKind::Concurrency),
-            kind: KnobKind::Concurrency,
-            owner: id.to_string(),
-            series,
-            value: i64::from(component.concurrency()),
-            default_value: i64::from(limits.concurrency),
-            min: 1,
-            max: i64::from(limits.concurrency.max(1)),
-            step: 1,
-            unit: "calls",
-        },
+        knob(
+            KnobKind::RequestTimeoutMs,
+            tuning.request_timeout_ms().map_or(timeout, int),
+            timeout,
+            1_000,
+            timeout.max(600_000),
+            1_000,
+            "ms",
+        ),
+        knob(
+            KnobKind::AdminRatePerMinute,
+            tuning.admin_rate_per_minute().map_or(rate, int),
+            rate,
+            1,
+            rate.saturating_mul(10).max(600),
+            1,
+            "requests/min",
+        ),
+        knob(
+            KnobKind::SubscriberQueue,
+            int(bus.subscriber_queue()),
+            queue,
+            16,
+            queue.max(int(MAX_SUBSCRIBER_QUEUE)),
+            16,
+            "events",
+        ),
     ]
 }
 
-/// Put `value` (`None`: the default) in force on `component`'s knob of
-/// `kind`. The caller checked it against the knob's bounds.
-pub(crate) fn set(
-    runtime: &Runtime,
-    component: &str,
-    active: Option<&Arc<LoadedComponent>>,
-    kind: KnobKind,
-    value: Option<i64>,
-) {
-    let tuning = runtime.tunings.of(component);
-    match kind {
-        KnobKind::TimeoutMs => tuning.set_timeout_ms(value.and_then(|v| u64::try_from(v).ok())),
-        KnobKind::Concurrency => {
-            tuning.set_concurrency(value.and_then(|v| u32::try_from(v).ok()));
+/// Put `value` (`None`: the default) in force on the knob `target`
+/// (`active`: its component's version now, if it is loaded). The caller
+/// checked it against the knob's bounds.
+pub(crate) fn set(runtime: &Runtime, target: Target<'_>, active: Option<&Arc<LoadedComponent>>, value: Option<i64>) {
+    match target {
+        Target::Component(component, kind) => {
+            let tuning = runtime.tunings.of(component);
+            let small = value.and_then(|v| u32::try_from(v).ok());
+            match kind {
+                KnobKind::TimeoutMs => tuning.set_timeout_ms(value.and_then(|v| u64::try_from(v).ok())),
+                KnobKind::Concurrency => tuning.set_concurrency(small),
+                KnobKind::PoolSize => tuning.set_pool_size(small),
+                // Not a component's (`parse` never gives these).
+                KnobKind::RequestTimeoutMs | KnobKind::AdminRatePerMinute | KnobKind::SubscriberQueue => return,
+            }
             if let Some(active) = active {
                 active.retune();
             }
+        }
+        Target::Host(kind) => {
+            let tuning = runtime.tunings.host();
+            match kind {
+                KnobKind::RequestTimeoutMs => {
+                    tuning.set_request_timeout_ms(value.and_then(|v| u64::try_from(v).ok()));
+                }
+                KnobKind::AdminRatePerMinute => {
+                    tuning.set_admin_rate_per_minute(value.and_then(|v| u32::try_from(v).ok()));
+                }
+                KnobKind::SubscriberQueue => {
+                    runtime.capabilities.bus.set_subscriber_queue(value.and_then(|v| usize::try_from(v).ok()));
+                }
+                KnobKind::TimeoutMs | KnobKind::Concurrency | KnobKind::PoolSize => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_knob_name_parses_back_to_its_target() {
+        for kind in KnobKind::OF_COMPONENT {
+            let knob = name("arw:text-stats", kind);
+            assert_eq!(parse(&knob), Some(Target::Component("arw:text-stats", kind)), "{knob}");
+            assert!(NAMES.contains(&format!("component.<id>.{}", kind.name())), "{knob} is listed in NAMES");
+        }
+        for kind in KnobKind::OF_HOST {
+            assert_eq!(parse(kind.name()), Some(Target::Host(kind)));
+            assert!(NAMES.contains(kind.name()), "{} is listed in NAMES", kind.name());
+        }
+        // A component id with dots keeps them; unknown suffixes and bare
+        // host-like names are no knobs.
+        assert_eq!(parse("component.a.b.timeout-ms"), Some(Target::Component("a.b", KnobKind::TimeoutMs)));
+        for no in ["component.x.memory", "http.request-timeout", "bus.subscriber-queue.x", "component.timeout-ms", ""] {
+            assert_eq!(parse(no), None, "{no}");
         }
     }
 }

@@ -124,8 +124,8 @@ impl FeedbackConfig {
         }
         if let Some(knob) = self.modes.keys().find(|k| knobs::parse(k).is_none()) {
             return Err(format!(
-                "feedback.modes names `{knob}`, which is no knob: knobs are `component.<id>.timeout-ms` and \
-                 `component.<id>.concurrency` (docs/feedback.md)"
+                "feedback.modes names `{knob}`, which is no knob: knobs are {} (docs/feedback.md)",
+                knobs::NAMES
             ));
         }
         Ok(())
@@ -226,6 +226,9 @@ pub struct FeedbackState {
     pub canaries: Vec<(u64, i64)>,
     /// The signals as the last tick read them.
     pub signals: Vec<crate::signals::SeriesView>,
+    /// The gauges as the last tick read them (the host's, then those
+    /// other units report).
+    pub gauges: Vec<crate::signals::Gauge>,
 }
 
 /// A canary apply being watched.
@@ -251,6 +254,8 @@ struct Book {
     refusals: std::collections::HashMap<String, &'static str>,
     /// The bus's drop and lag rates, decayed.
     bus: tick::BusRates,
+    /// The gauges the last tick read.
+    gauges: Vec<crate::signals::Gauge>,
 }
 
 /// The feedback engine's host side, one per host.
@@ -298,7 +303,7 @@ impl Feedback {
         // (a version takes its tuning at load).
         for (knob, value) in &ledger.applied {
             match knobs::parse(knob) {
-                Some((component, kind)) => knobs::set(runtime, component, None, kind, Some(*value)),
+                Some(target) => knobs::set(runtime, target, None, Some(*value)),
                 None => tracing::warn!(knob, "feedback.json names no knob; its applied value is ignored"),
             }
         }
@@ -314,6 +319,7 @@ impl Feedback {
                 signals: Arc::new(Vec::new()),
                 refusals: Default::default(),
                 bus: tick::BusRates::new(runtime.config.signals.half_life_ms),
+                gauges: Vec::new(),
             }),
             counters: Counters::default(),
             persist,
@@ -329,14 +335,21 @@ impl Feedback {
     /// Every knob of the components running now.
     pub fn knobs(&self) -> Vec<Knob> {
         let (Some(runtime), Some(routes)) = (self.runtime.upgrade(), self.routes.upgrade()) else { return Vec::new() };
-        routes.slots().iter().flat_map(|slot| knobs::of_component(&runtime, &slot.active())).collect()
+        let mut knobs: Vec<Knob> =
+            routes.slots().iter().flat_map(|slot| knobs::of_component(&runtime, &slot.active())).collect();
+        knobs.extend(knobs::of_host(&runtime));
+        knobs
     }
 
     fn knob(&self, name: &str) -> Option<Knob> {
         let (runtime, routes) = (self.runtime.upgrade()?, self.routes.upgrade()?);
-        let (component, _) = knobs::parse(name)?;
-        let slot = routes.component(component)?;
-        knobs::of_component(&runtime, &slot.active()).into_iter().find(|k| k.name == name)
+        let knobs = match knobs::parse(name)? {
+            knobs::Target::Component(component, _) => {
+                knobs::of_component(&runtime, &routes.component(component)?.active())
+            }
+            knobs::Target::Host(_) => knobs::of_host(&runtime),
+        };
+        knobs.into_iter().find(|k| k.name == name)
     }
 
     /// The whole state, for `GET /feedback/state`.
@@ -366,6 +379,7 @@ impl Feedback {
             undo: ledger.undo.iter().rev().take(64).rev().cloned().collect(),
             canaries: book.canaries.iter().map(|c| (c.apply_id, c.until_ms)).collect(),
             signals: book.signals.to_vec(),
+            gauges: book.gauges.clone(),
         }
     }
 
@@ -490,9 +504,14 @@ impl Feedback {
         source: &str,
         undoes: Option<u64>,
     ) -> UndoRecord {
-        if let (Some(runtime), Some(routes)) = (self.runtime.upgrade(), self.routes.upgrade()) {
-            let active = routes.component(&knob.owner).map(|slot| slot.active());
-            knobs::set(&runtime, &knob.owner, active.as_ref(), knob.kind, value);
+        if let (Some(runtime), Some(routes), Some(target)) =
+            (self.runtime.upgrade(), self.routes.upgrade(), knobs::parse(&knob.name))
+        {
+            let active = match target {
+                knobs::Target::Component(id, _) => routes.component(id).map(|slot| slot.active()),
+                knobs::Target::Host(_) => None,
+            };
+            knobs::set(&runtime, target, active.as_ref(), value);
         }
         let who = match who {
             Applier::Caller(caller) => caller_name(caller).to_string(),
@@ -572,7 +591,7 @@ impl Feedback {
         }
         let runtime = self.runtime.upgrade().ok_or_else(|| Rejected::Cedar("the host is stopping".into()))?;
         let (name, owner) = match knob {
-            Some(name) => (name, knobs::parse(name).map_or("", |(c, _)| c)),
+            Some(name) => (name, knobs::parse(name).map_or("", |target| target.owner())),
             None => ("*", "host"),
         };
         runtime

@@ -18,7 +18,7 @@ use crate::roles::feedback::wit;
 use crate::roles::resident::Command;
 use crate::runtime::Runtime;
 use crate::runtime::component::LoadedComponent;
-use crate::signals::SeriesView;
+use crate::signals::{Gauge, SeriesView};
 
 /// Longest id and rationale taken from an engine, and most evidence.
 const MAX_ID: usize = 128;
@@ -79,7 +79,14 @@ impl Feedback {
                         )
                     })
                     .collect(),
-                gauges: gauges(&runtime, &mut book.bus),
+                gauges: {
+                    let gauges = gauges(&runtime, &mut book.bus);
+                    let wit =
+                        gauges.iter().map(|g| wit::Gauge { name: g.name.clone(), value: g.value, limit: g.limit });
+                    let wit = wit.collect();
+                    book.gauges = gauges;
+                    wit
+                },
             }
         };
         self.counters.ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -340,23 +347,25 @@ impl BusRates {
     }
 }
 
-/// The host's levels against their limits.
-fn gauges(runtime: &Runtime, bus_rates: &mut BusRates) -> Vec<wit::Gauge> {
+/// The host's levels against their limits, then those other units report.
+fn gauges(runtime: &Runtime, bus_rates: &mut BusRates) -> Vec<Gauge> {
+    let gauge = |name: &str, value: f64, limit: Option<f64>| Gauge { name: name.into(), value, limit };
     let pool = &runtime.pool;
-    let mut gauges = vec![
-        wit::Gauge {
-            name: "pool.slots".into(),
-            value: f64::from(pool.calls_in_use()),
-            limit: Some(f64::from(pool.calls_budget())),
-        },
-        wit::Gauge { name: "signals.dropped".into(), value: runtime.signals.dropped() as f64, limit: None },
-    ];
+    let memory = pool.memory();
     let (dropped, lagged) = bus_rates.observe(&runtime.capabilities.bus.stats());
-    gauges.push(wit::Gauge { name: "bus.drop-rate".into(), value: dropped, limit: Some(1.0) });
-    gauges.push(wit::Gauge { name: "bus.lag-rate".into(), value: lagged, limit: Some(1.0) });
+    let mut gauges = vec![
+        gauge("pool.slots", f64::from(pool.calls_in_use()), Some(f64::from(pool.calls_budget()))),
+        // Linear memory the live instances hold, against the sum of their caps.
+        gauge("memory.in-use-bytes", memory.in_use() as f64, Some(memory.capped() as f64)),
+        gauge("signals.dropped", runtime.signals.dropped() as f64, None),
+        gauge("bus.drop-rate", dropped, Some(1.0)),
+        gauge("bus.lag-rate", lagged, Some(1.0)),
+    ];
     if let Some(rss) = rss_bytes() {
-        gauges.push(wit::Gauge { name: "process.rss-bytes".into(), value: rss as f64, limit: None });
+        gauges.push(gauge("process.rss-bytes", rss as f64, None));
     }
+    // The hook: gauges other units report (download stalls, ...).
+    gauges.extend(runtime.signals.gauges().read());
     gauges
 }
 

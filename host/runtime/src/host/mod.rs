@@ -269,6 +269,13 @@ impl Host {
         &self.feedback
     }
 
+    /// What the feedback engine applied to the host's own settings: the
+    /// HTTP server reads its request timeout and admin rate here per
+    /// request (knobs `http.*`, `docs/feedback.md`).
+    pub fn host_tuning(&self) -> &crate::runtime::tuning::HostTuning {
+        self.runtime.tunings.host()
+    }
+
     /// The host's gates ([`crate::gating`]).
     pub fn gates(&self) -> &Arc<crate::gating::Gates> {
         self.runtime.chokepoint.gates()

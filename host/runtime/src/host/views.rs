@@ -58,6 +58,10 @@ pub struct ComponentStatus {
     /// Idle kept instances of the active version, for a `[pooled]` tool.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pooled_idle: Option<usize>,
+    /// Idle instances it keeps at most, for a `[pooled]` tool (the
+    /// manifest's `pooled.size`, or the applied `pool-size` knob).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool_size: Option<u32>,
     /// What its driver has done, for a `resident` component.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resident: Option<ResidentStatus>,
@@ -218,6 +222,7 @@ impl Host {
                         draining: slot.draining(),
                         last_transition: slot.last_transition(),
                         pooled_idle: active.pooled_idle(),
+                        pool_size: active.pool_size(),
                         resident: self.resident_status(&slot.id),
                     }
                 })

@@ -117,8 +117,9 @@ impl super::RoleUnit for ToolRole {
             message: format!("the input schema of `{}` is not a valid JSON Schema: {e}", descriptor.name),
         })?;
         let warm = loaded.manifest.pooled.as_ref().map(|p| WarmPool::new(p.size as usize, p.stateless));
-        if let (Some(warm), Some(pooled)) = (&warm, &loaded.manifest.pooled) {
-            pre_make(runtime, loaded, &export, warm, pooled.size).await;
+        if let (Some(warm), Some(size)) = (&warm, loaded.pool_size()) {
+            warm.resize(size as usize);
+            pre_make(runtime, loaded, &export, warm, size).await;
         }
         Ok(ToolPrepared { export, descriptor, validator: Arc::new(validator), warm })
     }

@@ -128,6 +128,13 @@ impl LoadedComponent {
         self.tuning.concurrency().map_or(manifest, |c| c.clamp(1, manifest.max(1)))
     }
 
+    /// Idle instances a `[pooled]` tool keeps: the manifest's `pooled.size`,
+    /// or what the feedback engine applied (1 to `limits.concurrency`).
+    pub fn pool_size(&self) -> Option<u32> {
+        let manifest = self.manifest.pooled.as_ref()?.size;
+        Some(self.tuning.pool_size().map_or(manifest, |s| s.clamp(1, self.manifest.limits.concurrency.max(1))))
+    }
+
     /// Its limits as in force: the manifest's, with what was applied.
     pub fn limits(&self) -> arw_manifest::Limits {
         let mut limits = self.manifest.limits.clone();
@@ -138,8 +145,14 @@ impl LoadedComponent {
 
     /// Make its slots match [`LoadedComponent::concurrency`]: permits are
     /// added at once, or taken away as running calls give theirs back (a
-    /// call in flight is never cut short).
+    /// call in flight is never cut short); and its kept instances match
+    /// [`LoadedComponent::pool_size`] (idle ones over it are dropped).
     pub(crate) fn retune(&self) {
+        if let (Some(size), Some(warm)) =
+            (self.pool_size(), self.roles.tool.as_ref().and_then(|tool| tool.warm.as_ref()))
+        {
+            warm.resize(size as usize);
+        }
         let target = self.concurrency();
         let mut granted = self.granted.lock();
         match target.cmp(&*granted) {
@@ -196,6 +209,7 @@ impl LoadedComponent {
             chain,
             StoreBounds {
                 memory_limit: self.memory_limit(),
+                memory: runtime.pool.memory().clone(),
                 timeout: self.timeout(),
                 deadline,
                 retired: self.retired.clone(),

@@ -8,6 +8,7 @@
 //! version fail its health check.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -21,6 +22,48 @@ pub struct InstancePool {
     calls: Arc<Semaphore>,
     health: Arc<Semaphore>,
     size: u32,
+    memory: Arc<MemoryUse>,
+}
+
+/// Linear memory held by the live instances, against the sum of their
+/// caps (each store's manifest `limits.memory-mib`): the feedback engine's
+/// `memory.in-use-bytes` gauge. Counted by each store's limiter as its
+/// memories are made and grow, given back when the store is dropped.
+#[derive(Debug, Default)]
+pub struct MemoryUse {
+    in_use: AtomicU64,
+    capped: AtomicU64,
+}
+
+impl MemoryUse {
+    /// Bytes of linear memory the live instances hold now.
+    pub fn in_use(&self) -> u64 {
+        self.in_use.load(Ordering::Relaxed)
+    }
+
+    /// The sum of the live instances' memory caps, in bytes.
+    pub fn capped(&self) -> u64 {
+        self.capped.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_store(&self, cap: usize) {
+        self.capped.fetch_add(cap as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn grow(&self, bytes: usize) {
+        self.in_use.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Memory counted as grown that is not held after all.
+    pub(crate) fn release(&self, bytes: usize) {
+        self.in_use.fetch_sub(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A store is dropped: its cap and what its memories held go.
+    pub(crate) fn drop_store(&self, cap: usize, held: usize) {
+        self.capped.fetch_sub(cap as u64, Ordering::Relaxed);
+        self.release(held);
+    }
 }
 
 impl InstancePool {
@@ -36,7 +79,13 @@ impl InstancePool {
             calls: Arc::new(Semaphore::new(calls as usize)),
             health: Arc::new(Semaphore::new(RESERVED_FOR_HEALTH_CHECKS as usize)),
             size: max_instances,
+            memory: Arc::default(),
         })
+    }
+
+    /// Linear memory the live instances hold, against their caps.
+    pub fn memory(&self) -> &Arc<MemoryUse> {
+        &self.memory
     }
 
     /// How many instances calls and deliveries may hold at once.

@@ -8,6 +8,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::pool::MemoryUse;
 use crate::capabilities::{Capabilities, CapabilityInstances, ComponentCapabilities};
 
 /// Everything one instance's host functions can reach.
@@ -55,17 +56,50 @@ pub struct Retired;
 pub struct DeadlineExceeded(pub Duration);
 
 /// Per-store limiter: caps linear memory at the manifest's limit and turns
-/// an attempt to exceed it into a trap that says so.
+/// an attempt to exceed it into a trap that says so; counts what the
+/// store's memories hold into the host's [`MemoryUse`] (wasmtime asks the
+/// limiter when a memory is made, from 0 bytes, and at every growth).
 struct MemoryCap {
     limit: usize,
+    /// Bytes counted for this store's memories.
+    held: usize,
+    /// The last growth allowed, taken back if the engine then fails it.
+    last_growth: usize,
+    memory: Arc<MemoryUse>,
+}
+
+impl MemoryCap {
+    fn new(limit: usize, memory: Arc<MemoryUse>) -> Self {
+        memory.add_store(limit);
+        MemoryCap { limit, held: 0, last_growth: 0, memory }
+    }
+}
+
+impl Drop for MemoryCap {
+    fn drop(&mut self) {
+        self.memory.drop_store(self.limit, self.held);
+    }
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.limit {
             return Err(wasmtime::Error::new(MemoryCapExceeded { limit: self.limit, desired }));
         }
+        let grown = desired.saturating_sub(current);
+        self.held = self.held.saturating_add(grown);
+        self.last_growth = grown;
+        self.memory.grow(grown);
         Ok(true)
+    }
+
+    /// The engine could not give the growth just allowed (past the
+    /// memory's own maximum, or the allocator refused): not held after all.
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        let failed = std::mem::take(&mut self.last_growth);
+        self.held = self.held.saturating_sub(failed);
+        self.memory.release(failed);
+        Ok(())
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
@@ -78,6 +112,8 @@ impl ResourceLimiter for MemoryCap {
 /// `retired` flag.
 pub struct StoreBounds {
     pub memory_limit: usize,
+    /// Where the host counts the memory its instances hold.
+    pub memory: Arc<MemoryUse>,
     pub timeout: Duration,
     pub deadline: Instant,
     pub retired: Arc<AtomicBool>,
@@ -93,7 +129,7 @@ pub fn new_store(
     chain: super::entry::Chain,
     bounds: StoreBounds,
 ) -> Store<InstanceState> {
-    let StoreBounds { memory_limit, timeout, deadline, retired } = bounds;
+    let StoreBounds { memory_limit, memory, timeout, deadline, retired } = bounds;
     // WASI grants nothing: no preopened directories, no environment, no
     // arguments, no stdin, no network (the socket check denies every
     // address). Clocks and random are available. stdout/stderr go to the
@@ -109,7 +145,7 @@ pub fn new_store(
     let state = InstanceState {
         wasi,
         table: ResourceTable::new(),
-        limiter: MemoryCap { limit: memory_limit },
+        limiter: MemoryCap::new(memory_limit, memory),
         deadline,
         capabilities: CapabilityInstances::new(host, component, chain),
     };

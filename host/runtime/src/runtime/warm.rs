@@ -14,6 +14,7 @@
 //!   and a later entry makes a fresh one.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::OwnedSemaphorePermit;
@@ -39,19 +40,37 @@ impl<I> Warm<I> {
 /// The idle instances of one version.
 pub(crate) struct WarmPool<I> {
     idle: Mutex<Vec<Warm<I>>>,
-    size: usize,
+    /// Idle instances kept at most: the manifest's `pooled.size`, or the
+    /// feedback knob `component.<id>.pool-size` applied to it.
+    size: AtomicUsize,
     stateless: bool,
 }
 
 impl<I> std::fmt::Debug for WarmPool<I> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WarmPool").field("idle", &self.idle.lock().len()).field("size", &self.size).finish()
+        f.debug_struct("WarmPool").field("idle", &self.idle.lock().len()).field("size", &self.size()).finish()
     }
 }
 
 impl<I> WarmPool<I> {
     pub(crate) fn new(size: usize, stateless: bool) -> Self {
-        WarmPool { idle: Mutex::new(Vec::with_capacity(size)), size, stateless }
+        WarmPool { idle: Mutex::new(Vec::with_capacity(size)), size: AtomicUsize::new(size), stateless }
+    }
+
+    fn size(&self) -> usize {
+        self.size.load(Ordering::Relaxed)
+    }
+
+    /// Keep at most `size` idle instances from now on; those over it are
+    /// dropped now (their pool slots freed), outside the lock.
+    pub(crate) fn resize(&self, size: usize) {
+        self.size.store(size, Ordering::Relaxed);
+        let surplus: Vec<Warm<I>> = {
+            let mut idle = self.idle.lock();
+            let over = idle.len().saturating_sub(size);
+            idle.drain(..over).collect()
+        };
+        drop(surplus);
     }
 
     /// An idle instance `caller` may use: for a stateless component any,
@@ -78,7 +97,7 @@ impl<I> WarmPool<I> {
             warm.served = Some(caller.clone());
         }
         let mut idle = self.idle.lock();
-        if idle.len() >= self.size {
+        if idle.len() >= self.size() {
             if self.stateless || idle.is_empty() {
                 return;
             }
@@ -90,7 +109,7 @@ impl<I> WarmPool<I> {
     /// Add a pre-made instance that served nobody.
     pub(crate) fn add_fresh(&self, warm: Warm<I>) -> bool {
         let mut idle = self.idle.lock();
-        if idle.len() >= self.size {
+        if idle.len() >= self.size() {
             return false;
         }
         idle.push(warm);

@@ -15,14 +15,18 @@
 //!   and p99 without storing samples, in rotating windows so an estimate
 //!   follows a change;
 //! - [`recorder`]: how entry points hand observations over without a lock
-//!   (a bounded lock-free queue, drained into bounded per-series state).
+//!   (a bounded lock-free queue, drained into bounded per-series state);
+//! - [`gauges`]: levels other units report (the hook for download stalls
+//!   and other gauges the host does not measure itself).
 
 pub mod decay;
 pub mod ewma;
+pub mod gauges;
 pub mod quantile;
 pub mod recorder;
 
 pub use decay::{DecayedCount, ErrorRates, Outcome};
 pub use ewma::Ewma;
+pub use gauges::{Gauge, GaugeRefused, Gauges};
 pub use quantile::{P2, Quantiles, WindowedQuantiles};
 pub use recorder::{Observation, Recorder, Series, SeriesView, SignalsConfig};

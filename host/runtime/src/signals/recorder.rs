@@ -132,6 +132,7 @@ pub struct Recorder {
     epoch: std::time::Instant,
     /// Only collection and reads take it, never the request path.
     series: Mutex<HashMap<Series, SeriesSignals>>,
+    gauges: super::Gauges,
 }
 
 impl Recorder {
@@ -144,7 +145,13 @@ impl Recorder {
             dropped: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
             series: Mutex::new(HashMap::new()),
+            gauges: super::Gauges::default(),
         }
+    }
+
+    /// The gauges other units report ([`super::gauges`]).
+    pub fn gauges(&self) -> &super::Gauges {
+        &self.gauges
     }
 
     /// Milliseconds since the recorder was made: the clock the entry points

@@ -42,7 +42,8 @@ pub(crate) async fn checked(
     limited: bool,
 ) -> Response {
     let client = client_address(request.extensions());
-    if limited && let Err(seconds) = state.limits.check(&identity.name, client) {
+    let per_minute = state.host.host_tuning().admin_rate_per_minute().unwrap_or(state.config.admin_rate_per_minute);
+    if limited && let Err(seconds) = state.limits.check(per_minute, &identity.name, client) {
         let mut problem = Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate-limited",

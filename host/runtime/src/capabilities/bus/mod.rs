@@ -18,7 +18,7 @@ pub use host::BusInstance;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
@@ -235,8 +235,18 @@ pub struct Bus {
     subscriptions: RwLock<Vec<Subscription>>,
     observers: broadcast::Sender<Arc<Event>>,
     counters: Counters,
+    /// Events queued per subscriber at most, as applied by the feedback
+    /// knob `bus.subscriber-queue` (0: `bus.subscriber-queue`'s value).
+    /// Read at every delivery, so a change holds for every subscription
+    /// at once; each queue is made [`Bus::queue_capacity`] deep.
+    queue_limit: AtomicUsize,
     config: BusConfig,
 }
+
+/// The deepest a subscriber's queue may be set at run time (the knob
+/// `bus.subscriber-queue`'s bound, unless the config asks for more). A
+/// queue holds only what is queued: this is a bound, not an allocation.
+pub const MAX_SUBSCRIBER_QUEUE: usize = 65_536;
 
 impl std::fmt::Debug for Bus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -254,8 +264,36 @@ impl Bus {
             subscriptions: RwLock::new(Vec::new()),
             observers,
             counters: Counters::default(),
+            queue_limit: AtomicUsize::new(0),
             config,
         }
+    }
+
+    /// The bus's section of the host configuration.
+    pub fn config(&self) -> &BusConfig {
+        &self.config
+    }
+
+    /// Events queued per subscriber now: `bus.subscriber-queue`, or the
+    /// value the feedback engine applied.
+    pub fn subscriber_queue(&self) -> usize {
+        match self.queue_limit.load(Ordering::Relaxed) {
+            0 => self.config.subscriber_queue.max(1),
+            applied => applied.min(self.queue_capacity()),
+        }
+    }
+
+    /// Put an applied queue depth in force (`None`: the config's again).
+    /// A lower one drops new events for a subscriber whose queue is over
+    /// it; what is queued is delivered.
+    pub fn set_subscriber_queue(&self, value: Option<usize>) {
+        self.queue_limit.store(value.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// How deep each subscriber's queue is made: room for any depth the
+    /// knob may set.
+    pub fn queue_capacity(&self) -> usize {
+        self.config.subscriber_queue.max(MAX_SUBSCRIBER_QUEUE).max(1)
     }
 
     /// Publish an event from `source` (a component id, or a test). Topics
@@ -299,8 +337,13 @@ impl Bus {
             event
         };
         self.counters.published.fetch_add(1, Ordering::Relaxed);
+        let limit = self.subscriber_queue();
         for subscription in self.subscriptions.read().iter() {
-            if (subscription.filter)(topic) && subscription.queue.try_send(event.clone()).is_err() {
+            if !(subscription.filter)(topic) {
+                continue;
+            }
+            let queued = subscription.queue.max_capacity() - subscription.queue.capacity();
+            if queued >= limit || subscription.queue.try_send(event.clone()).is_err() {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(topic, subscription = subscription.id, "subscriber queue full, event dropped");
             }
@@ -309,12 +352,12 @@ impl Bus {
     }
 
     /// Register a subscription: events whose topic passes `filter` are
-    /// queued (bounded by `bus.subscriber-queue`) on the returned receiver.
+    /// queued (bounded by [`Bus::subscriber_queue`]) on the returned receiver.
     pub fn subscribe(
         &self,
         filter: impl Fn(&str) -> bool + Send + Sync + 'static,
     ) -> (u64, mpsc::Receiver<Arc<Event>>) {
-        let (queue, receiver) = mpsc::channel(self.config.subscriber_queue.max(1));
+        let (queue, receiver) = mpsc::channel(self.queue_capacity());
         let id = self.next_subscription.fetch_add(1, Ordering::Relaxed);
         self.subscriptions.write().push(Subscription { id, filter: Box::new(filter), queue });
         (id, receiver)

@@ -377,6 +377,23 @@ pub enum NewCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// A gate component (world `arw:host/gate`): asked before the effect
+    /// at every entry point once listed in `[gating] gates`
+    /// (docs/gating.md). Scaffolded in C: a pooled gate in C costs
+    /// microseconds; a Rust gate is shown in docs/gating.md.
+    Gate {
+        /// The gate's name: a-z, 0-9 and `-`.
+        name: String,
+        /// The language (gates: `c`).
+        #[arg(long, value_enum)]
+        lang: crate::authoring::Lang,
+        /// The id's namespace: the component is `NAMESPACE:NAME`.
+        #[arg(long, default_value = "local")]
+        namespace: String,
+        /// Where to write the project (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

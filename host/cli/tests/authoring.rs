@@ -224,3 +224,114 @@ fn scaffolding_and_wit_export_refuse_bad_input_and_overwrite_nothing() {
     home.ok(&["wit", "export", path(&wit), "--force"]);
     assert_eq!(std::fs::read(wit.join("kv.wit")).unwrap(), std::fs::read(repo_wit.join("kv.wit")).unwrap());
 }
+
+/// Wait (bounded) until `request` answers `want`; the last answer.
+fn until_status(what: &str, want: u16, request: impl Fn() -> (u16, String)) -> String {
+    let started = Instant::now();
+    loop {
+        let (status, body) = request();
+        if status == want {
+            return body;
+        }
+        assert!(started.elapsed().as_secs() < 30, "{what}: still {status}, not {want}: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_gate_in_c_is_scaffolded_built_installed_and_decides() {
+    if !toolchains_present() {
+        return;
+    }
+    // Cedar lets anonymous callers call tools and admins administer: what
+    // is refused below, the gate refuses.
+    let home = Home::new(
+        r#"permit(principal == Arw::Caller::"anonymous", action == Arw::Action::"tool.invoke", resource);
+permit(principal in Arw::Role::"admin", action, resource);
+permit(principal in Arw::Role::"operator", action == Arw::Action::"tool.invoke", resource);"#,
+    );
+    let public = home.ok(&["keys", "generate", "examples"]);
+    home.ok(&["trust", "add", "examples", public.trim()]);
+    let project = home.root.join("keyguard");
+    let created =
+        home.ok(&["new", "gate", "--lang", "c", "keyguard-c", "--namespace", "examples", "--dir", path(&project)]);
+    assert!(created.contains("(c gate)"), "{created}");
+    let example = examples().join("c-gate");
+    for file in committed_files(&example) {
+        let relative = file.strip_prefix(&example).unwrap();
+        let scaffolded = std::fs::read(project.join(relative)).unwrap();
+        assert_eq!(scaffolded, std::fs::read(&file).unwrap(), "{} differs from the example", relative.display());
+    }
+    assert!(project.join("wit/gate.wit").is_file() && project.join("README.md").is_file());
+    let (_, stderr) = home.fails(&["new", "gate", "--lang", "python", "nope", "--dir", path(&home.root.join("n"))]);
+    assert!(stderr.contains("no python template for a gate"), "{stderr}");
+
+    home.ok(&["build", path(&project)]);
+    let wasm = project.join("keyguard-c.wasm");
+    assert!(project.join("bindings/gate.h").is_file(), "bindings for the manifest's world");
+    home.ok(&["publish", path(&wasm), "--manifest", path(&project.join("manifest.toml")), "--key", "examples"]);
+    home.ok(&["install", "examples:keyguard-c", "--yes"]);
+
+    let rules = home.root.join("keyguard.conf");
+    std::fs::write(&rules, "# tools only for callers with a token\ndeny-anonymous io:ingress:tools.*\n").unwrap();
+    let config = home.root.join("config/arw");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("config.toml"),
+        format!(
+            "[gating]\ngates = [\"examples:keyguard-c\"]\ntimeout-ms = 5000\n\n[gating.files]\n\"examples:keyguard-c\" = {:?}\n",
+            path(&rules)
+        ),
+    )
+    .unwrap();
+    let up = home.up(&[("ARW_HTTP__ADMIN_TOKEN", TOKEN)]);
+    let client = reqwest::blocking::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let send = |request: reqwest::blocking::RequestBuilder| {
+        let response = request.send().unwrap();
+        (response.status().as_u16(), response.text().unwrap_or_default())
+    };
+    let anonymous_call = || {
+        send(
+            client
+                .post(format!("{}/tools/text-stats/invoke", up.base))
+                .header("content-type", "application/json")
+                .body(r#"{"text":"a b"}"#),
+        )
+    };
+    let admin_status = || send(client.get(format!("{}/admin/status", up.base)).bearer_auth(TOKEN));
+
+    // By caller: anonymous refused by line 2, with a token allowed.
+    let refused = until_status("an anonymous tool call", 403, anonymous_call);
+    assert!(refused.contains("line-2") && refused.contains("io:ingress:tools.text-stats"), "{refused}");
+    let (status, body) = send(
+        client
+            .post(format!("{}/tools/text-stats/invoke", up.base))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(r#"{"text":"a b"}"#),
+    );
+    assert_eq!((status, body.contains("\"words\":2")), (200, true), "{body}");
+    assert_eq!(admin_status().0, 200);
+    let (status, listed) = send(client.get(format!("{}/admin/gating", up.base)).bearer_auth(TOKEN));
+    assert_eq!(status, 200, "{listed}");
+    assert!(listed.contains("line-2"), "the gate's `covering` names its rule for tool keys: {listed}");
+
+    // A refused edit keeps the rules in force, and says where it is wrong.
+    std::fs::write(&rules, "deny admin:*\npermit everything\n").unwrap();
+    // (`arw up` tries it as soon as it sees the file change; a reload
+    // asked for now tries again, and answers what the gate said.)
+    let (status, reload) = send(client.post(format!("{}/admin/gating/reload", up.base)).bearer_auth(TOKEN));
+    assert_eq!(status, 200, "{reload}");
+    let reload: Value = serde_json::from_str(&reload).unwrap();
+    assert_eq!((reload[0]["outcome"].as_str(), reload[0]["line"].as_u64()), (Some("failed"), Some(2)), "{reload}");
+    assert!(reload[0]["message"].as_str().unwrap_or_default().contains("expected `deny PATTERN`"), "{reload}");
+    assert_eq!(anonymous_call().0, 403, "the old rules still decide");
+    assert_eq!(admin_status().0, 200);
+
+    // By key: the next valid edit replaces them.
+    std::fs::write(&rules, "deny admin:*\n").unwrap();
+    until_status("an anonymous tool call after the edit", 200, anonymous_call);
+    let refused = until_status("an admin request", 403, admin_status);
+    assert!(refused.contains("line-1"), "{refused}");
+    drop(up);
+}

@@ -7,7 +7,7 @@
 //! | Rust | `Cargo.toml` | `cargo build --release --target wasm32-wasip2` |
 //! | Python | `app.py` | `componentize-py -d wit -w arw:host/tool componentize app` |
 //! | JavaScript | `app.js` | `componentize-js app.js --wit wit -n tool` |
-//! | C | `app.c` | bindings from `wit-bindgen-c` (built in), then `clang --target=wasm32-wasi` linked by `wasm-component-ld` |
+//! | C | `app.c` | bindings for the manifest's world from `wit-bindgen-c` (built in), then `clang --target=wasm32-wasi` linked by `wasm-component-ld` |
 //!
 //! Toolchains are looked up on `PATH`, then in `$ARW_TOOLS_DIR`
 //! (`~/.cache/arw/tools`: `py/bin`, `node/node_modules`, `bin`), where the
@@ -85,7 +85,10 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
         Lang::Rust => build_rust(dir, &name, &output)?,
         Lang::Python => build_python(dir, &output)?,
         Lang::Js => build_js(dir, &output)?,
-        Lang::C => build_c(dir, &output)?,
+        Lang::C => {
+            let world = manifest.worlds.first().map_or("tool", |w| w.as_str());
+            build_c(dir, world, &output)?
+        }
     }
     let size = std::fs::metadata(&output).with_context(|| format!("{} was not written", output.display()))?.len();
     tracing::info!(lang = %lang, bytes = size, seconds = started.elapsed().as_secs_f64(), "built {}", output.display());
@@ -157,9 +160,12 @@ fn wasm_component_ld() -> anyhow::Result<PathBuf> {
     path.is_file().then_some(path).ok_or_else(|| anyhow!("wasm-component-ld not found in the Rust toolchain"))
 }
 
-fn build_c(dir: &Path, output: &Path) -> anyhow::Result<()> {
+/// A C project of `world` (its manifest's first): bindings `<world>.h`,
+/// `<world>.c` and `<world>_component_type.o` for that world.
+fn build_c(dir: &Path, world: &str, output: &Path) -> anyhow::Result<()> {
     let bindings = dir.join("bindings");
-    super::c_bindings::generate(&dir.join("wit"), "arw:host/tool", &bindings)?;
+    super::c_bindings::generate(&dir.join("wit"), &format!("arw:host/{world}"), &bindings)?;
+    let (source, component_type) = (format!("bindings/{world}.c"), format!("bindings/{world}_component_type.o"));
     let clang = find("clang", "bin/clang").ok_or_else(|| {
         anyhow!("clang not found: `apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32` (Debian)")
     })?;
@@ -172,7 +178,7 @@ fn build_c(dir: &Path, output: &Path) -> anyhow::Result<()> {
         Command::new(clang)
             .current_dir(dir)
             .args(["--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-Wall", "-Werror", "-Ibindings"])
-            .args(["app.c", "bindings/tool.c", "bindings/tool_component_type.o", "-o"])
+            .args(["app.c", source.as_str(), component_type.as_str(), "-o"])
             .arg(output)
             .arg(format!("-fuse-ld={}", linker.display()))
             .arg(format!("-Wl,--wasm-ld-path={}", wasm_ld.display()))

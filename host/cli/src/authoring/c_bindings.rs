@@ -1,6 +1,7 @@
-//! C bindings for the `tool` world, generated with the `wit-bindgen-c`
-//! library (what `wit-bindgen c` runs), so building a C component needs no
-//! extra tool install: `tool.h`, `tool.c` and `tool_component_type.o`.
+//! C bindings for a world (`tool`, `gate`), generated with the
+//! `wit-bindgen-c` library (what `wit-bindgen c` runs), so building a C
+//! component needs no extra tool install: `<world>.h`, `<world>.c` and
+//! `<world>_component_type.o`.
 
 use std::path::Path;
 

@@ -1,8 +1,10 @@
-//! `arw new tool --lang LANG NAME`: a project that builds out of the box.
+//! `arw new tool|gate --lang LANG NAME`: a project that builds out of the
+//! box.
 //!
 //! The templates are the repository's examples (`components/examples/`),
-//! compiled into `arw`: the example's tool name (`slugify-<lang>`) becomes
-//! NAME and its namespace (`examples`) becomes `--namespace`.
+//! compiled into `arw`: the example's name (`slugify-<lang>` for a tool,
+//! `keyguard-<lang>` for a gate) becomes NAME and its namespace
+//! (`examples`) becomes `--namespace`.
 
 use std::path::{Path, PathBuf};
 
@@ -10,18 +12,51 @@ use anyhow::{Context, bail};
 
 use super::Lang;
 
-/// (path in the project, text) of each template file.
-fn template(lang: Lang) -> Vec<(&'static str, &'static str)> {
+/// What `arw new` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A tool (world `tool`), in every language.
+    Tool,
+    /// A gate (world `gate`), in C.
+    Gate,
+}
+
+impl Kind {
+    /// The example's name, before `-<lang>`.
+    fn example(self) -> &'static str {
+        match self {
+            Kind::Tool => "slugify",
+            Kind::Gate => "keyguard",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Tool => "tool",
+            Kind::Gate => "gate",
+        })
+    }
+}
+
+/// (path in the project, text) of each template file, if there is a
+/// template of `kind` in `lang`.
+fn template(kind: Kind, lang: Lang) -> Option<Vec<(&'static str, &'static str)>> {
     macro_rules! files {
         ($dir:literal: $($file:literal),*) => {
-            vec![$(($file, include_str!(concat!("../../../../components/examples/", $dir, "/", $file)))),*]
+            Some(vec![$(($file, include_str!(concat!("../../../../components/examples/", $dir, "/", $file)))),*])
         };
     }
-    match lang {
-        Lang::Rust => files!("rust": "Cargo.toml", "Cargo.lock", "src/lib.rs", "manifest.toml", ".gitignore"),
-        Lang::Python => files!("python": "app.py", "manifest.toml", ".gitignore"),
-        Lang::Js => files!("js": "app.js", "manifest.toml", ".gitignore"),
-        Lang::C => files!("c": "app.c", "manifest.toml", ".gitignore"),
+    match (kind, lang) {
+        (Kind::Tool, Lang::Rust) => {
+            files!("rust": "Cargo.toml", "Cargo.lock", "src/lib.rs", "manifest.toml", ".gitignore")
+        }
+        (Kind::Tool, Lang::Python) => files!("python": "app.py", "manifest.toml", ".gitignore"),
+        (Kind::Tool, Lang::Js) => files!("js": "app.js", "manifest.toml", ".gitignore"),
+        (Kind::Tool, Lang::C) => files!("c": "app.c", "manifest.toml", ".gitignore"),
+        (Kind::Gate, Lang::C) => files!("c-gate": "app.c", "manifest.toml", ".gitignore"),
+        (Kind::Gate, Lang::Rust | Lang::Python | Lang::Js) => None,
     }
 }
 
@@ -38,7 +73,44 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn readme(lang: Lang, name: &str, namespace: &str) -> String {
+fn readme(kind: Kind, lang: Lang, name: &str, namespace: &str) -> String {
+    match kind {
+        Kind::Tool => tool_readme(lang, name, namespace),
+        Kind::Gate => gate_readme(lang, name, namespace),
+    }
+}
+
+fn gate_readme(lang: Lang, name: &str, namespace: &str) -> String {
+    format!(
+        "# {name}\n\n\
+         An ARW gate component in {lang}, scaffolded by `arw new gate --lang {lang} {name}`.\n\
+         The host asks it before the effect at every entry point (HTTP and admin\n\
+         routes, tool calls, outgoing HTTP, bus publish, calls between components);\n\
+         it refuses the gating keys its configuration names (`deny PATTERN`,\n\
+         `deny-anonymous PATTERN`, one a line; see app.c). Change it to decide\n\
+         what you need: it only takes permissions away, Cedar still grants them.\n\n\
+         Needs: clang with the wasm32 target and wasi-libc (Debian: `apt-get install clang lld\n\
+         wasi-libc libclang-rt-14-dev-wasm32`), and Rust's `wasm-component-ld`.\n\n\
+         ```sh\n\
+         arw build                      # writes wit/ (this host's WIT) and {name}.wasm\n\
+         arw keys generate {namespace}       # once: a signing key\n\
+         arw trust add {namespace} <the public key it printed>\n\
+         arw publish {name}.wasm --manifest manifest.toml --key {namespace}\n\
+         arw install {namespace}:{name} --yes\n\
+         ```\n\n\
+         Then in the host's config.toml:\n\n\
+         ```toml\n\
+         [gating]\n\
+         gates = [\"{namespace}:{name}\"]\n\
+         [gating.files]\n\
+         \"{namespace}:{name}\" = \"/etc/arw/{name}.conf\"   # e.g. `deny admin:*`\n\
+         ```\n\n\
+         `arw up` follows edits of that file; a refused edit keeps the rules in force\n\
+         and is reported with its line. See the ARW docs, docs/gating.md.\n"
+    )
+}
+
+fn tool_readme(lang: Lang, name: &str, namespace: &str) -> String {
     let needs = match lang {
         Lang::Rust => "Rust with the `wasm32-wasip2` target (`rustup target add wasm32-wasip2`).",
         Lang::Python => "`componentize-py` 0.25 (`pip install 'componentize-py==0.25.*'`).",
@@ -73,16 +145,22 @@ fn readme(lang: Lang, name: &str, namespace: &str) -> String {
 }
 
 /// Write the project; returns its directory.
-pub fn new_tool(lang: Lang, name: &str, namespace: &str, dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub fn new_project(kind: Kind, lang: Lang, name: &str, namespace: &str, dir: Option<&Path>) -> anyhow::Result<PathBuf> {
     check_name(name)?;
     check_name(namespace).context("invalid --namespace")?;
+    let Some(files) = template(kind, lang) else {
+        bail!(
+            "there is no {lang} template for a {kind}: `arw new {kind} --lang c` (docs/gating.md shows a gate in \
+             Rust; any language that builds a component of the world `arw:host/{kind}` will do)"
+        );
+    };
     let dir = dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(name));
     if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         bail!("{} exists and is not empty: choose another name or --dir", dir.display());
     }
-    let example = format!("slugify-{lang}");
+    let example = format!("{}-{lang}", kind.example());
     let crate_symbol = example.replace('-', "_");
-    for (path, text) in template(lang) {
+    for (path, text) in files {
         let text = text
             .replace(&example, name)
             .replace(&crate_symbol, &name.replace('-', "_"))
@@ -93,7 +171,7 @@ pub fn new_tool(lang: Lang, name: &str, namespace: &str, dir: Option<&Path>) -> 
         }
         std::fs::write(&target, text).with_context(|| format!("writing {}", target.display()))?;
     }
-    std::fs::write(dir.join("README.md"), readme(lang, name, namespace))?;
+    std::fs::write(dir.join("README.md"), readme(kind, lang, name, namespace))?;
     super::build::export_wit(&dir)?;
     Ok(dir)
 }

@@ -54,9 +54,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(&config, args),
         Command::Spec(command) => spec::run(command).await,
         Command::Wit(command) => wit::run(command),
-        Command::New(crate::cli::NewCommand::Tool { name, lang, namespace, dir }) => {
-            let dir = crate::authoring::scaffold::new_tool(lang, &name, &namespace, dir.as_deref())?;
-            out!("created {} ({lang}); next: cd {} && arw build", dir.display(), dir.display());
+        Command::New(command) => {
+            use crate::authoring::scaffold::{Kind, new_project};
+            let (kind, name, lang, namespace, dir) = match command {
+                crate::cli::NewCommand::Tool { name, lang, namespace, dir } => (Kind::Tool, name, lang, namespace, dir),
+                crate::cli::NewCommand::Gate { name, lang, namespace, dir } => (Kind::Gate, name, lang, namespace, dir),
+            };
+            let dir = new_project(kind, lang, &name, &namespace, dir.as_deref())?;
+            out!("created {} ({lang} {kind}); next: cd {} && arw build", dir.display(), dir.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Build(args) => {

@@ -684,3 +684,60 @@ async fn the_pool_size_knob_drops_idle_instances_and_their_memory() {
     let Ok(host) = Arc::try_unwrap(host) else { panic!("the host is still shared") };
     host.stop(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_budget_is_a_knob_applied_at_the_next_check_and_rolled_back() {
+    use arw_host::gating::{GateCaller, GateDenied, GateRequest};
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let contracts = state.path().join("gating.toml");
+    std::fs::write(
+        &contracts,
+        "[[contract]]\nid = \"three\"\npatterns = [\"tools:invoke\"]\n\
+         budget = { limit = 3, window = \"1h\", kind = \"fixed\", per = \"caller\" }\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut config = config(state.path());
+    config.feedback.tick_ms = 5_000;
+    config.gating.gates = vec!["arw:gating".into()];
+    config.gating.timeout_ms = 5_000;
+    config.gating.files.insert("arw:gating".into(), contracts);
+    let knob = "quota.gating.three.limit";
+    let engine = suggesting(&format!("{knob}=5"));
+    let components = Components::new()
+        .with(manifests::GATING, artifacts::GATING.bytes)
+        .with(&engine, artifacts::FEEDBACK_PROBE.bytes);
+    let (host, refused) =
+        Host::start(config, policies(&[DEFAULT_POLICIES]), &components).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(refused.is_empty(), "{refused:?}");
+    let ops = Arc::new(GateCaller { name: "ops".into(), roles: vec![], tags: vec![], authenticated: true });
+    let request = GateRequest::new("tools:invoke", ops);
+    let ask = || host.gate(&request);
+    let allowed = |n: usize| async move {
+        for i in 0..n {
+            assert_eq!(ask().await, Ok(()), "check {} of {n}", i + 1);
+        }
+        let over = ask().await;
+        assert!(matches!(&over, Err(GateDenied::Denied { contract, .. }) if contract == "three"), "{over:?}");
+    };
+    allowed(3).await;
+    let shown = |host: &Host| {
+        let state = host.feedback().state();
+        let k = state.knobs.into_iter().find(|k| k.knob.name == knob).unwrap_or_else(|| panic!("no knob {knob}"));
+        (k.knob.value, k.knob.default_value)
+    };
+    assert_eq!(shown(&host), (3, 3), "the budget counted is a knob, at the gate's own limit");
+
+    host.feedback().tick(1).await;
+    let operator = host.caller(Principal::local_operator());
+    let record = host.feedback().apply(&operator, &format!("probe:{knob}")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((record.before, record.after), (None, Some(5)));
+    assert_eq!(shown(&host), (5, 3));
+    // Five in the window now: two more.
+    allowed(2).await;
+
+    host.feedback().rollback(&operator, RollbackTarget::ApplyId(record.apply_id)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(shown(&host), (3, 3));
+    let over = ask().await;
+    assert!(matches!(over, Err(GateDenied::Denied { .. })), "the gate's 3 again: {over:?}");
+    host.stop(Duration::from_secs(5)).await;
+}

@@ -10,6 +10,7 @@
 //! | `http.request-timeout-ms` | `host` | 1 s to 10 min (or the config's value, if higher) | 1000 | the next request |
 //! | `http.admin-rate-per-minute` | `host` | 1 to 10 × the config's value (at least 600) | 1 | the next admin request (the rate buckets start full) |
 //! | `bus.subscriber-queue` | `host` | 16 to 65 536 (or the config's value, if higher) | 16 | the next delivery, for every subscription |
+//! | `quota.<namespace>.<budget>.limit` | `host` | 1 to 10 × the consumer's limit (at least 1000) | 1 | the next consume of any of its buckets (a gate's budget: its next check) |
 //!
 //! A component's knobs exist while it is loaded and is a tool (their calls
 //! are what the signals measure); the host's always exist.
@@ -38,6 +39,9 @@ pub enum KnobKind {
     AdminRatePerMinute,
     /// Events queued per bus subscriber.
     SubscriberQueue,
+    /// The limit of a budget counted by the quota capability (a gate's
+    /// budget: arw:gating's contract id is its name).
+    BudgetLimit,
 }
 
 impl KnobKind {
@@ -56,6 +60,7 @@ impl KnobKind {
             KnobKind::RequestTimeoutMs => "http.request-timeout-ms",
             KnobKind::AdminRatePerMinute => "http.admin-rate-per-minute",
             KnobKind::SubscriberQueue => "bus.subscriber-queue",
+            KnobKind::BudgetLimit => "quota.<namespace>.<budget>.limit",
         }
     }
 }
@@ -102,6 +107,8 @@ pub enum Target<'a> {
     Component(&'a str, KnobKind),
     /// One of the host's own.
     Host(KnobKind),
+    /// A budget's limit, by its whole knob name.
+    Budget(&'a str),
 }
 
 impl<'a> Target<'a> {
@@ -109,13 +116,14 @@ impl<'a> Target<'a> {
     pub fn owner(&self) -> &'a str {
         match self {
             Target::Component(id, _) => id,
-            Target::Host(_) => HOST,
+            Target::Host(_) | Target::Budget(_) => HOST,
         }
     }
 
     pub fn kind(&self) -> KnobKind {
         match self {
             Target::Component(_, kind) | Target::Host(kind) => *kind,
+            Target::Budget(_) => KnobKind::BudgetLimit,
         }
     }
 }
@@ -130,6 +138,10 @@ pub fn parse(knob: &str) -> Option<Target<'_>> {
     if let Some(kind) = KnobKind::OF_HOST.into_iter().find(|k| k.name() == knob) {
         return Some(Target::Host(kind));
     }
+    if let Some(budget) = knob.strip_prefix("quota.").and_then(|rest| rest.strip_suffix(".limit")) {
+        // `<namespace>.<budget>`, both non-empty.
+        return budget.split_once('.').filter(|(ns, b)| !ns.is_empty() && !b.is_empty()).map(|_| Target::Budget(knob));
+    }
     let rest = knob.strip_prefix("component.")?;
     let (component, suffix) = rest.rsplit_once('.')?;
     let kind = KnobKind::OF_COMPONENT.into_iter().find(|k| k.name() == suffix)?;
@@ -138,7 +150,8 @@ pub fn parse(knob: &str) -> Option<Target<'_>> {
 
 /// The knob names, for messages that list them.
 pub const NAMES: &str = "`component.<id>.timeout-ms`, `component.<id>.concurrency`, `component.<id>.pool-size`, \
-                         `http.request-timeout-ms`, `http.admin-rate-per-minute` and `bus.subscriber-queue`";
+                         `http.request-timeout-ms`, `http.admin-rate-per-minute`, `bus.subscriber-queue` and \
+                         `quota.<namespace>.<budget>.limit`";
 
 fn int<T: TryInto<i64>>(value: T) -> i64 {
     value.try_into().unwrap_or(i64::MAX)
@@ -201,7 +214,7 @@ pub(crate) fn of_host(runtime: &Runtime) -> Vec<Knob> {
     let timeout = int(http.request_timeout_ms);
     let rate = int(http.admin_rate_per_minute);
     let queue = int(bus.config().subscriber_queue);
-    vec![
+    let mut knobs = vec![
         knob(
             KnobKind::RequestTimeoutMs,
             tuning.request_timeout_ms().map_or(timeout, int),
@@ -229,7 +242,25 @@ pub(crate) fn of_host(runtime: &Runtime) -> Vec<Knob> {
             16,
             "events",
         ),
-    ]
+    ];
+    // The budgets the quota capability has counted, each by the limit
+    // its consumer asks.
+    knobs.extend(runtime.capabilities.quota.budgets().list().into_iter().map(|budget| {
+        let asked = int(budget.limit.asked);
+        Knob {
+            name: budget.knob(),
+            ..knob(
+                KnobKind::BudgetLimit,
+                budget.limit.applied.map_or(asked, int),
+                asked,
+                1,
+                asked.saturating_mul(10).max(1_000),
+                1,
+                "per window",
+            )
+        }
+    }));
+    knobs
 }
 
 /// Put `value` (`None`: the default) in force on the knob `target`
@@ -245,7 +276,10 @@ pub(crate) fn set(runtime: &Runtime, target: Target<'_>, active: Option<&Arc<Loa
                 KnobKind::Concurrency => tuning.set_concurrency(small),
                 KnobKind::PoolSize => tuning.set_pool_size(small),
                 // Not a component's (`parse` never gives these).
-                KnobKind::RequestTimeoutMs | KnobKind::AdminRatePerMinute | KnobKind::SubscriberQueue => return,
+                KnobKind::RequestTimeoutMs
+                | KnobKind::AdminRatePerMinute
+                | KnobKind::SubscriberQueue
+                | KnobKind::BudgetLimit => return,
             }
             if let Some(active) = active {
                 active.retune();
@@ -263,8 +297,11 @@ pub(crate) fn set(runtime: &Runtime, target: Target<'_>, active: Option<&Arc<Loa
                 KnobKind::SubscriberQueue => {
                     runtime.capabilities.bus.set_subscriber_queue(value.and_then(|v| usize::try_from(v).ok()));
                 }
-                KnobKind::TimeoutMs | KnobKind::Concurrency | KnobKind::PoolSize => {}
+                KnobKind::TimeoutMs | KnobKind::Concurrency | KnobKind::PoolSize | KnobKind::BudgetLimit => {}
             }
+        }
+        Target::Budget(knob) => {
+            runtime.capabilities.quota.budgets().apply(knob, value.and_then(|v| u64::try_from(v).ok()));
         }
     }
 }
@@ -287,7 +324,18 @@ mod tests {
         // A component id with dots keeps them; unknown suffixes and bare
         // host-like names are no knobs.
         assert_eq!(parse("component.a.b.timeout-ms"), Some(Target::Component("a.b", KnobKind::TimeoutMs)));
-        for no in ["component.x.memory", "http.request-timeout", "bus.subscriber-queue.x", "component.timeout-ms", ""] {
+        assert_eq!(parse("quota.gating.five.limit"), Some(Target::Budget("quota.gating.five.limit")));
+        assert!(NAMES.contains(KnobKind::BudgetLimit.name()));
+        for no in [
+            "component.x.memory",
+            "http.request-timeout",
+            "bus.subscriber-queue.x",
+            "component.timeout-ms",
+            "quota.gating.limit",
+            "quota..five.limit",
+            "quota.gating..limit",
+            "",
+        ] {
             assert_eq!(parse(no), None, "{no}");
         }
     }

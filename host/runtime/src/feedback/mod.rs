@@ -347,7 +347,7 @@ impl Feedback {
             knobs::Target::Component(component, _) => {
                 knobs::of_component(&runtime, &routes.component(component)?.active())
             }
-            knobs::Target::Host(_) => knobs::of_host(&runtime),
+            knobs::Target::Host(_) | knobs::Target::Budget(_) => knobs::of_host(&runtime),
         };
         knobs.into_iter().find(|k| k.name == name)
     }
@@ -509,7 +509,7 @@ impl Feedback {
         {
             let active = match target {
                 knobs::Target::Component(id, _) => routes.component(id).map(|slot| slot.active()),
-                knobs::Target::Host(_) => None,
+                knobs::Target::Host(_) | knobs::Target::Budget(_) => None,
             };
             knobs::set(&runtime, target, active.as_ref(), value);
         }

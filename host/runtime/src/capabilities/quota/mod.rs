@@ -15,6 +15,7 @@ use arw_policy::Action;
 
 use crate::capabilities::unit::Request;
 
+pub mod budgets;
 mod host;
 pub mod store;
 

@@ -122,6 +122,8 @@ struct Shared {
 #[derive(Debug)]
 pub struct QuotaStore {
     shared: Arc<Shared>,
+    /// The budgets the buckets count, and the limits applied to them.
+    budgets: super::budgets::Budgets,
     flusher: Mutex<Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
 }
 
@@ -158,6 +160,7 @@ impl QuotaStore {
         }
         Ok(QuotaStore {
             shared: Arc::new(Shared { db, buckets: Mutex::new(buckets), config }),
+            budgets: Default::default(),
             flusher: Mutex::new(None),
         })
     }
@@ -176,8 +179,14 @@ impl QuotaStore {
         Ok(())
     }
 
-    /// Take `cost` from `namespace`/`key` against `window` at `now_ms`.
-    /// A refusal consumes nothing.
+    /// The budgets the buckets count (the knobs `quota.<namespace>.<budget>.limit`).
+    pub fn budgets(&self) -> &super::budgets::Budgets {
+        &self.budgets
+    }
+
+    /// Take `cost` from `namespace`/`key` against `window` at `now_ms`
+    /// (its limit, or the one applied to the key's budget). A refusal
+    /// consumes nothing.
     pub fn consume(
         &self,
         namespace: &str,
@@ -187,6 +196,7 @@ impl QuotaStore {
         now_ms: i64,
     ) -> Result<Consumed, QuotaError> {
         Self::check_args(namespace, key, &window)?;
+        let window = Window { limit: self.budgets.limit_for(namespace, key, window.limit), ..window };
         let w = i64::try_from(window.window_ms).unwrap_or(i64::MAX);
         let current = window_start(now_ms, w);
         let mut buckets = self.shared.buckets.lock();

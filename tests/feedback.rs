@@ -741,3 +741,32 @@ async fn a_gate_budget_is_a_knob_applied_at_the_next_check_and_rolled_back() {
     assert!(matches!(over, Err(GateDenied::Denied { .. })), "the gate's 3 again: {over:?}");
     host.stop(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_apply_cedar_refuses_is_not_asked_again_every_tick() {
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut config = config(state.path());
+    config.feedback.tick_ms = 5_000;
+    config.feedback.mode = Mode::Auto;
+    let engine = suggesting(&format!("{TIMEOUT_KNOB}=600"));
+    let components =
+        Components::new().with(SLOW, artifacts::PROBE.bytes).with(&engine, artifacts::FEEDBACK_PROBE.bytes);
+    // Nothing lets the engine apply (fail closed): Cedar refuses it.
+    let (host, refused) = Host::start(config, policies(&[DEFAULT_POLICIES, SLOW_GRANTS]), &components)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(refused.is_empty(), "{refused:?}");
+    let mut events = host.bus().observe();
+    let denials = |host: &Host| host.status().audit.denials;
+    let before = denials(&host);
+    for n in 1..=5 {
+        host.feedback().tick(n).await;
+    }
+    assert_eq!(timeout_of(&host, "test:slow"), 400, "refused: nothing applied");
+    assert_eq!(denials(&host) - before, 1, "Cedar was asked once in five ticks, not once a tick");
+    let rejected: Vec<_> =
+        arw_tests::drain(&mut events).into_iter().filter(|e| e.topic == "feedback.rejected").collect();
+    assert_eq!(rejected.len(), 1, "reported once: {rejected:?}");
+    assert_eq!(rejected[0].json().map(|p| p["reason"].clone()), Some(serde_json::json!("cedar")));
+    host.stop(Duration::from_secs(5)).await;
+}

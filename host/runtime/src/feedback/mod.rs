@@ -250,8 +250,8 @@ struct Book {
     /// The signals the last tick read (shared with the tick that read
     /// them, not copied).
     signals: Arc<Vec<crate::signals::SeriesView>>,
-    /// The last refusal reason of each engine apply (reported once).
-    refusals: std::collections::HashMap<String, &'static str>,
+    /// The last refusal of each engine apply (reported once per reason).
+    refusals: std::collections::HashMap<String, tick::Refusal>,
     /// The bus's drop and lag rates, decayed.
     bus: tick::BusRates,
     /// The gauges the last tick read.

@@ -191,28 +191,51 @@ impl Feedback {
         }
         // The engine's own suggestions, inside the host: never anything
         // read from the bus.
+        let now = unix_ms();
         for (id, mode) in modes {
-            if matches!(mode, Mode::Auto | Mode::Canary) {
+            if matches!(mode, Mode::Auto | Mode::Canary) && !self.refused_lately(&id, now) {
                 let result = self.apply_as(&Applier::Engine(engine.clone()), &id, "engine");
-                self.report_engine_apply(&id, result);
+                self.report_engine_apply(&id, result, now);
             }
         }
     }
 
-    /// Report an engine apply; a refusal once per suggestion and reason
-    /// (an auto apply is tried every tick until it goes through).
-    fn report_engine_apply(&self, id: &str, result: Result<super::UndoRecord, Rejected>) {
+    /// Whether Cedar refused this very suggestion (same knob and value)
+    /// less than a cooldown ago: it is not asked again until then, or
+    /// until the suggestion changes (a refusal for the budget or a
+    /// cooldown is asked again at the next tick: those pass by themselves).
+    fn refused_lately(&self, id: &str, now: i64) -> bool {
+        let book = self.book.lock();
+        let (Some(refusal), Some(suggestion)) = (book.refusals.get(id), book.ledger.suggestions.get(id)) else {
+            return false;
+        };
+        refusal.reason == "cedar"
+            && refusal.knob == suggestion.knob
+            && refusal.value == suggestion.value
+            && now < refusal.until_ms
+    }
+
+    /// Report an engine apply; a refusal once per suggestion and reason.
+    fn report_engine_apply(&self, id: &str, result: Result<super::UndoRecord, Rejected>, now: i64) {
         let mut book = self.book.lock();
         match &result {
             Ok(_) => _ = book.refusals.remove(id),
             Err(e) => {
-                if book.refusals.get(id).is_some_and(|r| *r == e.reason()) {
-                    return;
-                }
-                if book.refusals.len() >= self.config.max_suggestions {
+                let Some(suggestion) = book.ledger.suggestions.get(id) else { return };
+                let refusal = Refusal {
+                    reason: e.reason(),
+                    knob: suggestion.knob.clone(),
+                    value: suggestion.value,
+                    until_ms: now.saturating_add(i64::try_from(self.config.cooldown_ms).unwrap_or(i64::MAX)),
+                };
+                let repeated = book.refusals.get(id).is_some_and(|r| r.reason == refusal.reason);
+                if book.refusals.len() >= self.config.max_suggestions && !book.refusals.contains_key(id) {
                     book.refusals.clear();
                 }
-                book.refusals.insert(id.to_string(), e.reason());
+                book.refusals.insert(id.to_string(), refusal);
+                if repeated {
+                    return;
+                }
             }
         }
         drop(book);
@@ -244,6 +267,16 @@ impl Feedback {
             }
         }
     }
+}
+
+/// The last refusal of an engine apply: its reason, what it was for, and
+/// (for Cedar's) until when it is not asked again.
+#[derive(Debug, Clone)]
+pub(super) struct Refusal {
+    reason: &'static str,
+    knob: String,
+    value: i64,
+    until_ms: i64,
 }
 
 /// Why `current` is a regression from `baseline`, if it is.

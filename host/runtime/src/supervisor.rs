@@ -276,6 +276,9 @@ impl Slot {
     /// starts draining.
     pub(crate) fn switch(&self, next: Arc<LoadedComponent>, probation: bool) -> Arc<LoadedComponent> {
         let mut state = self.state.lock();
+        // A feedback apply made after `next` was loaded (its slots and pool
+        // were sized then) holds on it from now.
+        next.retune();
         let old = self.active.swap(next);
         state.probation = probation.then(Probation::default);
         self.on_probation.store(probation, Ordering::Release);

@@ -159,7 +159,10 @@ impl LoadedComponent {
             std::cmp::Ordering::Greater => self.slots.add_permits((target - *granted) as usize),
             std::cmp::Ordering::Less => {
                 let (slots, n) = (self.slots.clone(), *granted - target);
-                tokio::spawn(async move {
+                // Taken back as running calls end (outside a runtime, which
+                // only a test without one would be, they stay granted).
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+                runtime.spawn(async move {
                     if let Ok(permits) = slots.acquire_many_owned(n).await {
                         permits.forget();
                     }

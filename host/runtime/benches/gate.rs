@@ -15,6 +15,10 @@
 //!   contracts (the call asks `io:ingress:tools.text-stats`);
 //!   `tool_call/gated-route-and-tool`: the HTTP path's shape, one check for
 //!   both keys, then the call spending the pass.
+//! - `gate/check-c-50-rules` (with `ARW_BENCH_C_GATE` naming a built
+//!   `keyguard-c.wasm`, as `scripts/bench-gate-c.sh` does): the same check
+//!   on the C gate of `arw new gate --lang c` with 50 rules, none matching
+//!   (every one is tried).
 //! - `quota/consume-in-memory` and `quota/consume-write-through`: one
 //!   consume with `quota.flush-ms = 1000` (written by the flusher) and
 //!   with `flush-ms = 0` (each consume committed to redb before it
@@ -58,15 +62,27 @@ fn fifty_contracts() -> String {
     text
 }
 
-fn start(rt: &tokio::runtime::Runtime, dir: &std::path::Path, gated: Option<&str>) -> Host {
+/// A gate for [`start`]: its id, manifest, component and configuration.
+struct Gate<'a> {
+    id: &'a str,
+    manifest: &'static str,
+    wasm: &'static [u8],
+    config: &'a str,
+}
+
+fn arw_gating(contracts: &str) -> Gate<'_> {
+    Gate { id: "arw:gating", manifest: GATING_MANIFEST, wasm: arw_artifacts::GATING.bytes, config: contracts }
+}
+
+fn start(rt: &tokio::runtime::Runtime, dir: &std::path::Path, gated: Option<Gate<'_>>) -> Host {
     let mut config = HostConfig { state_dir: Some(dir.join("state")), allow_unsigned: true, ..HostConfig::default() };
     let mut source = EmbeddedSource::new().with("text-stats", TEXT_STATS_MANIFEST, arw_artifacts::TEXT_STATS.bytes);
-    if let Some(contracts) = gated {
-        let file = dir.join("gating.toml");
-        std::fs::write(&file, contracts).unwrap_or_else(|e| panic!("{e}"));
-        config.gating.gates = vec!["arw:gating".into()];
-        config.gating.files.insert("arw:gating".into(), file);
-        source = source.with("gating", GATING_MANIFEST, arw_artifacts::GATING.bytes);
+    if let Some(gate) = gated {
+        let file = dir.join("gate.conf");
+        std::fs::write(&file, gate.config).unwrap_or_else(|e| panic!("{e}"));
+        config.gating.gates = vec![gate.id.into()];
+        config.gating.files.insert(gate.id.into(), file);
+        source = source.with(gate.id, gate.manifest, gate.wasm);
     }
     let schema = arw_policy::schema::embedded().unwrap_or_else(|e| panic!("{e}"));
     let policies = PolicySet::from_sources(&schema, [PolicySource::new("bench.cedar", POLICIES)])
@@ -80,14 +96,32 @@ fn gates(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
     let (plain_dir, gated_dir, budget_dir) = (tempdir(), tempdir(), tempdir());
     let plain = start(&rt, plain_dir.path(), None);
-    let gated = start(&rt, gated_dir.path(), Some(&fifty_contracts()));
+    let contracts = fifty_contracts();
+    let gated = start(&rt, gated_dir.path(), Some(arw_gating(&contracts)));
     let budget = format!(
         "[[contract]]\nid = \"budget\"\npatterns = [\"tools:*\"]\nbudget = {{ limit = 1000000000, window = \"1d\", kind = \"sliding\", per = \"caller\" }}\n\n{}",
         fifty_contracts()
     );
-    let budgeted = start(&rt, budget_dir.path(), Some(&budget));
+    let budgeted = start(&rt, budget_dir.path(), Some(arw_gating(&budget)));
     let empty_dir = tempdir();
-    let empty = start(&rt, empty_dir.path(), Some(""));
+    let empty = start(&rt, empty_dir.path(), Some(arw_gating("")));
+    // The C gate, when built: 50 rules on other keys (every one tried).
+    let c_dir = tempdir();
+    let c_gate = std::env::var_os("ARW_BENCH_C_GATE").map(|path| {
+        let wasm = std::fs::read(&path).unwrap_or_else(|e| panic!("ARW_BENCH_C_GATE: {e}"));
+        let manifest = std::fs::read_to_string(std::path::Path::new(&path).with_file_name("manifest.toml"))
+            .unwrap_or_else(|e| panic!("the manifest beside ARW_BENCH_C_GATE: {e}"));
+        let rules: String = (0..50)
+            .map(|i| match i % 2 {
+                0 => format!("deny bench:key{i}\n"),
+                _ => format!("deny-anonymous io:egress:http.h{i}*\n"),
+            })
+            .collect();
+        let id = arw_host::manifest::Manifest::parse(&manifest).unwrap_or_else(|e| panic!("{e}")).id.to_string();
+        let wasm: &'static [u8] = Box::leak(wasm.into_boxed_slice());
+        let manifest: &'static str = Box::leak(manifest.into_boxed_str());
+        start(&rt, c_dir.path(), Some(Gate { id: &id, manifest, wasm, config: &rules }))
+    });
     let operator = |host: &Host| host.caller(Principal::local_operator());
     let (plain_caller, gated_caller) = (operator(&plain), operator(&gated));
 
@@ -126,6 +160,14 @@ fn gates(c: &mut Criterion) {
     group.bench_function("check-budget", |b| {
         b.to_async(&rt).iter(|| async { black_box(budgeted.gate(&request).await) })
     });
+    if let Some(c_gate) = &c_gate {
+        assert_eq!(rt.block_on(c_gate.gate(&ingress)), Ok(()), "the C gate allows what no rule names");
+        let named = GateRequest::new("bench:key8", caller.clone());
+        assert!(rt.block_on(c_gate.gate(&named)).is_err(), "the C gate refuses what a rule names");
+        group.bench_function("check-c-50-rules", |b| {
+            b.to_async(&rt).iter(|| async { black_box(c_gate.gate(&ingress).await) })
+        });
+    }
     group.finish();
 
     let mut group = c.benchmark_group("tool_call");
@@ -157,7 +199,7 @@ fn gates(c: &mut Criterion) {
     }
     group.finish();
 
-    for host in [plain, gated, budgeted, empty] {
+    for host in [plain, gated, budgeted, empty].into_iter().chain(c_gate) {
         rt.block_on(host.shutdown(Duration::from_secs(1)));
     }
 }

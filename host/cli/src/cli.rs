@@ -363,37 +363,29 @@ pub struct ListArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum NewCommand {
-    /// A tool component (world `arw:host/tool`).
-    Tool {
-        /// The tool's name: a-z, 0-9 and `-` (also its kv namespace).
-        name: String,
-        /// The language.
-        #[arg(long, value_enum)]
-        lang: crate::authoring::Lang,
-        /// The id's namespace: the component is `NAMESPACE:NAME`.
-        #[arg(long, default_value = "local")]
-        namespace: String,
-        /// Where to write the project (default: ./NAME).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
+    /// A tool component (world `arw:host/tool`), in any of the languages.
+    Tool(NewArgs),
     /// A gate component (world `arw:host/gate`): asked before the effect
     /// at every entry point once listed in `[gating] gates`
-    /// (docs/gating.md). Scaffolded in C: a pooled gate in C costs
-    /// microseconds; a Rust gate is shown in docs/gating.md.
-    Gate {
-        /// The gate's name: a-z, 0-9 and `-`.
-        name: String,
-        /// The language (gates: `c`).
-        #[arg(long, value_enum)]
-        lang: crate::authoring::Lang,
-        /// The id's namespace: the component is `NAMESPACE:NAME`.
-        #[arg(long, default_value = "local")]
-        namespace: String,
-        /// Where to write the project (default: ./NAME).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
+    /// (docs/gating.md). Scaffolded in C (`--lang c`): a pooled gate in C
+    /// costs microseconds; a Rust gate is shown in docs/gating.md.
+    Gate(NewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The component's name: a-z, 0-9 and `-` (a tool's is also its kv
+    /// namespace).
+    pub name: String,
+    /// The language.
+    #[arg(long, value_enum)]
+    pub lang: crate::authoring::Lang,
+    /// The id's namespace: the component is `NAMESPACE:NAME`.
+    #[arg(long, default_value = "local")]
+    pub namespace: String,
+    /// Where to write the project (default: ./NAME).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

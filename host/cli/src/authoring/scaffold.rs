@@ -80,38 +80,9 @@ fn readme(kind: Kind, lang: Lang, name: &str, namespace: &str) -> String {
     }
 }
 
-fn gate_readme(lang: Lang, name: &str, namespace: &str) -> String {
-    format!(
-        "# {name}\n\n\
-         An ARW gate component in {lang}, scaffolded by `arw new gate --lang {lang} {name}`.\n\
-         The host asks it before the effect at every entry point (HTTP and admin\n\
-         routes, tool calls, outgoing HTTP, bus publish, calls between components);\n\
-         it refuses the gating keys its configuration names (`deny PATTERN`,\n\
-         `deny-anonymous PATTERN`, one a line; see app.c). Change it to decide\n\
-         what you need: it only takes permissions away, Cedar still grants them.\n\n\
-         Needs: clang with the wasm32 target and wasi-libc (Debian: `apt-get install clang lld\n\
-         wasi-libc libclang-rt-14-dev-wasm32`), and Rust's `wasm-component-ld`.\n\n\
-         ```sh\n\
-         arw build                      # writes wit/ (this host's WIT) and {name}.wasm\n\
-         arw keys generate {namespace}       # once: a signing key\n\
-         arw trust add {namespace} <the public key it printed>\n\
-         arw publish {name}.wasm --manifest manifest.toml --key {namespace}\n\
-         arw install {namespace}:{name} --yes\n\
-         ```\n\n\
-         Then in the host's config.toml:\n\n\
-         ```toml\n\
-         [gating]\n\
-         gates = [\"{namespace}:{name}\"]\n\
-         [gating.files]\n\
-         \"{namespace}:{name}\" = \"/etc/arw/{name}.conf\"   # e.g. `deny admin:*`\n\
-         ```\n\n\
-         `arw up` follows edits of that file; a refused edit keeps the rules in force\n\
-         and is reported with its line. See the ARW docs, docs/gating.md.\n"
-    )
-}
-
-fn tool_readme(lang: Lang, name: &str, namespace: &str) -> String {
-    let needs = match lang {
+/// What building a project in `lang` needs.
+fn needs(lang: Lang) -> &'static str {
+    match lang {
         Lang::Rust => "Rust with the `wasm32-wasip2` target (`rustup target add wasm32-wasip2`).",
         Lang::Python => "`componentize-py` 0.25 (`pip install 'componentize-py==0.25.*'`).",
         Lang::Js => {
@@ -122,25 +93,61 @@ fn tool_readme(lang: Lang, name: &str, namespace: &str) -> String {
             "clang with the wasm32 target and wasi-libc (Debian: `apt-get install clang lld wasi-libc \
              libclang-rt-14-dev-wasm32`), and Rust's `wasm-component-ld` (any rustup toolchain has it)."
         }
-    };
+    }
+}
+
+/// Build, sign, publish and install: the same for every project.
+fn install_steps(name: &str, namespace: &str) -> String {
+    format!(
+        "arw build                      # writes wit/ (this host's WIT) and {name}.wasm\n\
+         arw keys generate {namespace}       # once: a signing key\n\
+         arw trust add {namespace} <the public key it printed>\n\
+         arw publish {name}.wasm --manifest manifest.toml --key {namespace}\n\
+         arw install {namespace}:{name} --yes\n"
+    )
+}
+
+fn gate_readme(lang: Lang, name: &str, namespace: &str) -> String {
+    format!(
+        "# {name}\n\n\
+         An ARW gate component in {lang}, scaffolded by `arw new gate --lang {lang} {name}`.\n\
+         The host asks it before the effect at every entry point (HTTP and admin\n\
+         routes, tool calls, outgoing HTTP, bus publish, calls between components);\n\
+         it refuses the gating keys its configuration names (`deny PATTERN`,\n\
+         `deny-anonymous PATTERN`, one a line; see app.c). Change it to decide\n\
+         what you need: it only takes permissions away, Cedar still grants them.\n\n\
+         Needs: {}\n\n\
+         ```sh\n{}```\n\n\
+         Then in the host's config.toml:\n\n\
+         ```toml\n\
+         [gating]\n\
+         gates = [\"{namespace}:{name}\"]\n\
+         [gating.files]\n\
+         \"{namespace}:{name}\" = \"/etc/arw/{name}.conf\"   # e.g. `deny admin:*`\n\
+         ```\n\n\
+         `arw up` follows edits of that file; a refused edit keeps the rules in force\n\
+         and is reported with its line. See the ARW docs, docs/gating.md.\n",
+        needs(lang),
+        install_steps(name, namespace)
+    )
+}
+
+fn tool_readme(lang: Lang, name: &str, namespace: &str) -> String {
     format!(
         "# {name}\n\n\
          An ARW tool component in {lang}, scaffolded by `arw new tool --lang {lang} {name}`.\n\
          It turns text into a URL slug without the stop words of its `stop-words`\n\
          configuration, and counts its calls in its kv namespace `{name}`. Change it\n\
          to do what you need; keep `manifest.toml` in step with what it calls.\n\n\
-         Needs: {needs}\n\n\
-         ```sh\n\
-         arw build                      # writes wit/ (this host's WIT) and {name}.wasm\n\
-         arw keys generate {namespace}       # once: a signing key\n\
-         arw trust add {namespace} <the public key it printed>\n\
-         arw publish {name}.wasm --manifest manifest.toml --key {namespace}\n\
-         arw install {namespace}:{name} --yes\n\
+         Needs: {}\n\n\
+         ```sh\n{}\
          arw call {name} --input '{{\"text\": \"Hello, World\"}}'\n\
          ```\n\n\
          The component gets only what `manifest.toml` requests **and** a Cedar policy\n\
          grants (`config.read` on `stop-words`, `kv.read`/`kv.write` on `{name}`); see\n\
-         the ARW docs, docs/authoring/ and docs/policy.md.\n"
+         the ARW docs, docs/authoring/ and docs/policy.md.\n",
+        needs(lang),
+        install_steps(name, namespace)
     )
 }
 

@@ -56,11 +56,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wit(command) => wit::run(command),
         Command::New(command) => {
             use crate::authoring::scaffold::{Kind, new_project};
-            let (kind, name, lang, namespace, dir) = match command {
-                crate::cli::NewCommand::Tool { name, lang, namespace, dir } => (Kind::Tool, name, lang, namespace, dir),
-                crate::cli::NewCommand::Gate { name, lang, namespace, dir } => (Kind::Gate, name, lang, namespace, dir),
+            let (kind, args) = match command {
+                crate::cli::NewCommand::Tool(args) => (Kind::Tool, args),
+                crate::cli::NewCommand::Gate(args) => (Kind::Gate, args),
             };
-            let dir = new_project(kind, lang, &name, &namespace, dir.as_deref())?;
+            let lang = args.lang;
+            let dir = new_project(kind, lang, &args.name, &args.namespace, args.dir.as_deref())?;
             out!("created {} ({lang} {kind}); next: cd {} && arw build", dir.display(), dir.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -157,108 +157,91 @@ fn int<T: TryInto<i64>>(value: T) -> i64 {
     value.try_into().unwrap_or(i64::MAX)
 }
 
+/// A knob's bounds, its grid (`min + k × step`) and its unit.
+struct Grid {
+    min: i64,
+    max: i64,
+    step: i64,
+    unit: &'static str,
+}
+
+const fn grid(min: i64, max: i64, step: i64, unit: &'static str) -> Grid {
+    Grid { min, max, step, unit }
+}
+
+impl Knob {
+    /// `(value, default_value)` on `grid` (a maximum under the minimum is
+    /// raised to it).
+    fn new(name: String, kind: KnobKind, owner: &str, series: Option<String>, values: (i64, i64), grid: Grid) -> Knob {
+        let (value, default_value) = values;
+        let Grid { min, max, step, unit } = grid;
+        Knob { name, kind, owner: owner.to_string(), series, value, default_value, min, max: max.max(min), step, unit }
+    }
+}
+
 /// The knobs of one loaded version (a tool's; none for other roles).
 pub(crate) fn of_component(runtime: &Runtime, component: &LoadedComponent) -> Vec<Knob> {
     let Some(tool) = component.tool() else { return Vec::new() };
     let limits = &component.manifest.limits;
     let series = Some(format!("tool:{}", tool.name));
     let id = component.id();
-    let knob = |kind, value, default_value, min, max: i64, step, unit| Knob {
-        name: name(id, kind),
-        kind,
-        owner: id.to_string(),
-        series: series.clone(),
-        value,
-        default_value,
-        min,
-        max: max.max(min),
-        step,
-        unit,
-    };
+    let knob = |kind, values, grid| Knob::new(name(id, kind), kind, id, series.clone(), values, grid);
     let concurrency = int(limits.concurrency.max(1));
     let mut knobs = vec![
         knob(
             KnobKind::TimeoutMs,
-            int(component.timeout().as_millis()),
-            int(limits.timeout_ms),
-            10,
-            int(runtime.config.limits.max_timeout_ms),
-            10,
-            "ms",
+            (int(component.timeout().as_millis()), int(limits.timeout_ms)),
+            grid(10, int(runtime.config.limits.max_timeout_ms), 10, "ms"),
         ),
-        knob(KnobKind::Concurrency, int(component.concurrency()), int(limits.concurrency), 1, concurrency, 1, "calls"),
+        knob(
+            KnobKind::Concurrency,
+            (int(component.concurrency()), int(limits.concurrency)),
+            grid(1, concurrency, 1, "calls"),
+        ),
     ];
     if let (Some(size), Some(pooled)) = (component.pool_size(), &component.manifest.pooled) {
-        knobs.push(knob(KnobKind::PoolSize, int(size), int(pooled.size), 1, concurrency, 1, "instances"));
+        knobs.push(knob(KnobKind::PoolSize, (int(size), int(pooled.size)), grid(1, concurrency, 1, "instances")));
     }
     knobs
 }
 
-/// The host's own knobs.
+/// The host's own knobs, then one per budget the quota capability counts.
 pub(crate) fn of_host(runtime: &Runtime) -> Vec<Knob> {
     let http = &runtime.config.http;
     let tuning = runtime.tunings.host();
     let bus = &runtime.capabilities.bus;
-    let knob = |kind: KnobKind, value, default_value, min, max: i64, step, unit| Knob {
-        name: kind.name().to_string(),
-        kind,
-        owner: HOST.to_string(),
-        series: None,
-        value,
-        default_value,
-        min,
-        max: max.max(min),
-        step,
-        unit,
-    };
+    let knob = |kind: KnobKind, values, grid| Knob::new(kind.name().to_string(), kind, HOST, None, values, grid);
     let timeout = int(http.request_timeout_ms);
     let rate = int(http.admin_rate_per_minute);
     let queue = int(bus.config().subscriber_queue);
     let mut knobs = vec![
         knob(
             KnobKind::RequestTimeoutMs,
-            tuning.request_timeout_ms().map_or(timeout, int),
-            timeout,
-            1_000,
-            timeout.max(600_000),
-            1_000,
-            "ms",
+            (tuning.request_timeout_ms().map_or(timeout, int), timeout),
+            grid(1_000, timeout.max(600_000), 1_000, "ms"),
         ),
         knob(
             KnobKind::AdminRatePerMinute,
-            tuning.admin_rate_per_minute().map_or(rate, int),
-            rate,
-            1,
-            rate.saturating_mul(10).max(600),
-            1,
-            "requests/min",
+            (tuning.admin_rate_per_minute().map_or(rate, int), rate),
+            grid(1, rate.saturating_mul(10).max(600), 1, "requests/min"),
         ),
         knob(
             KnobKind::SubscriberQueue,
-            int(bus.subscriber_queue()),
-            queue,
-            16,
-            queue.max(int(MAX_SUBSCRIBER_QUEUE)),
-            16,
-            "events",
+            (int(bus.subscriber_queue()), queue),
+            grid(16, queue.max(int(MAX_SUBSCRIBER_QUEUE)), 16, "events"),
         ),
     ];
-    // The budgets the quota capability has counted, each by the limit
-    // its consumer asks.
+    // Each budget by the limit its consumer asks.
     knobs.extend(runtime.capabilities.quota.budgets().list().into_iter().map(|budget| {
         let asked = int(budget.limit.asked);
-        Knob {
-            name: budget.knob(),
-            ..knob(
-                KnobKind::BudgetLimit,
-                budget.limit.applied.map_or(asked, int),
-                asked,
-                1,
-                asked.saturating_mul(10).max(1_000),
-                1,
-                "per window",
-            )
-        }
+        Knob::new(
+            budget.knob(),
+            KnobKind::BudgetLimit,
+            HOST,
+            None,
+            (budget.limit.applied.map_or(asked, int), asked),
+            grid(1, asked.saturating_mul(10).max(1_000), 1, "per window"),
+        )
     }));
     knobs
 }

@@ -139,6 +139,9 @@ fn gates(c: &mut Criterion) {
         GateRequest::new("tools:invoke", gated_caller.gate_caller().clone()).and_key("io:ingress:tools.text-stats");
     route_and_tool.target.tool = Some("text-stats".into());
     route_and_tool.target.component = gated.tool_owner("text-stats");
+    // As the server does from `Content-Length`: a pass covers no more bytes
+    // than its check was told of.
+    route_and_tool.size = INPUT.len() as u64;
     let allows = || gated.gates().counts().iter().filter(|(s, _)| s.verdict == "allow").map(|(_, n)| n).sum::<u64>();
     let before = allows();
     let pass = rt.block_on(gated.gate_pass(route_and_tool.clone())).unwrap_or_else(|e| panic!("{e}"));

@@ -11,6 +11,7 @@
 //! counted as asked and is no knob.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -62,15 +63,34 @@ struct Inner {
 }
 
 /// The budgets of one quota store.
-#[derive(Debug, Default)]
-pub struct Budgets(Mutex<Inner>);
+#[derive(Debug)]
+pub struct Budgets {
+    inner: Mutex<Inner>,
+    /// Moves on at every apply: a bucket keeps the limit it was last
+    /// counted against with the generation it read it at, and asks again
+    /// only when this moved or its consumer asks another limit (so a
+    /// consume does not take this lock).
+    generation: AtomicU64,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        // Generation 0 is never current: a bucket read from disk asks.
+        Budgets { inner: Mutex::default(), generation: AtomicU64::new(1) }
+    }
+}
 
 impl Budgets {
+    /// The current generation (see the field).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Note that `namespace`'s consumer asks `asked` for the budget of
     /// `key`; the limit in force for it.
     pub fn limit_for(&self, namespace: &str, key: &str, asked: u64) -> u64 {
         let budget = budget_of(key);
-        let mut inner = self.0.lock();
+        let mut inner = self.inner.lock();
         if let Some(limit) = inner.seen.get_mut(namespace).and_then(|budgets| budgets.get_mut(budget)) {
             limit.asked = asked;
             return limit.applied.unwrap_or(asked);
@@ -86,7 +106,7 @@ impl Budgets {
 
     /// Every budget remembered, by namespace and budget.
     pub fn list(&self) -> Vec<BudgetView> {
-        let inner = self.0.lock();
+        let inner = self.inner.lock();
         let mut out: Vec<BudgetView> = inner
             .seen
             .iter()
@@ -105,7 +125,7 @@ impl Budgets {
     /// Apply `limit` (`None`: the consumer's own again) to the budget whose
     /// knob is `knob`; one not seen yet gets it when it is first counted.
     pub fn apply(&self, knob: &str, limit: Option<u64>) {
-        let mut guard = self.0.lock();
+        let mut guard = self.inner.lock();
         let inner = &mut *guard;
         let found = inner.seen.iter_mut().find_map(|(namespace, budgets)| {
             budgets.iter_mut().find(|(budget, _)| knob_name(namespace, budget) == knob).map(|(_, limit)| limit)
@@ -119,6 +139,8 @@ impl Budgets {
                 inner.pending.remove(knob);
             }
         }
+        drop(guard);
+        self.generation.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -133,7 +155,9 @@ mod tests {
         assert_eq!(budgets.limit_for("gating", "five|c=other", 5), 5, "one budget for both callers");
         assert_eq!(budgets.list().len(), 1);
         assert_eq!(budgets.list()[0].knob(), "quota.gating.five.limit");
+        let generation = budgets.generation();
         budgets.apply("quota.gating.five.limit", Some(8));
+        assert!(budgets.generation() > generation, "an apply moves the generation: buckets ask again");
         assert_eq!(budgets.limit_for("gating", "five|c=ops", 5), 8);
         budgets.apply("quota.gating.five.limit", None);
         assert_eq!(budgets.limit_for("gating", "five|c=ops", 6), 6, "the consumer's own, as it asks now");

@@ -64,6 +64,12 @@ struct Bucket {
     count: u64,
     previous: u64,
     dirty: bool,
+    /// In memory only: the limit its consumer last asked, the limit it
+    /// was counted against (its budget's applied one, if any), and the
+    /// budgets' generation that was read at ([`super::budgets::Budgets`]).
+    asked: u64,
+    limit: u64,
+    generation: u64,
 }
 
 const ENCODED: usize = 8 + 1 + 8 + 8 + 8;
@@ -91,11 +97,24 @@ impl Bucket {
             count: u64_at(17)?,
             previous: u64_at(25)?,
             dirty: false,
+            asked: 0,
+            limit: 0,
+            generation: 0,
         })
     }
 
     fn fresh(window: &Window, start_ms: i64) -> Bucket {
-        Bucket { window_ms: window.window_ms, kind: window.kind, start_ms, count: 0, previous: 0, dirty: true }
+        Bucket {
+            window_ms: window.window_ms,
+            kind: window.kind,
+            start_ms,
+            count: 0,
+            previous: 0,
+            dirty: true,
+            asked: 0,
+            limit: 0,
+            generation: 0,
+        }
     }
 
     /// Has its last window ended long enough ago that it counts nothing?
@@ -196,7 +215,7 @@ impl QuotaStore {
         now_ms: i64,
     ) -> Result<Consumed, QuotaError> {
         Self::check_args(namespace, key, &window)?;
-        let window = Window { limit: self.budgets.limit_for(namespace, key, window.limit), ..window };
+        let generation = self.budgets.generation();
         let w = i64::try_from(window.window_ms).unwrap_or(i64::MAX);
         let current = window_start(now_ms, w);
         let mut buckets = self.shared.buckets.lock();
@@ -214,6 +233,13 @@ impl QuotaStore {
         if bucket.window_ms != window.window_ms || bucket.kind != window.kind {
             *bucket = Bucket::fresh(&window, current);
         }
+        // The limit in force: the one the bucket was last counted against,
+        // unless a limit was applied since or its consumer asks another.
+        if bucket.generation != generation || bucket.asked != window.limit {
+            bucket.limit = self.budgets.limit_for(namespace, key, window.limit);
+            (bucket.asked, bucket.generation) = (window.limit, generation);
+        }
+        let window = Window { limit: bucket.limit, ..window };
         // Move to the window `now` is in; a clock that went back stays in
         // the bucket's window.
         if current > bucket.start_ms {

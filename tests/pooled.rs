@@ -105,3 +105,76 @@ async fn pooled_manifests_are_checked() {
     assert!(err.contains("does not include \"tool\""), "{err}");
     assert!(check(&pooled_probe(2, false)).is_ok());
 }
+
+/// A kept instance reports each entry's chain (the components a nested call
+/// came through) to the gates and Cedar, not the chain of the entry it was
+/// made for: a gate that refuses bus publishes made on behalf of
+/// `test:front` refuses them from the one kept instance that also served,
+/// and serves, direct calls.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_instance_reports_each_entrys_chain_to_the_gates() {
+    use arw_tests::{DEFAULT_POLICIES, config, policies, probe_manifest};
+    let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = state.path().join("gate.conf");
+    std::fs::write(&file, "deny-chain test:front io:egress:bus.demo.chain").unwrap_or_else(|e| panic!("{e}"));
+    let mut config = config(state.path());
+    config.gating.gates = vec!["test:gate-probe".into()];
+    config.gating.timeout_ms = 5_000;
+    config.gating.files.insert("test:gate-probe".into(), file);
+    let pooled = format!(
+        "{}[pooled]\nsize = 1\nstateless = true\n",
+        probe_manifest("test:pooled", &[("bus.publish", "demo.chain")], &[])
+    );
+    let front = probe_manifest(
+        "test:front",
+        &[("tool.invoke", "probe"), ("config.read", "tool-name")],
+        &[("tool-name", "front")],
+    );
+    let gate = "id = \"test:gate-probe\"\nversion = \"1.0.0\"\nworlds = [\"gate\"]\n[limits]\ntimeout-ms = 1000\n";
+    let components = Components::new()
+        .with(&pooled, artifacts::PROBE.bytes)
+        .with(&front, artifacts::PROBE.bytes)
+        .with(gate, artifacts::GATE_PROBE.bytes);
+    let grants = r#"
+        permit(principal == Arw::Component::"test:pooled", action == Arw::Action::"bus.publish", resource);
+        permit(principal == Arw::Component::"test:front",
+               action in [Arw::Action::"tool.invoke", Arw::Action::"config.read"], resource);"#;
+    let (host, refused) =
+        arw_host::Host::start(config, policies(&[DEFAULT_POLICIES, OPERATOR_INVOKES, grants]), &components)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert!(refused.is_empty(), "{refused:?}");
+    let operator = host.caller(Principal::local_operator());
+    let mut events = host.bus().observe();
+    let published = |events: &mut tokio::sync::broadcast::Receiver<_>| {
+        arw_tests::drain(events)
+            .iter()
+            .filter(|e: &&std::sync::Arc<arw_host::capabilities::bus::Event>| e.topic == "demo.chain")
+            .count()
+    };
+    let publish = json!({"op": "bus.publish", "topic": "demo.chain", "message": 1});
+    let instance = |out: &Value| out["ok"]["instance"].as_str().map(str::to_string);
+
+    // Direct: allowed, on the one kept instance.
+    let first: Value = host.call(&operator, "probe", r#"{"op":"instance"}"#).await.unwrap_or_else(|e| panic!("{e}"));
+    host.call(&operator, "probe", &publish.to_string()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(published(&mut events), 1);
+    // Through test:front, on the same instance: the gate sees test:front in
+    // the chain and refuses the publish.
+    let nested = json!({"op": "tools.invoke", "tool": "probe", "input": publish});
+    let through_front = host.call(&operator, "front", &nested.to_string()).await;
+    assert_eq!(published(&mut events), 0, "published on behalf of test:front: {through_front:?}");
+    // It was that same kept instance (all calls here run one at a time on
+    // a pool of one; a refusal is no fault, so the instance is kept).
+    let nested_instance = json!({"op": "tools.invoke", "tool": "probe", "input": {"op": "instance"}});
+    let seen = host.call(&operator, "front", &nested_instance.to_string()).await.unwrap_or_else(|e| panic!("{e}"));
+    let id = instance(&first).unwrap_or_default();
+    assert!(!id.is_empty() && seen.to_string().contains(&id), "{seen} is not {first}");
+    // Direct again: allowed (the chain is this entry's again).
+    host.call(&operator, "probe", &publish.to_string()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(published(&mut events), 1);
+    let last: Value = host.call(&operator, "probe", r#"{"op":"instance"}"#).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(instance(&last), instance(&first), "one kept instance served every call");
+    assert_eq!(last["ok"]["calls"].as_u64(), Some(3), "{last}");
+    host.stop(std::time::Duration::from_secs(5)).await;
+}

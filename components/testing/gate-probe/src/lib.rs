@@ -6,6 +6,8 @@
 //! - `deny KEY`: denies the key `KEY` only (among a request's keys);
 //! - `deny-over N`: denies a request that carries more than `N` bytes
 //!   (its `size`);
+//! - `deny-chain ID KEY`: denies a request for `KEY` whose caller's chain
+//!   (the components a nested call came through) names the component `ID`;
 //! - `retry MS`: answers retry-after `MS` milliseconds;
 //! - `trap`: panics in `check`;
 //! - `hang`: loops forever in `check` (until the host's deadline);
@@ -67,6 +69,12 @@ impl Guest for GateProbe {
             (Some("deny-over"), Some(n)) if request.size > n.parse().unwrap_or(u64::MAX) => {
                 Verdict::Deny(denial(first))
             }
+            (Some("deny-chain"), Some(id)) => match words.next() {
+                Some(key) if request.keys.iter().any(|k| k == key) && request.caller.chain.iter().any(|c| c == id) => {
+                    Verdict::Deny(denial(key.into()))
+                }
+                _ => Verdict::Allow,
+            },
             (Some("retry"), Some(ms)) => Verdict::RetryAfter((denial(first), ms.parse().unwrap_or(1000))),
             (Some("trap"), _) => panic!("the probe traps on purpose"),
             (Some("hang"), _) => {

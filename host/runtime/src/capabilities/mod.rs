@@ -87,6 +87,14 @@ pub trait Capability {
     /// The state of one new instance of `component`; `chain` is the
     /// components the entry came through.
     fn instance(state: &Self::State, component: &ComponentCapabilities, chain: &Chain) -> Self::Instance;
+
+    /// A new entry into a kept instance (pooled): `chain` is the
+    /// components this entry came through. A capability that reports the
+    /// chain (to gates, to Cedar) takes it here; the others keep nothing
+    /// of it.
+    fn enter(instance: &mut Self::Instance, chain: &Chain) {
+        let _ = (instance, chain);
+    }
 }
 
 /// What every capability may use to start.
@@ -133,6 +141,13 @@ macro_rules! define_capabilities {
                     $($field: <$unit::$ty as Capability>::instance(&host.$field, component, &chain),)*
                     $($plain: <$punit::$pty as Capability>::instance(&host.$plain, component, &chain),)*
                 }
+            }
+
+            /// A new entry into a kept instance, through `chain`: every
+            /// capability sees this entry's chain, not the first one's.
+            pub fn enter(&mut self, chain: &Chain) {
+                $(<$unit::$ty as Capability>::enter(&mut self.$field, chain);)*
+                $(<$punit::$pty as Capability>::enter(&mut self.$plain, chain);)*
             }
         }
     };

@@ -325,7 +325,7 @@ impl Runtime {
         };
         let state = instance.store.data_mut();
         state.deadline = entry.deadline.into_std();
-        state.capabilities.tools.set_chain(entry.chain.clone());
+        state.capabilities.enter(&entry.chain);
         let Warm { store, instance: tool_instance, .. } = &mut instance;
         let run = async { tool_instance.invoke(store, input).await.map_err(trap) };
         // A fault (a trap, the deadline, the memory cap, invalid output)

@@ -39,6 +39,11 @@ impl BusInstance {
     pub fn new(bus: Arc<Bus>, component: &ComponentCapabilities, chain: crate::runtime::entry::Chain) -> Self {
         BusInstance { bus, component: component.component.clone(), grants: component.grants.clone(), chain }
     }
+
+    /// The chain of a new entry into a kept instance.
+    pub(crate) fn set_chain(&mut self, chain: crate::runtime::entry::Chain) {
+        self.chain = chain;
+    }
 }
 
 impl From<BusError> for CapabilityError {

@@ -97,6 +97,11 @@ impl crate::capabilities::Capability for BusCapability {
     ) -> BusInstance {
         BusInstance::new(state.clone(), component, chain.clone())
     }
+
+    /// The chain gates and Cedar see is this entry's, also in a kept instance.
+    fn enter(instance: &mut BusInstance, chain: &crate::runtime::entry::Chain) {
+        instance.set_chain(chain.clone());
+    }
 }
 
 /// `arw:host/bus` (0.2.0 and 0.1.0) on [`BusInstance`].

@@ -41,6 +41,13 @@ impl HttpInstance {
     }
 }
 
+impl HttpInstance {
+    /// The chain of a new entry into a kept instance.
+    pub(crate) fn set_chain(&mut self, chain: crate::runtime::entry::Chain) {
+        self.hooks.chain = chain;
+    }
+}
+
 pub(crate) struct ArwHttpHooks {
     grants: Arc<Grants>,
     component: Arc<str>,

@@ -86,6 +86,11 @@ impl crate::capabilities::Capability for OutgoingHttpCapability {
     ) -> HttpInstance {
         HttpInstance::new(*state, component, chain.clone())
     }
+
+    /// The chain gates and Cedar see is this entry's, also in a kept instance.
+    fn enter(instance: &mut HttpInstance, chain: &crate::runtime::entry::Chain) {
+        instance.set_chain(chain.clone());
+    }
 }
 
 /// `wasi:http/outgoing-handler` (from `wasmtime-wasi-http`), whose hooks

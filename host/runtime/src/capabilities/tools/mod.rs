@@ -77,6 +77,11 @@ impl crate::capabilities::Capability for ToolsCapability {
     ) -> ToolsInstance {
         ToolsInstance::new(state.clone(), component, chain.clone())
     }
+
+    /// The chain gates and Cedar see is this entry's, also in a kept instance.
+    fn enter(instance: &mut ToolsInstance, chain: &crate::runtime::entry::Chain) {
+        instance.set_chain(chain.clone());
+    }
 }
 
 /// `arw:host/tools` (0.2.0), on the whole instance state: a call needs

@@ -119,13 +119,6 @@ impl<'a> Target<'a> {
             Target::Host(_) | Target::Budget(_) => HOST,
         }
     }
-
-    pub fn kind(&self) -> KnobKind {
-        match self {
-            Target::Component(_, kind) | Target::Host(kind) => *kind,
-            Target::Budget(_) => KnobKind::BudgetLimit,
-        }
-    }
 }
 
 /// The name of a component's knob of `kind`.

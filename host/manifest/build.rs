@@ -25,7 +25,11 @@ fn array(name: &str, files: &[PathBuf]) -> String {
 }
 
 fn main() {
-    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
+    // Read at run time, not baked in with `env!`: cargo reuses a build
+    // script's binary for a checkout at another path (a shared target
+    // directory), and a baked-in path would point at the old checkout.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|e| panic!("CARGO_MANIFEST_DIR: {e}"));
+    let wit = Path::new(&manifest_dir).join("../../wit");
     println!("cargo:rerun-if-changed={}", wit.display());
     let mut out = array("CURRENT", &wit_files(&wit));
     let compat = wit.join("compat");

@@ -412,6 +412,30 @@ impl Contract {
         renew.until_ms.is_none_or(|until| last_renewal_at < until)
     }
 
+    /// The first time after `now` at which [`Contract::in_force`] may
+    /// differ from what it is at `now` (`i64::MAX`: never): its start, its
+    /// end, or, while it renews, the end it has been moved on to (where
+    /// it renews again or stops). A contract that stopped renewing is
+    /// never in force again.
+    pub fn next_change(&self, now: i64) -> i64 {
+        if let Some(from) = self.from_ms
+            && now < from
+        {
+            return from;
+        }
+        let Some(to) = self.to_ms else { return i64::MAX };
+        if now < to {
+            return to;
+        }
+        match &self.renew {
+            Some(renew) if self.in_force(now) => {
+                let renewals = (now - to) / renew.period_ms + 1;
+                to.saturating_add(renewals.saturating_mul(renew.period_ms))
+            }
+            _ => i64::MAX,
+        }
+    }
+
     /// Do its conditions on the caller and the node hold for `s`? (Its
     /// patterns are matched per key, its time by [`Contract::in_force`].)
     fn holds(&self, s: &Subject<'_>) -> bool {
@@ -441,4 +465,68 @@ pub fn bucket_key(id: &str, budget: &Budget, caller: &str, key: &str) -> String 
     // FNV-1a 64: stable across builds, so counts survive an upgrade.
     let hash = full.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     format!("{id}|#{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000;
+
+    fn contract(extra: &str) -> Contract {
+        let text = format!("[[contract]]\nid = \"c\"\npatterns = [\"*\"]\ndeny = true\n{extra}\n");
+        let parsed = Contracts::parse(&text).unwrap_or_else(|e| panic!("{extra}: {}", e.message));
+        parsed.0.into_iter().next().expect("one contract")
+    }
+
+    /// Whatever `next_change` says, `in_force` holds still until then, and
+    /// it names a real change (or the end of a renewal) when it is not
+    /// `i64::MAX`. Checked on a grid around every boundary of windows,
+    /// renewals and their bounds.
+    #[test]
+    fn in_force_holds_still_until_the_next_change() {
+        let from = "valid-from = \"2026-12-24T12:00:00Z\"";
+        let to = "valid-to = \"2026-12-24T13:00:00Z\"";
+        let cases = [
+            String::new(),
+            from.to_string(),
+            to.to_string(),
+            format!("{from}\n{to}"),
+            format!("{from}\n{to}\nauto-renew = \"30m\""),
+            format!("{from}\n{to}\nauto-renew = \"30m\"\nrenew-until = \"2026-12-24T14:00:00Z\""),
+            format!("{from}\n{to}\nauto-renew = \"1h\"\nmax-renewals = 2"),
+            format!("{to}\nauto-renew = \"7m\"\nmax-renewals = 5\nrenew-until = \"2026-12-24T13:20:00Z\""),
+        ];
+        let noon = rfc3339("t", "2026-12-24T12:00:00Z").expect("a time");
+        for case in &cases {
+            let c = contract(case);
+            let mut now = noon - 2 * HOUR;
+            while now < noon + 6 * HOUR {
+                let next = c.next_change(now);
+                assert!(next > now, "{case}: next change {next} at {now}");
+                let here = c.in_force(now);
+                // Every minute until the change, and its last millisecond.
+                let end = next.min(noon + 8 * HOUR);
+                let mut t = now;
+                while t < end {
+                    assert_eq!(c.in_force(t), here, "{case}: at {t} (from {now}, next change {next})");
+                    t += 60_000;
+                }
+                assert_eq!(c.in_force(end - 1), here, "{case}: just before {end}");
+                now += 97_000;
+            }
+        }
+    }
+
+    #[test]
+    fn a_stopped_renewal_never_changes_again() {
+        let c = contract(
+            "valid-from = \"2026-12-24T12:00:00Z\"\nvalid-to = \"2026-12-24T13:00:00Z\"\nauto-renew = \"1h\"\nmax-renewals = 2",
+        );
+        let three = rfc3339("t", "2026-12-24T15:00:00Z").expect("a time");
+        assert!(c.in_force(three - 1));
+        assert_eq!(c.next_change(three - 1), three);
+        assert!(!c.in_force(three));
+        assert_eq!(c.next_change(three), i64::MAX);
+    }
 }

@@ -28,46 +28,129 @@ const QUOTA_NAMESPACE: &str = "gating";
 const MAX_MEMO: usize = 4096;
 
 /// The contracts in force in this instance, and a memo of which of them
-/// apply to a key for a caller on a node whenever they are in force.
-/// Patterns read only the key, and conditions only the caller's name,
-/// roles and tags and the node's id, role and tags: those are the whole
-/// memo key. What varies per request (the time, the budgets' counts) is
-/// decided at every check.
+/// apply to a request's keys for a caller on a node whenever they are in
+/// force. Patterns read only the keys, and conditions only the caller's
+/// name, roles and tags and the node's id, role and tags: those are the
+/// whole memo key. What varies per request (the time, the budgets'
+/// counts) is decided at every check.
 struct InForce {
     contracts: Contracts,
-    memo: HashMap<u64, Vec<Memoized>>,
+    memo: HashMap<u64, Vec<Memoized>, NoRehash>,
     memoized: usize,
+    /// Seeded per instance, so no caller can choose keys that collide.
+    hasher: foldhash::fast::RandomState,
 }
 
-/// One memo entry: its key in full (a hash only finds it), and the
-/// positions of the contracts that apply.
+/// One memo entry: its keys and subject in full (a hash only finds it),
+/// and the contracts that apply, in file order, each with the position of
+/// a key it covers (a contract covering two keys is there twice, in the
+/// keys' order).
 struct Memoized {
-    key: String,
+    keys: Vec<String>,
     caller: (String, Vec<String>, Vec<String>),
     node: (String, String, Vec<String>),
-    applying: Box<[u16]>,
+    applying: Box<[(u16, usize)]>,
+    /// What they decide over a span of time, kept until a request falls
+    /// outside it.
+    decided: Option<Decided>,
+}
+
+/// What a memo entry's contracts decide from `from_ms` until `until_ms`
+/// (exclusive): no contract's being in force changes inside the span, so
+/// a check inside it reads no contract that does not decide.
+struct Decided {
+    from_ms: i64,
+    until_ms: i64,
+    /// The first deny in force, in file order (with its key).
+    first_deny: Option<(u16, usize)>,
+    /// The budgets in force, in file order, each with a key it covers.
+    budgets: Box<[(u16, usize)]>,
+}
+
+impl Decided {
+    fn at(contracts: &Contracts, applying: &[(u16, usize)], now: i64) -> Decided {
+        let mut decided = Decided { from_ms: now, until_ms: i64::MAX, first_deny: None, budgets: Box::default() };
+        let mut budgets = Vec::new();
+        for &(index, key) in applying {
+            let Some(contract) = contracts.get(index) else { continue };
+            decided.until_ms = decided.until_ms.min(contract.next_change(now));
+            if !contract.in_force(now) {
+                continue;
+            }
+            match contract.effect {
+                Effect::Deny => {
+                    decided.first_deny.get_or_insert((index, key));
+                }
+                Effect::Budget(_) => budgets.push((index, key)),
+            }
+        }
+        decided.budgets = budgets.into_boxed_slice();
+        decided
+    }
+
+    fn holds_at(&self, now: i64) -> bool {
+        self.from_ms <= now && now < self.until_ms
+    }
 }
 
 impl Memoized {
-    fn is_for(&self, key: &str, s: &contracts::Subject<'_>) -> bool {
-        self.key == key
+    fn is_for(&self, keys: &[String], s: &contracts::Subject<'_>) -> bool {
+        self.keys == keys
             && (self.caller.0 == s.caller_name && self.caller.1 == s.caller_roles && self.caller.2 == s.caller_tags)
             && (self.node.0 == s.node_id && self.node.1 == s.node_role && self.node.2 == s.node_tags)
     }
 }
 
+/// The memo's keys are hashes already: used as they are.
+#[derive(Default, Clone, Copy)]
+struct NoRehash;
+
+impl std::hash::BuildHasher for NoRehash {
+    type Hasher = Passed;
+    fn build_hasher(&self) -> Passed {
+        Passed(0)
+    }
+}
+
+#[derive(Default)]
+struct Passed(u64);
+
+impl std::hash::Hasher for Passed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (the map's keys are u64); fold anything
+        // else in rather than ignore it.
+        self.0 = bytes.iter().fold(self.0, |h, &b| h.rotate_left(8) ^ u64::from(b));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 impl InForce {
     fn new(contracts: Contracts) -> Self {
-        InForce { contracts, memo: HashMap::new(), memoized: 0 }
+        InForce { contracts, memo: HashMap::default(), memoized: 0, hasher: foldhash::fast::RandomState::default() }
     }
 
-    /// The contracts that apply to `key` for `subject` when in force.
-    fn applying(&mut self, key: &str, s: &contracts::Subject<'_>) -> &[u16] {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (key, s.caller_name, s.caller_roles, s.caller_tags, s.node_id, s.node_role, s.node_tags).hash(&mut hasher);
-        let hash = hasher.finish();
-        let found = self.memo.get(&hash).and_then(|entries| entries.iter().position(|m| m.is_for(key, s)));
+    /// The contracts, and what those that apply to `keys` for `subject`
+    /// decide at `now`. A check's one lookup: a request's keys are few and
+    /// repeat (a route's and a tool's), so what applies to them is kept
+    /// (see [`Memoized`]), and what that decides is kept for as long as
+    /// no contract's time window changes it (see [`Decided`]).
+    fn decide(&mut self, keys: &[String], s: &contracts::Subject<'_>, now: i64) -> (&Contracts, Option<&Decided>) {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one((
+            keys,
+            s.caller_name,
+            s.caller_roles,
+            s.caller_tags,
+            s.node_id,
+            s.node_role,
+            s.node_tags,
+        ));
+        let found = self.memo.get(&hash).and_then(|entries| entries.iter().position(|m| m.is_for(keys, s)));
         let at = match found {
             Some(at) => at,
             None => {
@@ -75,11 +158,18 @@ impl InForce {
                     self.memo.clear();
                     self.memoized = 0;
                 }
+                let mut applying: Vec<(u16, usize)> = Vec::new();
+                for (k, key) in keys.iter().enumerate() {
+                    applying.extend(self.contracts.applying(key, s).iter().map(|&i| (i, k)));
+                }
+                // File order; for one contract, the keys' order.
+                applying.sort_unstable();
                 let entry = Memoized {
-                    key: key.to_string(),
+                    keys: keys.to_vec(),
                     caller: (s.caller_name.to_string(), s.caller_roles.to_vec(), s.caller_tags.to_vec()),
                     node: (s.node_id.to_string(), s.node_role.to_string(), s.node_tags.to_vec()),
-                    applying: self.contracts.applying(key, s),
+                    applying: applying.into_boxed_slice(),
+                    decided: None,
                 };
                 let entries = self.memo.entry(hash).or_default();
                 entries.push(entry);
@@ -87,7 +177,13 @@ impl InForce {
                 entries.len() - 1
             }
         };
-        self.memo.get(&hash).and_then(|entries| entries.get(at)).map_or(&[], |m| &m.applying)
+        let Some(entry) = self.memo.get_mut(&hash).and_then(|entries| entries.get_mut(at)) else {
+            return (&self.contracts, None);
+        };
+        if !entry.decided.as_ref().is_some_and(|d| d.holds_at(now)) {
+            entry.decided = Some(Decided::at(&self.contracts, &entry.applying, now));
+        }
+        (&self.contracts, entry.decided.as_ref())
     }
 }
 
@@ -127,37 +223,36 @@ impl Guest for Gating {
             node_role: &request.node.role,
             node_tags: &request.node.tags,
         };
-        // The contracts that apply to any of the keys, in file order, each
-        // with the keys it covers (in the request's order).
-        let mut applying: Vec<(u16, usize)> = Vec::new();
-        for (k, key) in request.keys.iter().enumerate() {
-            applying.extend(in_force.applying(key, &subject).iter().map(|&i| (i, k)));
-        }
-        if request.keys.len() > 1 {
-            applying.sort_unstable();
-        }
-        let contracts = &in_force.contracts;
-        let now = request.now_ms;
-        let in_force_now = || {
-            applying
-                .iter()
-                .filter_map(|&(i, k)| Some((contracts.get(i)?, i, &request.keys[k])))
-                .filter(|(c, ..)| c.in_force(now))
-        };
+        let (contracts, decided) = in_force.decide(&request.keys, &subject, request.now_ms);
         let denial = |contract: &Contract, key: &str| Denial {
             key: key.to_string(),
             code: contract.code.clone(),
             contract: contract.id.clone(),
             reason: contract.reason.clone(),
         };
+        // What cannot be looked up is not allowed.
+        let lost = || {
+            Verdict::Deny(Denial {
+                key: request.keys.first().cloned().unwrap_or_default(),
+                code: "internal".into(),
+                contract: String::new(),
+                reason: "arw:gating lost track of its contracts; it denies rather than guess".into(),
+            })
+        };
+        let Some(decided) = decided else { return lost() };
+        let find = |(index, key): (u16, usize)| Some((contracts.get(index)?, request.keys.get(key)?));
         // Deny over budget over allow; the first deny in file order names itself.
-        if let Some((contract, _, key)) = in_force_now().find(|(c, ..)| matches!(c.effect, Effect::Deny)) {
-            return Verdict::Deny(denial(contract, key));
+        if let Some(first) = decided.first_deny {
+            return match find(first) {
+                Some((contract, key)) => Verdict::Deny(denial(contract, key)),
+                None => lost(),
+            };
         }
         // Each budget counts once per action when it is per caller, and
         // once per key it covers when it is per key.
         let mut counted: Option<u16> = None;
-        for (contract, index, key) in in_force_now() {
+        for &(index, k) in &decided.budgets {
+            let Some((contract, key)) = find((index, k)) else { return lost() };
             let Effect::Budget(budget) = &contract.effect else { continue };
             if budget.per == contracts::Per::Caller && counted == Some(index) {
                 continue;

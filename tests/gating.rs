@@ -15,23 +15,25 @@ use arw_tests::{Components, DEFAULT_POLICIES, OPERATOR_INVOKES, artifacts, drain
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The probe may reach the test's upstream, publish on `demo.gated` and
-/// call kv-counter.
+/// The probe may reach the test's upstream, publish on `demo.gated` (on
+/// the bus and on NATS) and call kv-counter.
 const PROBE_GRANTS: &str = r#"
 permit(principal == Arw::Component::"test:probe",
-       action in [Arw::Action::"http.request", Arw::Action::"bus.publish", Arw::Action::"tool.invoke"],
+       action in [Arw::Action::"http.request", Arw::Action::"bus.publish", Arw::Action::"tool.invoke",
+                  Arw::Action::"nats.publish"],
        resource);
 "#;
 
 /// A host served over HTTP with `gates` in front, the gates' files in a
-/// directory of their own, and an upstream HTTP server that counts the
-/// requests it is sent.
+/// directory of their own, an upstream HTTP server that counts the
+/// requests it is sent, and a NATS server the host is connected to.
 struct Rig {
     server: TestServer,
     file: PathBuf,
     _files: tempfile::TempDir,
     upstream: std::net::SocketAddr,
     hits: Arc<AtomicUsize>,
+    nats: arw_tests::nats::NatsServer,
 }
 
 /// An HTTP server on loopback that answers `ok` and counts connections.
@@ -59,6 +61,8 @@ impl Rig {
     /// `file`, holding `contracts` at start).
     async fn start(gates: &[&str], gate_components: Components, contracts: &str) -> Rig {
         let (upstream, hits) = upstream().await;
+        let nats = arw_tests::nats::NatsServer::start().await;
+        let nats_url = nats.url();
         let files = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let file = files.path().join("gating.toml");
         std::fs::write(&file, contracts).unwrap_or_else(|e| panic!("{e}"));
@@ -68,6 +72,7 @@ impl Rig {
                 ("http.request", &format!("127.0.0.1:{}", upstream.port())),
                 ("bus.publish", "demo.gated"),
                 ("tool.invoke", "kv-counter"),
+                ("nats.publish", "demo.gated"),
             ],
             &[],
         );
@@ -87,6 +92,7 @@ impl Rig {
                 config.gating.timeout_ms = 5_000;
                 config.node.tags = vec!["guest".into()];
                 config.node.role = "edge".into();
+                config.cluster.nats_url = Some(nats_url);
                 if let Some(first) = gates.first() {
                     config.gating.files.insert(first.clone(), gate_file);
                 }
@@ -94,7 +100,7 @@ impl Rig {
             },
         )
         .await;
-        Rig { server, file, _files: files, upstream, hits }
+        Rig { server, file, _files: files, upstream, hits, nats }
     }
 
     async fn gating(contracts: &str) -> Rig {
@@ -268,6 +274,24 @@ async fn a_deny_blocks_at_every_entry_point() {
     assert_eq!(published, [json!({"n": 2})], "the denied event reached the bus");
     covered.push(keys::BUS_EGRESS.pattern.into());
 
+    // NATS publish: nothing reaches the server. The subscriber's first
+    // message is the one sent after the contract is gone.
+    let client = rig.nats.client().await;
+    let mut subscriber = client.subscribe("demo.gated").await.unwrap_or_else(|e| panic!("{e}"));
+    client.flush().await.unwrap_or_else(|e| panic!("{e}"));
+    let publish = |n: u32| json!({"op": "nats.publish", "subject": "demo.gated", "payload": format!("n={n}")});
+    rig.contracts(&deny(&keys::NATS_EGRESS.key("demo.gated"))).await;
+    let refused = rig.probe(publish(1)).await;
+    assert_eq!(refused.err().map(|e| e.code().to_string()).as_deref(), Some("tool:denied"));
+    rig.contracts("").await;
+    rig.probe(publish(2)).await.unwrap_or_else(|e| panic!("{e}"));
+    let first = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut subscriber))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("the subscription ended"));
+    assert_eq!(&first.payload[..], b"n=2", "the denied message reached the server");
+    covered.push(keys::NATS_EGRESS.pattern.into());
+
     // The whole catalogue was exercised: a new key needs a case here.
     let catalogue: Vec<String> = arw_server::gating::KEYS
         .iter()
@@ -284,7 +308,7 @@ async fn a_deny_blocks_at_every_entry_point() {
         .filter(|l| l.contains("verdict=\"deny\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
-    let expected = arw_server::gating::KEYS.len() + 4 + 1 + 1 + 1;
+    let expected = arw_server::gating::KEYS.len() + 4 + 1 + 1 + 1 + 1;
     assert_eq!(denials, expected as f64, "one counted deny per refused attempt:\n{metrics}");
     rig.stop().await;
 }

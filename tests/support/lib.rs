@@ -3,6 +3,7 @@
 //! chosen Cedar policies.
 
 pub mod http;
+pub mod nats;
 
 use std::borrow::Cow;
 use std::path::Path;

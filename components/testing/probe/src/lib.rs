@@ -23,6 +23,10 @@
 //! component's tool through `arw:host/tools`; answers its output, and a
 //! refusal is the tool error named after the `call-error` case, `failed`
 //! with the message `<code>: <message>`).
+//! `{"op": "nats.publish", "subject": "...", "payload": "...", "headers": [["k", "v"]]}`
+//! (`arw:host/nats`; answers null),
+//! `{"op": "nats.request", "subject": "...", "payload": "...", "timeout-ms": n}`
+//! (answers the reply's payload as text).
 //! The tool is called `probe`, or the value of its `tool-name` config key.
 //! With a `describe-delay-ms` config key, `describe` (the health check)
 //! first waits that long in the host.
@@ -33,7 +37,7 @@
 wit_bindgen::generate!({ path: "../../../wit", world: "arw:host/tool" });
 
 use arw::host::types::CapabilityError;
-use arw::host::{bus, config, kv, log, tools};
+use arw::host::{bus, config, kv, log, nats, tools};
 use exports::arw::host::tool_handler::{Descriptor, Guest, ToolError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -71,6 +75,20 @@ enum Op {
     ToolsInvoke { tool: String, input: Value },
     #[serde(rename = "instance")]
     Instance,
+    #[serde(rename = "nats.publish")]
+    NatsPublish {
+        subject: String,
+        payload: String,
+        #[serde(default)]
+        headers: Vec<(String, String)>,
+    },
+    #[serde(rename = "nats.request")]
+    NatsRequest {
+        subject: String,
+        payload: String,
+        #[serde(rename = "timeout-ms")]
+        timeout_ms: u32,
+    },
     #[serde(rename = "trap")]
     Trap,
 }
@@ -236,6 +254,14 @@ impl Guest for Probe {
             Op::Echo { value } => value,
             Op::HttpGet { url } => http_get(&url)?,
             Op::Instance => instance(),
+            Op::NatsPublish { subject, payload, headers } => {
+                nats::publish(&subject, payload.as_bytes(), &headers).map_err(capability_error)?;
+                Value::Null
+            }
+            Op::NatsRequest { subject, payload, timeout_ms } => {
+                let reply = nats::request(&subject, payload.as_bytes(), &[], timeout_ms).map_err(capability_error)?;
+                json!(String::from_utf8_lossy(&reply))
+            }
             Op::Trap => panic!("probe: told to trap"),
             Op::ToolsInvoke { tool, input } => {
                 let output = tools::invoke(&tool, &input.to_string()).map_err(call_error)?;

@@ -37,6 +37,7 @@ pub mod config;
 pub mod http;
 pub mod kv;
 pub mod log;
+pub mod nats;
 pub mod quota;
 pub mod tools;
 pub mod unit;
@@ -58,6 +59,7 @@ macro_rules! for_each_capability {
                 outgoing_http: http::OutgoingHttpCapability,
                 tools: tools::ToolsCapability,
                 quota: quota::QuotaCapability,
+                cluster: nats::NatsCapability,
             ],
             unconfigured: [
                 config: config::ConfigCapability,

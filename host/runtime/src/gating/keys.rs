@@ -13,6 +13,7 @@
 //! | `io:egress:tools.<tool>` | a component's call of another's tool | the callee is looked up |
 //! | `io:egress:http.<host:port>` | a component's outgoing HTTP request | the request is sent |
 //! | `io:egress:bus.<topic>` | a component's bus publish | the event is published |
+//! | `io:egress:nats.<subject>` | a component's NATS publish or request | the message is sent |
 
 /// One family of keys, for the catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +61,16 @@ pub const BUS_EGRESS: KeyFamily = KeyFamily {
     summary: "A component publishes an event; asked before it reaches the bus.",
 };
 
+pub const NATS_EGRESS: KeyFamily = KeyFamily {
+    pattern: "io:egress:nats.<subject>",
+    prefix: "io:egress:nats.",
+    entry: "a component's `arw:host/nats.publish` and `arw:host/nats.request`",
+    target: "topic (the subject), component",
+    summary: "A component sends a NATS message; asked before it leaves the host.",
+};
+
 /// Every family of the host's own entry points, in documentation order.
-pub const FAMILIES: &[KeyFamily] = &[TOOL_INGRESS, TOOL_EGRESS, HTTP_EGRESS, BUS_EGRESS];
+pub const FAMILIES: &[KeyFamily] = &[TOOL_INGRESS, TOOL_EGRESS, HTTP_EGRESS, BUS_EGRESS, NATS_EGRESS];
 
 impl KeyFamily {
     /// The key of this family for `target`.

@@ -1,0 +1,194 @@
+//! Core NATS for components (`arw:host/nats`): publish and request/reply
+//! on the host's one connection to its cluster, `[cluster] nats-url`.
+//!
+//! The connection is made on first use, in the background
+//! (`retry_on_initial_connect`): a host whose NATS server is down starts
+//! and serves; calls wait for the connection until their deadline, and
+//! publishes are buffered (`cluster.buffer` messages) while it is down.
+//! Reconnects back off exponentially up to `cluster.reconnect-max-delay-ms`.
+//! Without `nats-url` nothing connects and every call is `unavailable`.
+//!
+//! Subjects whose first token is `arw` or `_INBOX`, or starts with `$`,
+//! are the host's and the server's own (cluster traffic, replies,
+//! JetStream's API): refused before Cedar is asked, whatever the policies
+//! say, so no grant can let a component speak for the host.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arw_policy::Action;
+use serde::{Deserialize, Serialize};
+
+use crate::capabilities::unit::Request;
+
+mod host;
+pub mod subject;
+
+pub use host::NatsInstance;
+
+/// A component publishing on a subject (`Arw::Subject`).
+pub const PUBLISH: Action = Action::new("nats.publish");
+/// A component sending a request on a subject and waiting for a reply.
+pub const REQUEST: Action = Action::new("nats.request");
+
+/// This capability, described (see [`crate::capabilities::unit`]).
+pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
+    name: "nats",
+    wit: &["arw:host/nats"],
+    actions: &[PUBLISH, REQUEST],
+    requests: &[
+        Request { action: PUBLISH, check: subject::check_request },
+        Request { action: REQUEST, check: subject::check_request },
+    ],
+    schema: include_str!("schema.cedarschema"),
+    config_section: Some("cluster"),
+    link,
+};
+
+/// This folder as a capability unit (see [`crate::capabilities::Capability`]).
+#[derive(Debug)]
+pub struct NatsCapability;
+
+impl crate::capabilities::Capability for NatsCapability {
+    const UNIT: crate::capabilities::Unit = UNIT;
+    type Config = ClusterConfig;
+    type State = Arc<Nats>;
+    type Instance = NatsInstance;
+
+    fn start(config: &ClusterConfig, _env: &crate::capabilities::StartEnv<'_>) -> Result<Arc<Nats>, crate::HostError> {
+        config.check().map_err(crate::HostError::Config)?;
+        Ok(Arc::new(Nats { config: config.clone(), client: tokio::sync::OnceCell::new() }))
+    }
+
+    fn instance(
+        state: &Arc<Nats>,
+        component: &crate::capabilities::ComponentCapabilities,
+        chain: &crate::runtime::entry::Chain,
+    ) -> NatsInstance {
+        NatsInstance::new(state.clone(), component, chain.clone())
+    }
+
+    fn enter(instance: &mut NatsInstance, chain: &crate::runtime::entry::Chain) {
+        instance.set_chain(chain.clone());
+    }
+}
+
+/// `arw:host/nats` (0.2.0 only) on [`NatsInstance`].
+fn link(linker: &mut wasmtime::component::Linker<crate::runtime::store::InstanceState>) -> wasmtime::Result<()> {
+    use wasmtime::component::HasSelf;
+    type State = crate::runtime::store::InstanceState;
+    crate::bindings::imports::arw::host::nats::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {
+        &mut s.capabilities.cluster
+    })
+}
+
+/// `[cluster]`: the host's connection to its NATS cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClusterConfig {
+    /// `nats://host:port` (several: comma-separated). Unset: no cluster,
+    /// nothing connects, every `arw:host/nats` call is `unavailable`.
+    pub nats_url: Option<String>,
+    /// Authenticate with this token (`ARW_CLUSTER__TOKEN` keeps it out of
+    /// the file).
+    pub token: Option<String>,
+    /// Or with the nkey whose seed (`SU...`) is in this file.
+    pub nkey_file: Option<PathBuf>,
+    /// Refuse a server that does not speak TLS.
+    pub tls_required: bool,
+    /// The CA (PEM) that signs the server's certificate, if not a public one.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Messages buffered while the connection is down (then a publish waits).
+    pub buffer: usize,
+    /// The longest wait between two reconnect attempts.
+    pub reconnect_max_delay_ms: u64,
+    /// The longest a component's request may wait for its reply.
+    pub max_request_timeout_ms: u64,
+    /// The largest payload a component may publish or send.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            nats_url: None,
+            token: None,
+            nkey_file: None,
+            tls_required: false,
+            tls_ca_file: None,
+            buffer: 2048,
+            reconnect_max_delay_ms: 5_000,
+            max_request_timeout_ms: 30_000,
+            max_payload_bytes: 1 << 20,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Refuse what cannot work, saying which key and how to fix it.
+    fn check(&self) -> Result<(), String> {
+        if self.token.is_some() && self.nkey_file.is_some() {
+            return Err("cluster: set `token` or `nkey-file`, not both".into());
+        }
+        if let Some(url) = &self.nats_url
+            && url.split(',').any(|u| u.trim().is_empty())
+        {
+            return Err(format!("cluster.nats-url = {url:?}: write `nats://host:port`, several separated by commas"));
+        }
+        if self.buffer == 0 || self.max_payload_bytes == 0 || self.max_request_timeout_ms == 0 {
+            return Err("cluster.buffer, cluster.max-payload-bytes and cluster.max-request-timeout-ms must be greater than zero".into());
+        }
+        Ok(())
+    }
+}
+
+/// The host's NATS connection, made on first use.
+#[derive(Debug)]
+pub struct Nats {
+    config: ClusterConfig,
+    client: tokio::sync::OnceCell<Result<async_nats::Client, String>>,
+}
+
+impl Nats {
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// The connection (connecting in the background the first time), or
+    /// why there is none.
+    pub async fn client(&self) -> Result<&async_nats::Client, String> {
+        let Some(url) = self.config.nats_url.clone() else {
+            return Err("this host is not in a cluster: set `[cluster] nats-url` to use NATS".into());
+        };
+        let made = self.client.get_or_init(|| async move { self.connect(&url).await.map_err(|e| e.to_string()) }).await;
+        made.as_ref().map_err(Clone::clone)
+    }
+
+    async fn connect(&self, url: &str) -> Result<async_nats::Client, String> {
+        let config = &self.config;
+        let max_delay = Duration::from_millis(config.reconnect_max_delay_ms);
+        let mut options = async_nats::ConnectOptions::new()
+            .name("arw")
+            .retry_on_initial_connect()
+            .client_capacity(config.buffer)
+            .require_tls(config.tls_required)
+            .reconnect_delay_callback(move |attempts| {
+                // 100 ms, doubling, capped; attempt 0 is immediate.
+                let factor = 1u64 << attempts.min(16);
+                Duration::from_millis(50u64.saturating_mul(factor)).min(max_delay)
+            });
+        if let Some(token) = &config.token {
+            options = options.token(token.clone());
+        }
+        if let Some(path) = &config.nkey_file {
+            let seed =
+                std::fs::read_to_string(path).map_err(|e| format!("cluster.nkey-file {}: {e}", path.display()))?;
+            options = options.nkey(seed.trim().to_string());
+        }
+        if let Some(ca) = &config.tls_ca_file {
+            options = options.add_root_certificates(ca.clone());
+        }
+        options.connect(url).await.map_err(|e| format!("cluster.nats-url {url}: {e}"))
+    }
+}

@@ -31,6 +31,7 @@ async fn host(nats_url: Option<String>) -> (Host, tempfile::TempDir) {
     let state = tempfile::tempdir().unwrap();
     let mut config = config(state.path());
     config.cluster.nats_url = nats_url;
+    config.cluster.reconnect_max_delay_ms = 200;
     config.cluster.max_payload_bytes = 4096;
     let manifest = probe_manifest("test:nats", &[("nats.publish", "*"), ("nats.request", "svc.*")], &[]);
     let components = Components::new().with(&manifest, artifacts::PROBE.bytes);
@@ -130,6 +131,40 @@ async fn without_a_cluster_every_call_is_unavailable_and_says_how_to_join_one() 
     let (code, message) = refusal(probe(&host, publish("orders.created", "x")).await);
     assert_eq!(code, "unavailable", "{message}");
     assert!(message.contains("[cluster] nats-url"), "{message}");
+    host.shutdown(Duration::from_secs(5)).await;
+}
+
+/// A host whose server is down starts and serves; its publishes are
+/// buffered; once the server is up it connects (backing off in between)
+/// and what it publishes arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_starts_without_its_server_and_connects_when_it_comes_up() {
+    let port = arw_tests::nats::free_port();
+    let (host, _state) = host(Some(format!("nats://127.0.0.1:{port}"))).await;
+    assert_eq!(probe(&host, json!({"op": "echo", "value": 1})).await.unwrap(), json!({"ok": 1}));
+    // Buffered while down: the call succeeds without a server.
+    assert_eq!(probe(&host, publish("orders.early", "while down")).await.unwrap(), json!({"ok": null}));
+    let (code, message) = refusal(
+        probe(&host, json!({"op": "nats.request", "subject": "svc.echo", "payload": "x", "timeout-ms": 200})).await,
+    );
+    assert_eq!(code, "unavailable", "{message}");
+
+    let server = NatsServer::start_on(port).await;
+    let client = server.client().await;
+    let mut orders = client.subscribe("orders.>").await.unwrap();
+    client.flush().await.unwrap();
+    // Publish until one arrives (the early one may have been flushed before
+    // the subscription existed); bounded.
+    let mut arrived = None;
+    for n in 0..100 {
+        probe(&host, publish(&format!("orders.late{n}"), "after")).await.unwrap();
+        if let Ok(Some(message)) = tokio::time::timeout(Duration::from_millis(100), orders.next()).await {
+            arrived = Some(message);
+            break;
+        }
+    }
+    let arrived = arrived.expect("the host never connected to the server that came up");
+    assert!(arrived.subject.as_str().starts_with("orders."), "{}", arrived.subject);
     host.shutdown(Duration::from_secs(5)).await;
 }
 

@@ -38,13 +38,14 @@ fn binary() -> PathBuf {
 }
 
 impl NatsServer {
-    /// Start one and wait until it accepts clients.
+    /// Start one on a free port and wait until it accepts clients.
     pub async fn start() -> NatsServer {
+        Self::start_on(free_port()).await
+    }
+
+    /// Start one on `port` (a server that comes up after its clients).
+    pub async fn start_on(port: u16) -> NatsServer {
         let store = tempfile::tempdir().unwrap_or_else(|e| panic!("a store directory: {e}"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("a free port: {e}"));
         let child = Command::new(binary())
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(store.path())
@@ -70,6 +71,14 @@ impl NatsServer {
     pub async fn client(&self) -> async_nats::Client {
         async_nats::connect(self.url()).await.unwrap_or_else(|e| panic!("a test client cannot connect: {e}"))
     }
+}
+
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("a free port: {e}"))
 }
 
 impl Drop for NatsServer {

@@ -267,3 +267,52 @@ async fn idle_streams_get_keep_alive_comments_and_end_at_shutdown() {
     assert!(ended.is_ok(), "the stream ended at shutdown");
     stopping.await.unwrap();
 }
+
+/// An event another host published (the cluster's bus bridge, here a
+/// third-party NATS client sending its envelope) is shown with its
+/// origin and cluster id; a local one has neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_event_is_shown_with_its_origin() {
+    let nats = arw_tests::nats::NatsServer::start().await;
+    let url = nats.url();
+    let server = TestServer::start_with(&[DEFAULT_POLICIES], http_config(), move |config| {
+        config.node.id = "beta".into();
+        config.cluster.nats_url = Some(url);
+        config.cluster.bridge_topics = vec!["demo.*".into()];
+    })
+    .await;
+    let mut stream = Sse::open(&server, "?prefix=demo", None, None).await;
+    let client = nats.client().await;
+    let mut headers = async_nats::HeaderMap::new();
+    for (name, value) in [
+        ("Arw-Uid", "alpha/7"),
+        ("Arw-Origin", "alpha"),
+        ("Arw-Hops", "1"),
+        ("Arw-Source", "acme:orders"),
+        ("Arw-Time-Ms", "1700000000000"),
+        ("Arw-Payload", "json"),
+    ] {
+        headers.insert(name, value);
+    }
+    // Until the bridge has subscribed, a message may find no one: send
+    // again until the stream shows it (the host drops the repeats by id).
+    let mut shown = None;
+    for _ in 0..200 {
+        client.publish_with_headers("arw.events.alpha.demo.remote", headers.clone(), "{\"n\":7}".into()).await.unwrap();
+        if let Some(message) = stream.next_message(Duration::from_millis(50)).await.filter(|m| !m.comment) {
+            shown = Some(message);
+            break;
+        }
+    }
+    let remote = shown.expect("the remote event was never shown").json();
+    assert_eq!(
+        (remote["origin"].as_str(), remote["uid"].as_str(), remote["source"].as_str()),
+        (Some("alpha"), Some("alpha/7"), Some("acme:orders"))
+    );
+    assert_eq!(remote["payload"], serde_json::json!({"n": 7}));
+    announce(&server, "demo.local", serde_json::json!({"n": 1})).await;
+    let local = stream.next_event().await.json();
+    assert_eq!(local["topic"], "demo.local", "a repeat of the remote event was shown: {local}");
+    assert!(local.get("origin").is_none() && local.get("uid").is_none(), "{local}");
+    server.stop().await;
+}

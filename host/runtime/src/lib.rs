@@ -23,6 +23,7 @@ pub mod authz;
 pub mod bindings;
 pub mod capabilities;
 pub mod catalogue;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod feedback;

@@ -146,6 +146,8 @@ pub struct Host {
     announcer: Announcer,
     refusals: Mutex<BTreeMap<String, Refusal>>,
     shutdown: watch::Sender<bool>,
+    /// The bus bridge's counts, when it runs.
+    bridge: Option<Arc<crate::cluster::bridge::BridgeStats>>,
     shutting_down: AtomicBool,
     in_flight: InFlight,
 }
@@ -178,6 +180,9 @@ impl Host {
         config.gating.check().map_err(HostError::Config)?;
         config.signals.check().map_err(HostError::Config)?;
         config.feedback.check().map_err(HostError::Config)?;
+        if !config.cluster.bridge_topics.is_empty() {
+            crate::cluster::bridge::check_node(&config.node.id).map_err(HostError::Config)?;
+        }
         let pool = InstancePool::new(config.engine.max_instances)?;
         let engine = engine::build(&config.engine)?;
         engine::start_ticker(&engine, Duration::from_millis(config.engine.epoch_tick_ms));
@@ -212,6 +217,15 @@ impl Host {
         spawn_audit_flusher(&runtime.chokepoint);
 
         let (shutdown, _) = watch::channel(false);
+        let bridge = (!runtime.config.cluster.bridge_topics.is_empty()).then(|| {
+            let capabilities = &runtime.capabilities;
+            crate::cluster::bridge::spawn(
+                capabilities.cluster.clone(),
+                capabilities.bus.clone(),
+                &runtime.config.node.id,
+                shutdown.subscribe(),
+            )
+        });
         let routes = Arc::new(RouteTable::default());
         let rollback = control::Rollback::new(routes.clone(), announcer.clone(), runtime.config.swap.clone());
         let shared_rollback = Arc::new(rollback.clone());
@@ -233,6 +247,7 @@ impl Host {
             announcer,
             refusals: Mutex::new(BTreeMap::new()),
             shutdown,
+            bridge,
             shutting_down: AtomicBool::new(false),
             in_flight: InFlight::default(),
         };
@@ -261,6 +276,12 @@ impl Host {
         host.runtime.chokepoint.gates().reload(true).await;
         crate::feedback::spawn_ticks(&host.feedback, host.shutdown.subscribe());
         Ok((host, refused))
+    }
+
+    /// What the bus bridge has sent and received (`None`: no
+    /// `cluster.bridge-topics`).
+    pub fn bridge_counts(&self) -> Option<crate::cluster::bridge::BridgeCounts> {
+        self.bridge.as_ref().map(|b| b.counts())
     }
 
     /// The feedback engine's host side: its state, suggestions, applies

@@ -47,6 +47,13 @@ pub struct EventData {
     pub payload: Option<serde_json::Value>,
     /// A binary payload, hex-encoded.
     pub payload_hex: Option<String>,
+    /// Set for an event another host published (the cluster's bus
+    /// bridge): that host's `node.id`. Absent: published here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// The event's id in the cluster, `<node>/<id there>` (remote events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
 }
 
 /// Live bus events.
@@ -158,6 +165,8 @@ impl Cursor {
             time_ms: event.time_ms,
             payload,
             payload_hex,
+            origin: event.origin.as_ref().map(|o| o.node.to_string()),
+            uid: event.origin.as_ref().map(|o| o.uid.to_string()),
         };
         self.state.host.bus().record_observed();
         Event::default()

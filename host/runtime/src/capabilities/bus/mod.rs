@@ -140,12 +140,39 @@ impl Payload {
 /// One published event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
+    /// This host's id for it: consecutive within a run, and each run
+    /// starts above the last (see [`first_id`]).
     pub id: u64,
     pub topic: String,
     pub payload: Payload,
-    /// A component id, or `host`.
+    /// A component id, or `host` (on the origin host, for a remote event).
     pub source: Arc<str>,
     pub time_ms: u64,
+    /// Set for an event another host published (the cluster's bus
+    /// bridge): where it comes from. `None`: published here.
+    pub origin: Option<Arc<Origin>>,
+}
+
+/// Where a remote event comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The node that published it (`node.id` there).
+    pub node: Arc<str>,
+    /// Its id in the cluster: `<node>/<id there>`.
+    pub uid: Arc<str>,
+    /// Bridges it crossed.
+    pub hops: u8,
+}
+
+/// The first event id of a run: the start time in milliseconds times
+/// 1000, so a run's ids start above every id of an earlier run on this
+/// host unless that run published over a million events per second on
+/// average (a `Last-Event-ID` from before a restart never names a new
+/// event), and stay under 2^53 (exact in JSON numbers) until the year
+/// 2255.
+pub fn first_id() -> u64 {
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    ms.saturating_mul(1000).max(1)
 }
 
 impl Event {
@@ -236,6 +263,8 @@ pub struct Bus {
     /// lock, so a replay followed by live events has no gap and no repeat.
     recent: Mutex<VecDeque<Arc<Event>>>,
     next_id: AtomicU64,
+    /// This run's first event id.
+    first_id: u64,
     next_subscription: AtomicU64,
     subscriptions: RwLock<Vec<Subscription>>,
     observers: broadcast::Sender<Arc<Event>>,
@@ -262,9 +291,11 @@ impl std::fmt::Debug for Bus {
 impl Bus {
     pub fn new(config: BusConfig) -> Self {
         let (observers, _) = broadcast::channel(config.subscriber_queue.max(16));
+        let first = first_id();
         Bus {
+            first_id: first,
             recent: Mutex::new(VecDeque::with_capacity(config.replay.min(4096))),
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(first),
             next_subscription: AtomicU64::new(1),
             subscriptions: RwLock::new(Vec::new()),
             observers,
@@ -272,6 +303,11 @@ impl Bus {
             queue_limit: AtomicUsize::new(0),
             config,
         }
+    }
+
+    /// This run's first event id ([`first_id`]).
+    pub fn first_event_id(&self) -> u64 {
+        self.first_id
     }
 
     /// The bus's section of the host configuration.
@@ -318,7 +354,36 @@ impl Bus {
         self.publish_unchecked("host", topic, payload)
     }
 
+    /// Publish an event another host published (the bus bridge), with its
+    /// origin: delivered here like a local one, never under a reserved
+    /// topic (a remote host cannot speak for this one).
+    pub fn publish_remote(
+        &self,
+        origin: Origin,
+        source: &str,
+        topic: &str,
+        payload: Payload,
+        time_ms: u64,
+    ) -> Result<u64, BusError> {
+        if let Some(prefix) = reserved_prefix(topic) {
+            return Err(BusError::Reserved { topic: topic.chars().take(64).collect(), prefix });
+        }
+        self.publish_with(source, topic, payload, time_ms, Some(Arc::new(origin)))
+    }
+
     fn publish_unchecked(&self, source: &str, topic: &str, payload: Payload) -> Result<u64, BusError> {
+        let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        self.publish_with(source, topic, payload, time_ms, None)
+    }
+
+    fn publish_with(
+        &self,
+        source: &str,
+        topic: &str,
+        payload: Payload,
+        time_ms: u64,
+        origin: Option<Arc<Origin>>,
+    ) -> Result<u64, BusError> {
         validate_topic(topic)?;
         if payload.len() > self.config.max_payload_bytes {
             return Err(BusError::TooLarge { size: payload.len(), limit: self.config.max_payload_bytes });
@@ -326,11 +391,11 @@ impl Bus {
         if let Payload::Json(text) = &payload {
             serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| BusError::InvalidJson(e.to_string()))?;
         }
-        let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let event = {
             let mut recent = self.recent.lock();
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let event = Arc::new(Event { id, topic: topic.to_string(), payload, source: source.into(), time_ms });
+            let event =
+                Arc::new(Event { id, topic: topic.to_string(), payload, source: source.into(), time_ms, origin });
             if self.config.replay > 0 {
                 if recent.len() >= self.config.replay {
                     recent.pop_front();
@@ -390,10 +455,13 @@ impl Bus {
             ReplayFrom::After(after) => {
                 let replay: Vec<Arc<Event>> = recent.iter().filter(|e| e.id > after).cloned().collect();
                 // Ids are consecutive: whatever lies between `after` and the
-                // oldest kept event fell out of the ring.
+                // oldest kept event fell out of the ring. An id of an
+                // earlier run missed all of this run before the oldest
+                // kept; one not yet given (another host's) missed nothing.
                 let next = self.next_id.load(Ordering::Relaxed);
                 let first_kept = replay.first().map_or(next, |e| e.id);
-                (replay, first_kept.saturating_sub(after.saturating_add(1)).min(next.saturating_sub(1)))
+                let after = after.max(self.first_id.saturating_sub(1));
+                (replay, first_kept.saturating_sub(after.saturating_add(1)))
             }
         };
         Observation { replay, missed, live }
@@ -472,8 +540,9 @@ mod tests {
         }
         bus.publish("t", "other.x", Payload::Bytes(vec![1])).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(bus.stats(), BusStats { published: 4, dropped: 1, ..BusStats::default() });
-        assert_eq!(demo.try_recv().map(|e| e.id).ok(), Some(1));
-        assert_eq!(demo.try_recv().map(|e| e.id).ok(), Some(2));
+        let first = bus.first_event_id();
+        assert_eq!(demo.try_recv().map(|e| e.id).ok(), Some(first));
+        assert_eq!(demo.try_recv().map(|e| e.id).ok(), Some(first + 1));
         assert!(demo.try_recv().is_err());
     }
 
@@ -504,17 +573,26 @@ mod tests {
         for _ in 0..5 {
             bus.publish("t", "demo.a", Payload::Json("1".into())).unwrap();
         }
+        // The run's ids, 1-based as the test reads them.
+        let b = bus.first_event_id() - 1;
+        let ids = |o: &Observation| o.replay.iter().map(|e| e.id - b).collect::<Vec<_>>();
         let last = bus.observe_from(ReplayFrom::Last(2));
-        assert_eq!(last.replay.iter().map(|e| e.id).collect::<Vec<_>>(), [4, 5]);
-        let after = bus.observe_from(ReplayFrom::After(3));
-        assert_eq!((after.replay.iter().map(|e| e.id).collect::<Vec<_>>(), after.missed), (vec![4, 5], 0));
+        assert_eq!(ids(&last), [4, 5]);
+        let after = bus.observe_from(ReplayFrom::After(b + 3));
+        assert_eq!((ids(&after), after.missed), (vec![4, 5], 0));
         // Ids 2..=2 fell out of the 3-event ring.
-        let old = bus.observe_from(ReplayFrom::After(1));
-        assert_eq!((old.replay.iter().map(|e| e.id).collect::<Vec<_>>(), old.missed), (vec![3, 4, 5], 1));
+        let old = bus.observe_from(ReplayFrom::After(b + 1));
+        assert_eq!((ids(&old), old.missed), (vec![3, 4, 5], 1));
+        // An id of an earlier run: this run's events before the ring missed.
+        let earlier = bus.observe_from(ReplayFrom::After(7));
+        assert_eq!((ids(&earlier), earlier.missed), (vec![3, 4, 5], 2));
         let mut live = bus.observe_from(ReplayFrom::Now).live;
         bus.publish("t", "demo.a", Payload::Json("1".into())).unwrap();
-        assert_eq!(live.try_recv().unwrap().id, 6);
-        let future = bus.observe_from(ReplayFrom::After(99));
+        assert_eq!(live.try_recv().unwrap().id, b + 6);
+        let future = bus.observe_from(ReplayFrom::After(b + 99));
         assert_eq!((future.replay.len(), future.missed), (0, 0));
+        // A later run starts above every id of this one.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(Bus::new(BusConfig::default()).first_event_id() > b + 6);
     }
 }

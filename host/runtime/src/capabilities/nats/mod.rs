@@ -107,6 +107,13 @@ pub struct ClusterConfig {
     pub max_request_timeout_ms: u64,
     /// The largest payload a component may publish or send.
     pub max_payload_bytes: usize,
+    /// Bus topics bridged with the other hosts (`*` any run of
+    /// characters): this host's events on them are sent to the cluster,
+    /// and the others' events on them are delivered here, marked remote.
+    /// Empty: no bridge.
+    pub bridge_topics: Vec<String>,
+    /// Remote event ids remembered to drop a second copy.
+    pub bridge_dedup: usize,
 }
 
 impl Default for ClusterConfig {
@@ -121,6 +128,8 @@ impl Default for ClusterConfig {
             reconnect_max_delay_ms: 5_000,
             max_request_timeout_ms: 30_000,
             max_payload_bytes: 1 << 20,
+            bridge_topics: Vec::new(),
+            bridge_dedup: 65_536,
         }
     }
 }
@@ -136,8 +145,22 @@ impl ClusterConfig {
         {
             return Err(format!("cluster.nats-url = {url:?}: write `nats://host:port`, several separated by commas"));
         }
-        if self.buffer == 0 || self.max_payload_bytes == 0 || self.max_request_timeout_ms == 0 {
-            return Err("cluster.buffer, cluster.max-payload-bytes and cluster.max-request-timeout-ms must be greater than zero".into());
+        for pattern in &self.bridge_topics {
+            if pattern.is_empty() || !pattern.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(format!("cluster.bridge-topics: {pattern:?} is not a topic pattern (`orders.*`)"));
+            }
+            if let Some(prefix) = crate::capabilities::bus::reserved_prefix(pattern) {
+                return Err(format!(
+                    "cluster.bridge-topics: {pattern:?} is under `{prefix}`, the host's own events, which never cross hosts"
+                ));
+            }
+        }
+        if !self.bridge_topics.is_empty() && self.nats_url.is_none() {
+            return Err("cluster.bridge-topics needs cluster.nats-url".into());
+        }
+        if self.buffer == 0 || self.max_payload_bytes == 0 || self.max_request_timeout_ms == 0 || self.bridge_dedup == 0
+        {
+            return Err("cluster.buffer, cluster.max-payload-bytes, cluster.max-request-timeout-ms and cluster.bridge-dedup must be greater than zero".into());
         }
         Ok(())
     }

@@ -1,0 +1,219 @@
+//! The bus bridge across three hosts on one real `nats-server`: events on
+//! `cluster.bridge-topics` published on one host reach the other two
+//! exactly once, marked remote with their origin; nothing is sent on, so
+//! there are no loops (each host sends only its own events: counted);
+//! other topics stay home; a copy of an id already delivered, and a
+//! message that is not a well-formed envelope, are dropped and counted.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arw_host::Host;
+use arw_host::capabilities::bus::{Event, Payload};
+use arw_tests::nats::NatsServer;
+use arw_tests::{Components, config, policies};
+use tokio::sync::broadcast;
+
+const NODES: [&str; 3] = ["alpha", "beta", "gamma"];
+
+async fn host(node: &str, nats: &NatsServer) -> (Host, tempfile::TempDir) {
+    let state = tempfile::tempdir().unwrap();
+    let mut config = config(state.path());
+    config.node.id = node.to_string();
+    config.cluster.nats_url = Some(nats.url());
+    config.cluster.bridge_topics = vec!["orders.*".into()];
+    let (host, refused) = Host::start(config, policies(&[]), &Components::new()).await.unwrap();
+    assert!(refused.is_empty(), "{refused:?}");
+    (host, state)
+}
+
+/// Events received so far on `observer` until `done` holds of them
+/// (bounded: 20 s).
+async fn until(
+    observer: &mut broadcast::Receiver<Arc<Event>>,
+    seen: &mut Vec<Arc<Event>>,
+    done: impl Fn(&[Arc<Event>]) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done(seen) {
+        match tokio::time::timeout_at(deadline, observer.recv()).await {
+            Ok(Ok(event)) => seen.push(event),
+            Ok(Err(e)) => panic!("the observer failed: {e}"),
+            Err(_) => panic!("timed out with {} events", seen.len()),
+        }
+    }
+}
+
+fn json(n: usize, from: &str) -> Payload {
+    Payload::Json(format!("{{\"n\":{n},\"from\":\"{from}\"}}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hosts_each_get_the_others_events_once_with_no_loops() {
+    let server = NatsServer::start().await;
+    let mut hosts = Vec::new();
+    for node in NODES {
+        hosts.push(host(node, &server).await);
+    }
+    let mut observers: Vec<_> = hosts.iter().map(|(h, _)| h.bus().observe()).collect();
+    // Wait until every bridge is subscribed: a probe event from each host
+    // reaches the two others.
+    let mut seen: Vec<Vec<Arc<Event>>> = vec![Vec::new(); 3];
+    let remote =
+        |events: &[Arc<Event>], topic: &str| events.iter().filter(|e| e.topic == topic && e.origin.is_some()).count();
+    for round in 0.. {
+        for (h, _) in &hosts {
+            h.bus().publish("test", "orders.ready", json(round, "x")).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for (i, observer) in observers.iter_mut().enumerate() {
+            while let Ok(event) = observer.try_recv() {
+                seen[i].push(event);
+            }
+        }
+        if seen.iter().all(|s| remote(s, "orders.ready") >= 2) {
+            break;
+        }
+        assert!(round < 200, "the bridges never connected");
+    }
+    seen.iter_mut().for_each(Vec::clear);
+    let before: Vec<_> = hosts.iter().map(|(h, _)| h.bridge_counts().unwrap()).collect();
+
+    // 200 events from each host, all at once; one that is not bridged.
+    const N: usize = 200;
+    for (i, (h, _)) in hosts.iter().enumerate() {
+        h.bus().publish("test", "billing.paid", json(0, NODES[i])).unwrap();
+        for n in 0..N {
+            h.bus().publish("test", "orders.created", json(n, NODES[i])).unwrap();
+        }
+    }
+    for (i, observer) in observers.iter_mut().enumerate() {
+        until(observer, &mut seen[i], |s| remote(s, "orders.created") >= 2 * N).await;
+    }
+    // A sentinel from each host after everything: once each host has the
+    // two others', anything sent before them has arrived (one connection
+    // keeps its order).
+    for (h, _) in &hosts {
+        h.bus().publish("test", "orders.sentinel", json(0, "end")).unwrap();
+    }
+    for (i, observer) in observers.iter_mut().enumerate() {
+        until(observer, &mut seen[i], |s| remote(s, "orders.sentinel") >= 2).await;
+    }
+
+    for (i, (h, _)) in hosts.iter().enumerate() {
+        let events = &seen[i];
+        // Exactly the others' N each, once (by origin and payload), none of its own back.
+        for (j, other) in NODES.iter().enumerate() {
+            let from: Vec<_> = events
+                .iter()
+                .filter(|e| e.topic == "orders.created" && e.origin.as_ref().is_some_and(|o| &*o.node == *other))
+                .collect();
+            let expected = if i == j { 0 } else { N };
+            assert_eq!(from.len(), expected, "{} got {} events from {other}", NODES[i], from.len());
+            let mut ns: Vec<u64> = from.iter().filter_map(|e| e.json()?["n"].as_u64()).collect();
+            ns.sort_unstable();
+            ns.dedup();
+            assert_eq!(ns.len(), expected, "{} got a repeat from {other}", NODES[i]);
+            for e in &from {
+                let origin = e.origin.as_ref().unwrap();
+                assert!(origin.uid.starts_with(&format!("{other}/")), "{}", origin.uid);
+                assert_eq!(origin.hops, 1);
+            }
+        }
+        assert_eq!(remote(events, "billing.paid"), 0, "{}: a topic outside bridge-topics crossed", NODES[i]);
+        // It sent its own events only: N + the sentinel, none it received.
+        let counts = h.bridge_counts().unwrap();
+        assert_eq!(counts.exported - before[i].exported, N as u64 + 1, "{}: {counts:?}", NODES[i]);
+        assert_eq!(counts.imported - before[i].imported, 2 * (N as u64 + 1), "{}: {counts:?}", NODES[i]);
+        assert_eq!((counts.duplicates, counts.refused, counts.export_failed), (0, 0, 0), "{}: {counts:?}", NODES[i]);
+    }
+    for (h, _) in hosts {
+        h.shutdown(Duration::from_secs(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_copy_and_a_malformed_envelope_are_dropped_and_counted() {
+    let server = NatsServer::start().await;
+    let (host, _state) = host("beta", &server).await;
+    let mut observer = host.bus().observe();
+    let client = server.client().await;
+    let envelope = |uid: &str, origin: &str| {
+        let mut headers = async_nats::HeaderMap::new();
+        for (name, value) in [
+            ("Arw-Uid", uid),
+            ("Arw-Origin", origin),
+            ("Arw-Hops", "1"),
+            ("Arw-Source", "acme:x"),
+            ("Arw-Time-Ms", "5"),
+            ("Arw-Payload", "json"),
+        ] {
+            headers.insert(name, value);
+        }
+        headers
+    };
+    // Until the bridge is subscribed, a first copy may be missed: send
+    // copies of new ids until one arrives.
+    let mut first = None;
+    for n in 0..200 {
+        let uid = format!("alpha/{n}");
+        client
+            .publish_with_headers("arw.events.alpha.orders.created", envelope(&uid, "alpha"), "{\"n\":1}".into())
+            .await
+            .unwrap();
+        if let Ok(Ok(event)) = tokio::time::timeout(Duration::from_millis(50), observer.recv()).await {
+            first = Some((uid, event));
+            break;
+        }
+    }
+    let (uid, event) = first.expect("the bridge never received");
+    assert_eq!(event.origin.as_ref().map(|o| o.uid.to_string()), Some(uid.clone()));
+    assert_eq!(&*event.source, "acme:x");
+    let base = host.bridge_counts().unwrap();
+
+    // The same id again, then broken envelopes, then a good new one.
+    client.publish_with_headers("arw.events.alpha.orders.created", envelope(&uid, "alpha"), "{}".into()).await.unwrap();
+    client.publish("arw.events.alpha.orders.created", "{}".into()).await.unwrap();
+    client
+        .publish_with_headers("arw.events.alpha.orders.created", envelope("gamma/1", "gamma"), "{}".into())
+        .await
+        .unwrap();
+    client
+        .publish_with_headers("arw.events.alpha.orders.created", envelope("alpha/x1", "alpha"), "not json".into())
+        .await
+        .unwrap();
+    client
+        .publish_with_headers("arw.events.alpha.audit.denied", envelope("alpha/x2", "alpha"), "{}".into())
+        .await
+        .unwrap();
+    client
+        .publish_with_headers("arw.events.alpha.orders.created", envelope("alpha/last", "alpha"), "{\"n\":2}".into())
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), observer.recv()).await.unwrap().unwrap();
+    assert_eq!(next.origin.as_ref().map(|o| o.uid.to_string()).as_deref(), Some("alpha/last"), "{next:?}");
+    let counts = host.bridge_counts().unwrap();
+    assert_eq!(counts.duplicates - base.duplicates, 1, "{counts:?}");
+    assert_eq!(counts.refused - base.refused, 4, "{counts:?}");
+    assert_eq!(counts.imported - base.imported, 1, "{counts:?}");
+    host.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_node_id_that_is_not_one_token_or_a_reserved_topic_is_refused_at_start() {
+    let state = tempfile::tempdir().unwrap();
+    let mut bad_node = config(state.path());
+    bad_node.node.id = "edge.1".into();
+    bad_node.cluster.nats_url = Some("nats://127.0.0.1:1".into());
+    bad_node.cluster.bridge_topics = vec!["orders.*".into()];
+    let error = Host::start(bad_node, policies(&[]), &Components::new()).await.err().map(|e| e.to_string());
+    assert!(error.as_deref().is_some_and(|e| e.contains("node.id")), "{error:?}");
+    let mut reserved = config(state.path());
+    reserved.node.id = "alpha".into();
+    reserved.cluster.nats_url = Some("nats://127.0.0.1:1".into());
+    reserved.cluster.bridge_topics = vec!["audit.*".into()];
+    let error = Host::start(reserved, policies(&[]), &Components::new()).await.err().map(|e| e.to_string());
+    assert!(error.as_deref().is_some_and(|e| e.contains("never cross hosts")), "{error:?}");
+}

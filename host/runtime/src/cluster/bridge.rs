@@ -23,13 +23,25 @@
 //!   server to the hosts only.
 
 use std::collections::{HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use tokio::sync::watch;
 
+use async_nats::header::HeaderName;
+
 use crate::capabilities::bus::{Bus, Event, Origin, Payload};
+
+// The envelope's headers, made once (a name parsed per message was a
+// visible part of the bridge's cost).
+const UID: HeaderName = HeaderName::from_static("Arw-Uid");
+const ORIGIN: HeaderName = HeaderName::from_static("Arw-Origin");
+const HOPS: HeaderName = HeaderName::from_static("Arw-Hops");
+const SOURCE: HeaderName = HeaderName::from_static("Arw-Source");
+const TIME_MS: HeaderName = HeaderName::from_static("Arw-Time-Ms");
+const PAYLOAD: HeaderName = HeaderName::from_static("Arw-Payload");
 
 /// The subject prefix of bridged events.
 pub const SUBJECT_PREFIX: &str = "arw.events.";
@@ -153,30 +165,45 @@ async fn export(
 /// An event as the bridge sends it.
 fn envelope(node: &str, event: &Event) -> (String, async_nats::HeaderMap, Vec<u8>) {
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Arw-Uid", format!("{node}/{}", event.id).as_str());
-    headers.insert("Arw-Origin", node);
-    headers.insert("Arw-Hops", "1");
-    headers.insert("Arw-Source", event.source.as_ref());
-    headers.insert("Arw-Time-Ms", event.time_ms.to_string().as_str());
+    headers.insert(UID, format!("{node}/{}", event.id).as_str());
+    headers.insert(ORIGIN, node);
+    headers.insert(HOPS, "1");
+    headers.insert(SOURCE, event.source.as_ref());
+    headers.insert(TIME_MS, event.time_ms.to_string().as_str());
     let (kind, body) = match &event.payload {
         Payload::Json(text) => ("json", text.as_bytes().to_vec()),
         Payload::Bytes(bytes) => ("bytes", bytes.clone()),
     };
-    headers.insert("Arw-Payload", kind);
+    headers.insert(PAYLOAD, kind);
     (format!("{SUBJECT_PREFIX}{node}.{}", event.topic), headers, body)
 }
 
-/// Remembered ids, oldest dropped first.
+/// Remembered ids, oldest dropped first. An id is its node's name hashed
+/// (seeded per run, 64 bits: two nodes of one cluster do not collide)
+/// beside its number there: no allocation per event.
 struct Seen {
-    ids: HashSet<Arc<str>>,
-    order: VecDeque<Arc<str>>,
+    ids: HashSet<u128, foldhash::fast::RandomState>,
+    order: VecDeque<u128>,
     capacity: usize,
+    nodes: foldhash::fast::RandomState,
 }
 
 impl Seen {
-    /// Remember `uid`; false if it was already.
-    fn first_time(&mut self, uid: &Arc<str>) -> bool {
-        if self.ids.contains(uid) {
+    fn new(capacity: usize) -> Self {
+        // Made full size at once: no growth while events arrive.
+        let room = capacity.min(1 << 20);
+        Seen {
+            ids: HashSet::with_capacity_and_hasher(room, Default::default()),
+            order: VecDeque::with_capacity(room),
+            capacity,
+            nodes: Default::default(),
+        }
+    }
+
+    /// Remember event `id` of `node`; false if it was already.
+    fn first_time(&mut self, node: &str, id: u64) -> bool {
+        let key = (u128::from(self.nodes.hash_one(node)) << 64) | u128::from(id);
+        if self.ids.contains(&key) {
             return false;
         }
         if self.order.len() >= self.capacity
@@ -184,8 +211,8 @@ impl Seen {
         {
             self.ids.remove(&oldest);
         }
-        self.ids.insert(uid.clone());
-        self.order.push_back(uid.clone());
+        self.ids.insert(key);
+        self.order.push_back(key);
         true
     }
 }
@@ -212,7 +239,7 @@ async fn import(
             return;
         }
     };
-    let mut seen = Seen { ids: HashSet::new(), order: VecDeque::new(), capacity: nats.config().bridge_dedup };
+    let mut seen = Seen::new(nats.config().bridge_dedup);
     loop {
         let message = tokio::select! {
             message = messages.next() => message,
@@ -225,8 +252,8 @@ async fn import(
                 stats.refused.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(target: "arw::cluster", subject = %message.subject, "bridged event refused: {why}");
             }
-            Received::Event { origin, source, topic, payload, time_ms } => {
-                if !seen.first_time(&origin.uid) {
+            Received::Event { origin, id, source, topic, payload, time_ms } => {
+                if !seen.first_time(&origin.node, id) {
                     stats.duplicates.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
@@ -247,8 +274,10 @@ enum Received {
     /// Its own, back from the server.
     Own,
     Refused(String),
+    /// `id`: its number on its origin host.
     Event {
         origin: Origin,
+        id: u64,
         source: String,
         topic: String,
         payload: Payload,
@@ -267,27 +296,30 @@ fn received(node: &str, patterns: &[String], message: &async_nats::Message) -> R
     if !bridged(patterns, topic) {
         return Received::Refused(format!("topic {topic} is not in cluster.bridge-topics"));
     }
-    let header = |name: &str| message.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
-    let (Some(uid), Some(origin), Some(hops), Some(source), Some(time_ms), Some(kind)) = (
-        header("Arw-Uid"),
-        header("Arw-Origin"),
-        header("Arw-Hops"),
-        header("Arw-Source"),
-        header("Arw-Time-Ms"),
-        header("Arw-Payload"),
-    ) else {
+    // One pass over the headers (each lookup by name hashed it again).
+    let mut found: [Option<&str>; 6] = [None; 6];
+    for (name, values) in message.headers.iter().flat_map(|h| h.iter()) {
+        let slot = [&UID, &ORIGIN, &HOPS, &SOURCE, &TIME_MS, &PAYLOAD].iter().position(|h| *h == name);
+        if let (Some(slot), Some(value)) = (slot, values.first()) {
+            found[slot] = Some(value.as_str());
+        }
+    }
+    let [Some(uid), Some(origin), Some(hops), Some(source), Some(time_ms), Some(kind)] = found else {
         return Received::Refused("an Arw-* header is missing".into());
     };
-    if origin != from || !uid.strip_prefix(from).is_some_and(|id| id.starts_with('/')) {
-        return Received::Refused(format!("origin {origin} and uid {uid} do not match the subject's node {from}"));
-    }
+    let id = uid.strip_prefix(from).and_then(|rest| rest.strip_prefix('/')).and_then(|n| n.parse::<u64>().ok());
+    let (Some(id), true) = (id, origin == from) else {
+        return Received::Refused(format!(
+            "origin {origin} and uid {uid}: not `<node>/<number>` of the subject's node {from}"
+        ));
+    };
     let Some(hops) = hops.parse::<u8>().ok().filter(|h| (1..=MAX_HOPS).contains(h)) else {
         return Received::Refused(format!("hops {hops}: 1 to {MAX_HOPS}"));
     };
     let (Ok(time_ms), true) = (time_ms.parse::<u64>(), source.len() <= 256) else {
         return Received::Refused("Arw-Time-Ms or Arw-Source is malformed".into());
     };
-    let payload = match kind.as_str() {
+    let payload = match kind {
         "json" => match String::from_utf8(message.payload.to_vec()) {
             Ok(text) => Payload::Json(text),
             Err(_) => return Received::Refused("a json payload that is not UTF-8".into()),
@@ -296,7 +328,7 @@ fn received(node: &str, patterns: &[String], message: &async_nats::Message) -> R
         other => return Received::Refused(format!("Arw-Payload {other}: json or bytes")),
     };
     let origin = Origin { node: Arc::from(from), uid: Arc::from(uid), hops };
-    Received::Event { origin, source, topic: topic.to_string(), payload, time_ms }
+    Received::Event { origin, id, source: source.to_string(), topic: topic.to_string(), payload, time_ms }
 }
 
 #[cfg(test)]
@@ -313,12 +345,11 @@ mod tests {
 
     #[test]
     fn seen_ids_are_bounded_and_the_oldest_forgotten_first() {
-        let mut seen = Seen { ids: HashSet::new(), order: VecDeque::new(), capacity: 2 };
-        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("n/1".into(), "n/2".into(), "n/3".into());
-        assert!(seen.first_time(&a) && seen.first_time(&b));
-        assert!(!seen.first_time(&a));
-        assert!(seen.first_time(&c));
-        assert_eq!(seen.ids.len(), 2);
-        assert!(seen.first_time(&a), "the oldest was forgotten");
+        let mut seen = Seen::new(2);
+        assert!(seen.first_time("n", 1) && seen.first_time("n", 2));
+        assert!(!seen.first_time("n", 1));
+        assert!(seen.first_time("m", 1), "another node's id 1 is another event");
+        assert_eq!((seen.ids.len(), seen.order.len()), (2, 2));
+        assert!(seen.first_time("n", 1), "the oldest was forgotten");
     }
 }

@@ -193,6 +193,7 @@ impl Nats {
         let max_delay = Duration::from_millis(config.reconnect_max_delay_ms);
         let mut options = async_nats::ConnectOptions::new()
             .name("arw")
+            .no_echo()
             .retry_on_initial_connect()
             .client_capacity(config.buffer)
             .require_tls(config.tls_required)

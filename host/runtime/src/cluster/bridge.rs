@@ -108,24 +108,30 @@ pub fn spawn(
 ) -> Arc<BridgeStats> {
     let stats = Arc::new(BridgeStats::default());
     let patterns: Arc<[String]> = nats.config().bridge_topics.clone().into();
-    let node: Arc<str> = Arc::from(node);
-    tokio::spawn(export(nats.clone(), bus.clone(), node.clone(), patterns.clone(), stats.clone(), shutdown.clone()));
-    tokio::spawn(import(nats, bus, node, patterns, stats.clone(), shutdown));
+    let ends = Ends { nats, bus, node: Arc::from(node), patterns, stats: stats.clone() };
+    tokio::spawn(export(ends.clone(), shutdown.clone()));
+    tokio::spawn(import(ends, shutdown));
     stats
+}
+
+/// What both directions of the bridge work with.
+#[derive(Clone)]
+struct Ends {
+    nats: Arc<crate::capabilities::nats::Nats>,
+    bus: Arc<Bus>,
+    /// This host's `node.id`.
+    node: Arc<str>,
+    /// `cluster.bridge-topics`.
+    patterns: Arc<[String]>,
+    stats: Arc<BridgeStats>,
 }
 
 fn bridged(patterns: &[String], topic: &str) -> bool {
     patterns.iter().any(|p| arw_manifest::glob_match(p, topic))
 }
 
-async fn export(
-    nats: Arc<crate::capabilities::nats::Nats>,
-    bus: Arc<Bus>,
-    node: Arc<str>,
-    patterns: Arc<[String]>,
-    stats: Arc<BridgeStats>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn export(ends: Ends, mut shutdown: watch::Receiver<bool>) {
+    let Ends { nats, bus, node, patterns, stats } = ends;
     let filter = patterns.clone();
     let (subscription, mut events) = bus.subscribe(move |topic| bridged(&filter, topic));
     let client = tokio::select! {
@@ -217,14 +223,8 @@ impl Seen {
     }
 }
 
-async fn import(
-    nats: Arc<crate::capabilities::nats::Nats>,
-    bus: Arc<Bus>,
-    node: Arc<str>,
-    patterns: Arc<[String]>,
-    stats: Arc<BridgeStats>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn import(ends: Ends, mut shutdown: watch::Receiver<bool>) {
+    let Ends { nats, bus, node, patterns, stats } = ends;
     let subscribed = tokio::select! {
         client = nats.client() => match client {
             Ok(client) => client.subscribe(format!("{SUBJECT_PREFIX}*.>")).await.map_err(|e| e.to_string()),

@@ -314,5 +314,16 @@ async fn a_remote_event_is_shown_with_its_origin() {
     let local = stream.next_event().await.json();
     assert_eq!(local["topic"], "demo.local", "a repeat of the remote event was shown: {local}");
     assert!(local.get("origin").is_none() && local.get("uid").is_none(), "{local}");
+    // Counted on /metrics (just after the delivery: polled, bounded).
+    let delivered = "arw_bridge_events_total{direction=\"in\",outcome=\"delivered\"} 1";
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = server.get("/metrics", Some(ADMIN_TOKEN)).await.text().await.unwrap();
+        if metrics.lines().any(|l| l == delivered) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(metrics.lines().any(|l| l == delivered), "{metrics}");
     server.stop().await;
 }

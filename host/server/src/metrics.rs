@@ -188,6 +188,26 @@ impl Collector for HostCollector {
             bus.observer_lagged,
         )?;
 
+        // Only on a host that bridges (`cluster.bridge-topics`).
+        if let Some(bridge) = host.bridge_counts() {
+            let mut events = encoder.encode_descriptor(
+                "bridge_events",
+                "Bus bridge events, by direction (out, in) and outcome (sent, failed; delivered, duplicate, refused)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (direction, outcome, value) in [
+                ("out", "sent", bridge.exported),
+                ("out", "failed", bridge.export_failed),
+                ("in", "delivered", bridge.imported),
+                ("in", "duplicate", bridge.duplicates),
+                ("in", "refused", bridge.refused),
+            ] {
+                ConstCounter::new(value)
+                    .encode(events.encode_family(&[("direction", direction), ("outcome", outcome)])?)?;
+            }
+        }
+
         let mut decisions = encoder.encode_descriptor(
             "cedar_decisions",
             "Cedar authorization decisions, by action and outcome",

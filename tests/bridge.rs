@@ -250,6 +250,53 @@ async fn a_second_copy_and_a_malformed_envelope_are_dropped_and_counted() {
     host.shutdown(Duration::from_secs(5)).await;
 }
 
+/// With `bridge-topics = ["*"]` the host's own events still stay home:
+/// a subscriber on every bridged subject sees the component event
+/// published after the host event, first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hosts_own_events_never_leave_even_under_a_catch_all_pattern() {
+    let server = NatsServer::start().await;
+    let client = server.client().await;
+    let mut everything = client.subscribe("arw.events.>").await.unwrap();
+    client.flush().await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut config = config(state.path());
+    config.node.id = "alpha".into();
+    config.cluster.nats_url = Some(server.url());
+    config.cluster.bridge_topics = vec!["*".into()];
+    let (host, _) = Host::start(config, policies(&[]), &Components::new()).await.unwrap();
+    // Until the exporter is connected, send pairs; the first bridged
+    // message must be a component event, never the host's.
+    let mut first = None;
+    for n in 0..200 {
+        host.bus().publish_host("component.activated", json(n, "host")).unwrap();
+        host.bus().publish("test", "orders.created", json(n, "test")).unwrap();
+        if let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(50), futures::StreamExt::next(&mut everything)).await
+        {
+            first = Some(message);
+            break;
+        }
+    }
+    let first = first.expect("the bridge never sent");
+    assert_eq!(first.subject.as_str(), "arw.events.alpha.orders.created");
+    // Now that it sends: a host event, then a last component event; all
+    // that arrives up to the last one is component events.
+    host.bus().publish_host("component.activated", json(0, "host")).unwrap();
+    host.bus().publish("test", "orders.end", json(0, "test")).unwrap();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut everything))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(message.subject.as_str().starts_with("arw.events.alpha.orders."), "{}", message.subject);
+        if message.subject.as_str() == "arw.events.alpha.orders.end" {
+            break;
+        }
+    }
+    host.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test]
 async fn a_node_id_that_is_not_one_token_or_a_reserved_topic_is_refused_at_start() {
     let state = tempfile::tempdir().unwrap();

@@ -126,8 +126,11 @@ struct Ends {
     stats: Arc<BridgeStats>,
 }
 
+/// Does `topic` cross hosts? One of the patterns matches it, and it is
+/// not one of the host's own (a pattern such as `*` matches those too).
 fn bridged(patterns: &[String], topic: &str) -> bool {
-    patterns.iter().any(|p| arw_manifest::glob_match(p, topic))
+    crate::capabilities::bus::reserved_prefix(topic).is_none()
+        && patterns.iter().any(|p| arw_manifest::glob_match(p, topic))
 }
 
 async fn export(ends: Ends, mut shutdown: watch::Receiver<bool>) {

@@ -11,10 +11,13 @@ const HOG: &str = "id = \"test:memory-hog\"\nversion = \"1.0.0\"\nworlds = [\"to
 /// On a runtime with a single thread, other calls complete *while* the
 /// spinner spins: if guests stopped yielding at epoch ticks, the spinner
 /// would hold the only thread until its deadline, and nothing else could
-/// see it running or run meanwhile.
+/// see it running or run meanwhile. The deadline is long (10 s) so that a
+/// loaded machine serves the calls well inside it: the property is that
+/// they are served at all while the spinner runs, not how fast (20 calls
+/// within a 3 s deadline failed once on a loaded 2-core CI run).
 #[tokio::test(flavor = "current_thread")]
 async fn infinite_loop_is_stopped_at_its_deadline_while_others_are_served() {
-    let spinner = SPINNER.replace("timeout-ms = 300", "timeout-ms = 3000");
+    let spinner = SPINNER.replace("timeout-ms = 300", "timeout-ms = 10000");
     let t = TestHost::start(
         Components::new()
             .with(&spinner, artifacts::SPINNER.bytes)
@@ -33,12 +36,12 @@ async fn infinite_loop_is_stopped_at_its_deadline_while_others_are_served() {
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     assert!(spinner_running(), "this task ran while the spinner was spinning");
-    for _ in 0..20 {
+    for _ in 0..5 {
         t.ok("text-stats", json!({"text": "still here"})).await;
     }
-    assert!(!spinning.is_finished(), "20 calls were served while the spinner was still spinning");
+    assert!(!spinning.is_finished(), "5 calls were not all served while the spinner was still spinning");
     match spinning.await.unwrap_or_else(|e| panic!("{e}")) {
-        Err(CallError::Timeout { tool, limit_ms }) => assert_eq!((tool.as_str(), limit_ms), ("spinner", 3000)),
+        Err(CallError::Timeout { tool, limit_ms }) => assert_eq!((tool.as_str(), limit_ms), ("spinner", 10000)),
         other => panic!("expected a timeout, got {other:?}"),
     }
     assert_eq!(t.ok("text-stats", json!({"text": "a"})).await["chars"], 1);

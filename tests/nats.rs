@@ -134,6 +134,33 @@ async fn without_a_cluster_every_call_is_unavailable_and_says_how_to_join_one() 
     host.shutdown(Duration::from_secs(5)).await;
 }
 
+/// What cannot work whatever the network does is refused at start with
+/// the key named, not found at the first call (and then kept as the
+/// connection's error for the host's life).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_url_or_nkey_file_is_refused_at_start_with_the_key_named() {
+    let state = tempfile::tempdir().unwrap();
+    let not_a_seed = state.path().join("user.nk");
+    std::fs::write(&not_a_seed, "SUNOTASEED\n").unwrap();
+    let cases: Vec<(&str, Box<dyn Fn(&mut arw_host::HostConfig)>)> = vec![
+        ("cluster.nats-url", Box::new(|c| c.cluster.nats_url = Some("nats://127.0.0.1:4222,nats://[::1".into()))),
+        ("cluster.nats-url", Box::new(|c| c.cluster.nats_url = Some("nats://127.0.0.1:4222,".into()))),
+        ("cluster.nkey-file", Box::new(|c| c.cluster.nkey_file = Some(state.path().join("missing.nk")))),
+        ("cluster.nkey-file", Box::new(move |c| c.cluster.nkey_file = Some(not_a_seed.clone()))),
+        ("cluster.tls-ca-file", Box::new(|c| c.cluster.tls_ca_file = Some(state.path().join("missing.pem")))),
+    ];
+    for (key, set) in cases {
+        let mut config = config(state.path());
+        config.cluster.nats_url = Some("nats://127.0.0.1:4222".into());
+        set(&mut config);
+        let error = match Host::start(config, policies(&[POLICY]), &Components::new()).await {
+            Ok(_) => panic!("{key}: started"),
+            Err(e) => e.to_string(),
+        };
+        assert!(error.contains(key), "{key}: {error}");
+    }
+}
+
 /// A host whose server is down starts and serves; its publishes are
 /// buffered; once the server is up it connects (backing off in between)
 /// and what it publishes arrives.

@@ -56,9 +56,13 @@ impl crate::capabilities::Capability for NatsCapability {
     type State = Arc<Nats>;
     type Instance = NatsInstance;
 
+    /// Everything that can be wrong with the configuration is found here,
+    /// at start, with the key named: the connection itself is made later
+    /// (and retried), so only the network may keep it from working.
     fn start(config: &ClusterConfig, _env: &crate::capabilities::StartEnv<'_>) -> Result<Arc<Nats>, crate::HostError> {
         config.check().map_err(crate::HostError::Config)?;
-        Ok(Arc::new(Nats { config: config.clone(), client: tokio::sync::OnceCell::new() }))
+        let seed = config.nkey_seed().map_err(crate::HostError::Config)?;
+        Ok(Arc::new(Nats { config: config.clone(), seed, client: tokio::sync::OnceCell::new() }))
     }
 
     fn instance(
@@ -140,10 +144,23 @@ impl ClusterConfig {
         if self.token.is_some() && self.nkey_file.is_some() {
             return Err("cluster: set `token` or `nkey-file`, not both".into());
         }
-        if let Some(url) = &self.nats_url
-            && url.split(',').any(|u| u.trim().is_empty())
+        if let Some(url) = &self.nats_url {
+            for server in url.split(',').map(str::trim) {
+                let parsed = match server.is_empty() {
+                    true => Err("an empty entry".to_string()),
+                    false => server.parse::<async_nats::ServerAddr>().map_err(|e| e.to_string()),
+                };
+                if let Err(e) = parsed {
+                    return Err(format!(
+                        "cluster.nats-url = {url:?}: `{server}`: {e}; write `nats://host:port`, several separated by commas"
+                    ));
+                }
+            }
+        }
+        if let Some(ca) = &self.tls_ca_file
+            && let Err(e) = std::fs::metadata(ca)
         {
-            return Err(format!("cluster.nats-url = {url:?}: write `nats://host:port`, several separated by commas"));
+            return Err(format!("cluster.tls-ca-file {}: {e}", ca.display()));
         }
         for pattern in &self.bridge_topics {
             if pattern.is_empty() || !pattern.chars().all(|c| c.is_ascii_graphic()) {
@@ -164,13 +181,35 @@ impl ClusterConfig {
         }
         Ok(())
     }
+
+    /// The nkey seed of `nkey-file`, read and checked.
+    fn nkey_seed(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.nkey_file else { return Ok(None) };
+        let seed = std::fs::read_to_string(path).map_err(|e| format!("cluster.nkey-file {}: {e}", path.display()))?;
+        let seed = seed.trim().to_string();
+        nkeys::KeyPair::from_seed(&seed).map_err(|e| {
+            format!(
+                "cluster.nkey-file {}: not an nkey seed ({e}); it holds one line starting `SU` (`nsc generate nkey --user`)",
+                path.display()
+            )
+        })?;
+        Ok(Some(seed))
+    }
 }
 
 /// The host's NATS connection, made on first use.
-#[derive(Debug)]
 pub struct Nats {
     config: ClusterConfig,
+    /// The seed of `nkey-file`, read at start.
+    seed: Option<String>,
     client: tokio::sync::OnceCell<Result<async_nats::Client, String>>,
+}
+
+impl std::fmt::Debug for Nats {
+    /// Without the seed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nats").field("config", &self.config).field("connected", &self.client.initialized()).finish()
+    }
 }
 
 impl Nats {
@@ -205,10 +244,8 @@ impl Nats {
         if let Some(token) = &config.token {
             options = options.token(token.clone());
         }
-        if let Some(path) = &config.nkey_file {
-            let seed =
-                std::fs::read_to_string(path).map_err(|e| format!("cluster.nkey-file {}: {e}", path.display()))?;
-            options = options.nkey(seed.trim().to_string());
+        if let Some(seed) = &self.seed {
+            options = options.nkey(seed.clone());
         }
         if let Some(ca) = &config.tls_ca_file {
             options = options.add_root_certificates(ca.clone());

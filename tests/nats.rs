@@ -142,7 +142,8 @@ async fn a_bad_url_or_nkey_file_is_refused_at_start_with_the_key_named() {
     let state = tempfile::tempdir().unwrap();
     let not_a_seed = state.path().join("user.nk");
     std::fs::write(&not_a_seed, "SUNOTASEED\n").unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut arw_host::HostConfig)>)> = vec![
+    type Tweak<'a> = Box<dyn Fn(&mut arw_host::HostConfig) + 'a>;
+    let cases: Vec<(&str, Tweak)> = vec![
         ("cluster.nats-url", Box::new(|c| c.cluster.nats_url = Some("nats://127.0.0.1:4222,nats://[::1".into()))),
         ("cluster.nats-url", Box::new(|c| c.cluster.nats_url = Some("nats://127.0.0.1:4222,".into()))),
         ("cluster.nkey-file", Box::new(|c| c.cluster.nkey_file = Some(state.path().join("missing.nk")))),

@@ -21,6 +21,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("heartbeat", true),
     ("gating", true),
     ("feedback", true),
+    ("queue-local", true),
     ("spinner", false),
     ("memory-hog", false),
     ("probe", false),

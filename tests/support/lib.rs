@@ -28,6 +28,7 @@ pub mod manifests {
     pub const HEARTBEAT: &str = include_str!("../../manifests/heartbeat.toml");
     pub const GATING: &str = include_str!("../../manifests/gating.toml");
     pub const FEEDBACK: &str = include_str!("../../manifests/feedback.toml");
+    pub const QUEUE_LOCAL: &str = include_str!("../../manifests/queue-local.toml");
 }
 
 /// The repository's default policies (`policies/default.cedar`).
@@ -187,6 +188,11 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("timed out waiting for: {what}");
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Collect the events already received by an observer.

@@ -75,6 +75,13 @@ pub enum Command {
     /// else `$ARW_TOKEN`, else the configured `http.admin-token`.
     #[command(subcommand)]
     Feedback(FeedbackCommand),
+    /// Work queues of the running `arw up`, over its HTTP API
+    /// (docs/queues.md): push a task, read a queue's counts and its
+    /// dead-letter queue. Cedar decides as for any HTTP caller
+    /// (`queue.enqueue`, `queue.read`); the token is --token, else
+    /// `$ARW_TOKEN`, else the configured `http.admin-token`.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Manage signing keys ($XDG_CONFIG_HOME/arw/keys).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -257,9 +264,56 @@ pub struct CallArgs {
     pub break_glass: bool,
 }
 
+/// `arw queue ...`.
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Put a task on QUEUE: call TOOL with --input later, as the caller the
+    /// token names. Prints the task's id (and whether an earlier task with
+    /// the same --idem-key stands for it).
+    Push {
+        /// The queue: `[a-z0-9_-]` segments separated by `.`.
+        queue: String,
+        /// The tool to call (see `arw tools`).
+        tool: String,
+        /// The tool's input, as JSON text. Use `-` to read it from stdin.
+        #[arg(long, short, value_name = "JSON")]
+        input: String,
+        /// De-duplication key: a second push with it, while the first task
+        /// is queued, running or recently done, adds nothing.
+        #[arg(long, value_name = "KEY")]
+        idem_key: Option<String>,
+        /// Higher runs sooner (equal priorities in push order).
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i32,
+        /// Not before this many milliseconds from now.
+        #[arg(long, value_name = "MS")]
+        delay_ms: Option<u64>,
+        /// Runs at most, 1 to 100 (default: the host's `queues.max-attempts`).
+        #[arg(long, value_name = "N")]
+        max_attempts: Option<u32>,
+        #[command(flatten)]
+        target: ApiTarget,
+    },
+    /// QUEUE's tasks by state: ready, delayed, leased, done, dead.
+    Stats {
+        queue: String,
+        #[command(flatten)]
+        target: ApiTarget,
+    },
+    /// QUEUE's dead-letter queue, newest first, with each task's last error.
+    Dead {
+        queue: String,
+        /// At most this many (at most 1000).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[command(flatten)]
+        target: ApiTarget,
+    },
+}
+
 /// Where the running host is, and who asks.
 #[derive(Debug, clap::Args)]
-pub struct FeedbackTarget {
+pub struct ApiTarget {
     /// The host's HTTP API (default: the address in `<state-dir>/status.json`).
     #[arg(long, value_name = "URL", global = true)]
     pub url: Option<String>,
@@ -277,19 +331,19 @@ pub enum FeedbackCommand {
     /// recent undo records.
     State {
         #[command(flatten)]
-        target: FeedbackTarget,
+        target: ApiTarget,
     },
     /// The current suggestions, with rationale and confidence.
     Suggestions {
         #[command(flatten)]
-        target: FeedbackTarget,
+        target: ApiTarget,
     },
     /// Apply a suggestion (by its id); prints the undo record.
     Apply {
         /// The suggestion's id (`arw feedback suggestions`).
         id: String,
         #[command(flatten)]
-        target: FeedbackTarget,
+        target: ApiTarget,
     },
     /// Put back what one apply changed (--apply-id) or every apply after a
     /// version (--to-version).
@@ -299,7 +353,7 @@ pub enum FeedbackCommand {
         #[arg(long, value_name = "VERSION")]
         to_version: Option<u64>,
         #[command(flatten)]
-        target: FeedbackTarget,
+        target: ApiTarget,
     },
     /// Set a knob's mode (--knob), or every knob's without one of its own:
     /// `off`, `shadow`, `manual`, `canary`, `auto`.
@@ -308,7 +362,7 @@ pub enum FeedbackCommand {
         #[arg(long, value_name = "KNOB")]
         knob: Option<String>,
         #[command(flatten)]
-        target: FeedbackTarget,
+        target: ApiTarget,
     },
 }
 

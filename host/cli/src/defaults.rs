@@ -16,6 +16,7 @@ pub fn first_party() -> EmbeddedSource {
         .with("event-log", include_str!("../../../manifests/event-log.toml"), a::EVENT_LOG.bytes)
         .with("gating", include_str!("../../../manifests/gating.toml"), a::GATING.bytes)
         .with("feedback", include_str!("../../../manifests/feedback.toml"), a::FEEDBACK.bytes)
+        .with("queue-local", include_str!("../../../manifests/queue-local.toml"), a::QUEUE_LOCAL.bytes)
 }
 
 /// The default policies (`policies/*.cedar`).

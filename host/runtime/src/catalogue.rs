@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::authz::AUDIT_DENIED_TOPIC;
 use crate::feedback as fb;
 use crate::gating::events as gating;
+use crate::queues;
 use crate::supervisor::events;
 
 /// One kind of host event.
@@ -17,6 +18,27 @@ pub struct EventKind {
     pub summary: &'static str,
     /// JSON Schema of the payload.
     pub payload: Value,
+}
+
+/// A queue task's event: `extra` are its own properties.
+fn task(topic: &'static str, summary: &'static str, extra: Value) -> EventKind {
+    let mut properties = json!({
+        "queue": {"type": "string"},
+        "id": {"type": "string", "description": "The backend's id of the task."},
+        "attempt": {"type": "integer", "minimum": 1, "description": "Which run (1 for the first)."},
+        "leased-ms": {"type": "integer", "description": "When the backend leased it for this run (its clock, Unix ms)."},
+        "tool": {"type": "string"},
+        "caller": {"type": "string", "description": "Who the task runs as: a caller's name or a component id."},
+        "at-ms": {"type": "integer"},
+    });
+    if let (Some(map), Value::Object(extra)) = (properties.as_object_mut(), extra) {
+        map.extend(extra);
+    }
+    EventKind {
+        topic,
+        summary,
+        payload: json!({"type": "object", "required": ["queue", "id", "attempt"], "properties": properties}),
+    }
 }
 
 fn transition(summary: &'static str, topic: &'static str) -> EventKind {
@@ -271,5 +293,25 @@ pub fn host_events() -> Vec<EventKind> {
                 },
             }),
         },
+        task(queues::TASK_DONE, "A queued task ran and was acked.", json!({})),
+        task(
+            queues::TASK_RETRY,
+            "A queued task failed and runs again, not before `retry-at-ms` (the backend's clock).",
+            json!({
+                "error": {"type": "string"},
+                "retry-at-ms": {"type": "integer"},
+                "delay-ms": {"type": "integer"},
+            }),
+        ),
+        task(
+            queues::TASK_DEAD,
+            "A queued task went to the dead-letter queue: refused, its ticket did not open, or its last attempt failed.",
+            json!({"error": {"type": "string"}}),
+        ),
+        task(
+            queues::TASK_LATE,
+            "A queued task's call finished after its lease expired: not acked, so it runs again (at least once).",
+            json!({"error": {"type": "string"}}),
+        ),
     ]
 }

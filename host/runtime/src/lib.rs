@@ -29,6 +29,7 @@ pub mod error;
 pub mod feedback;
 pub mod gating;
 pub mod host;
+pub mod queues;
 pub mod roles;
 pub mod runtime;
 pub mod signals;

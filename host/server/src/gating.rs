@@ -44,6 +44,12 @@ keys! {
     TOOLS_LIST = "tools:list", "GET" "/tools", None, "The callable tools with their input and output JSON Schemas.";
     TOOLS_INVOKE = "tools:invoke", "POST" "/tools/{name}/invoke", Some(Action::TOOL_INVOKE),
         "Call a tool: Cedar `tool.invoke` on `Arw::Tool::\"<name>\"`.";
+    QUEUES_PUSH = "queues:push", "POST" "/queues/{name}/tasks", Some(arw_host::capabilities::queue::ENQUEUE),
+        "Put a task on a queue: Cedar `queue.enqueue` on `Arw::Queue::\"<name>\"` and `tool.invoke` on its tool (again when it runs).";
+    QUEUES_STATS = "queues:stats", "GET" "/queues/{name}", Some(arw_host::capabilities::queue::READ),
+        "A queue's tasks by state: Cedar `queue.read` on the queue.";
+    QUEUES_DEAD = "queues:dead", "GET" "/queues/{name}/dead", Some(arw_host::capabilities::queue::READ),
+        "A queue's dead-letter queue, newest first, with each task's last error: Cedar `queue.read` on the queue.";
     EVENTS_SUBSCRIBE = "events:subscribe", "GET" "/events", Some(arw_host::capabilities::bus::EVENTS_SUBSCRIBE),
         "Live bus events (SSE); each event is shown only if Cedar permits `events.subscribe` on its topic.";
     METRICS = "metrics:scrape", "GET" "/metrics", None, "Prometheus text exposition.";

@@ -208,6 +208,25 @@ impl Collector for HostCollector {
             }
         }
 
+        let queues = host.queue_counts();
+        let mut tasks = encoder.encode_descriptor(
+            "queue_tasks",
+            "Work-queue tasks since start, by outcome (enqueued, duplicate, done, retried, dead, late: finished after its lease, rejected: its ticket did not open)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (outcome, value) in [
+            ("enqueued", queues.enqueued),
+            ("duplicate", queues.duplicates),
+            ("done", queues.done),
+            ("retried", queues.retried),
+            ("dead", queues.dead),
+            ("late", queues.late),
+            ("rejected", queues.rejected),
+        ] {
+            ConstCounter::new(value).encode(tasks.encode_family(&[("outcome", outcome)])?)?;
+        }
+
         let mut decisions = encoder.encode_descriptor(
             "cedar_decisions",
             "Cedar authorization decisions, by action and outcome",

@@ -26,7 +26,13 @@
 //! `{"op": "nats.publish", "subject": "...", "payload": "...", "headers": [["k", "v"]]}`
 //! (`arw:host/nats`; answers null),
 //! `{"op": "nats.request", "subject": "...", "payload": "...", "timeout-ms": n}`
-//! (answers the reply's payload as text).
+//! (answers the reply's payload as text),
+//! `{"op": "count", "namespace": "...", "key": "...", "fail-below": n, "sleep-ms": m}`
+//! (adds one to the counter under `key`, after waiting `sleep-ms`; while the
+//! count is below `fail-below` it fails with code `not-yet`; answers the
+//! count: a queued task's runs, counted where a crash cannot lose them),
+//! `{"op": "queue.enqueue", "queue": "...", "tool": "...", "input": <json>, "idem-key": "...", "priority": n}`
+//! (`arw:host/queue`; answers `{"id": "...", "duplicate": bool}`).
 //! The tool is called `probe`, or the value of its `tool-name` config key.
 //! With a `describe-delay-ms` config key, `describe` (the health check)
 //! first waits that long in the host.
@@ -37,7 +43,7 @@
 wit_bindgen::generate!({ path: "../../../wit", world: "arw:host/tool" });
 
 use arw::host::types::CapabilityError;
-use arw::host::{bus, config, kv, log, nats, tools};
+use arw::host::{bus, config, kv, log, nats, queue, tools};
 use exports::arw::host::tool_handler::{Descriptor, Guest, ToolError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -88,6 +94,25 @@ enum Op {
         payload: String,
         #[serde(rename = "timeout-ms")]
         timeout_ms: u32,
+    },
+    #[serde(rename = "count")]
+    Count {
+        namespace: String,
+        key: String,
+        #[serde(default, rename = "fail-below")]
+        fail_below: u64,
+        #[serde(default, rename = "sleep-ms")]
+        sleep_ms: u64,
+    },
+    #[serde(rename = "queue.enqueue")]
+    Enqueue {
+        queue: String,
+        tool: String,
+        input: Value,
+        #[serde(default, rename = "idem-key")]
+        idem_key: Option<String>,
+        #[serde(default)]
+        priority: i32,
     },
     #[serde(rename = "trap")]
     Trap,
@@ -220,6 +245,30 @@ impl Guest for Probe {
             }
             Op::KvList { namespace, prefix } => {
                 json!(kv::list_keys(&namespace, &prefix, 1000).map_err(capability_error)?)
+            }
+            Op::Count { namespace, key, fail_below, sleep_ms } => {
+                if sleep_ms > 0 {
+                    sleep(sleep_ms);
+                }
+                let before = kv::get(&namespace, &key).map_err(capability_error)?;
+                let count = before.and_then(|v| String::from_utf8_lossy(&v).parse::<u64>().ok()).unwrap_or(0) + 1;
+                kv::set(&namespace, &key, count.to_string().as_bytes()).map_err(capability_error)?;
+                if count < fail_below {
+                    return Err(ToolError { code: "not-yet".into(), message: format!("run {count} of {fail_below}") });
+                }
+                json!(count)
+            }
+            Op::Enqueue { queue, tool, input, idem_key, priority } => {
+                let task = queue::NewTask {
+                    tool,
+                    input: input.to_string(),
+                    idem_key,
+                    priority,
+                    not_before_ms: None,
+                    max_attempts: None,
+                };
+                let enqueued = queue::enqueue(&queue, &task).map_err(capability_error)?;
+                json!({"id": enqueued.id, "duplicate": enqueued.duplicate})
             }
             Op::Publish { topic, message } => {
                 let id = bus::publish(&topic, &bus::Payload::Json(message.to_string())).map_err(capability_error)?;

@@ -9,12 +9,14 @@ macro_rules! out {
     };
 }
 
+mod api;
 mod call;
 mod feedback;
 mod gate;
 mod list;
 mod packages;
 mod policy;
+mod queue;
 mod spec;
 mod status;
 mod up;
@@ -41,6 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(command) => policy::run(config, command),
         Command::Gate(command) => gate::run(config, command).await,
         Command::Feedback(command) => feedback::run(&config, command).await,
+        Command::Queue(command) => queue::run(&config, command).await,
         Command::Keys(command) => packages::keys(&config, command),
         Command::Trust(command) => packages::trust(&config, command),
         Command::Publish(args) => packages::publish(&config, args),

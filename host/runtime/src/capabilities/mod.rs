@@ -38,6 +38,7 @@ pub mod http;
 pub mod kv;
 pub mod log;
 pub mod nats;
+pub mod queue;
 pub mod quota;
 pub mod tools;
 pub mod unit;
@@ -60,6 +61,7 @@ macro_rules! for_each_capability {
                 tools: tools::ToolsCapability,
                 quota: quota::QuotaCapability,
                 cluster: nats::NatsCapability,
+                queues: queue::QueueCapability,
             ],
             unconfigured: [
                 config: config::ConfigCapability,

@@ -14,6 +14,7 @@
 //! | `io:egress:http.<host:port>` | a component's outgoing HTTP request | the request is sent |
 //! | `io:egress:bus.<topic>` | a component's bus publish | the event is published |
 //! | `io:egress:nats.<subject>` | a component's NATS publish or request | the message is sent |
+//! | `io:egress:queue.<queue>` | a component's enqueue | the task is signed and stored |
 
 /// One family of keys, for the catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +70,16 @@ pub const NATS_EGRESS: KeyFamily = KeyFamily {
     summary: "A component sends a NATS message; asked before it leaves the host.",
 };
 
+pub const QUEUE_EGRESS: KeyFamily = KeyFamily {
+    pattern: "io:egress:queue.<queue>",
+    prefix: "io:egress:queue.",
+    entry: "a component's `arw:host/queue.enqueue`",
+    target: "topic (the queue), tool, component",
+    summary: "A component puts a task on a queue; asked before the task is stored (its tool's ingress is asked when a worker runs it).",
+};
+
 /// Every family of the host's own entry points, in documentation order.
-pub const FAMILIES: &[KeyFamily] = &[TOOL_INGRESS, TOOL_EGRESS, HTTP_EGRESS, BUS_EGRESS, NATS_EGRESS];
+pub const FAMILIES: &[KeyFamily] = &[TOOL_INGRESS, TOOL_EGRESS, HTTP_EGRESS, BUS_EGRESS, NATS_EGRESS, QUEUE_EGRESS];
 
 impl KeyFamily {
     /// The key of this family for `target`.

@@ -62,6 +62,73 @@ impl Host {
         self.runtime.chokepoint.allows(&caller.0, None, action, resource, context)
     }
 
+    /// Put a task on `queue` for `caller` ([`crate::queues`]): Cedar
+    /// `queue.enqueue` on the queue and `tool.invoke` on the task's tool
+    /// (asked again when a worker runs it), then signed and stored by the
+    /// backend. `context` is what the request brings to Cedar.
+    pub async fn enqueue(
+        &self,
+        caller: &Caller,
+        queue: &str,
+        task: crate::queues::NewTask,
+        context: &RequestContext<'_>,
+    ) -> Result<crate::queues::Enqueued, crate::queues::QueueError> {
+        let queues = &self.runtime.capabilities.queues;
+        queues.check(queue, &task)?;
+        let chokepoint = &self.runtime.chokepoint;
+        chokepoint.authorize_in(
+            &caller.0,
+            None,
+            crate::capabilities::queue::ENQUEUE,
+            Resource::named(queue),
+            context,
+        )?;
+        let provider = self.tool_owner(&task.tool).unwrap_or_default();
+        chokepoint.authorize_in(
+            &caller.0,
+            None,
+            Action::TOOL_INVOKE,
+            Resource::tool(&task.tool, &provider),
+            context,
+        )?;
+        let who = crate::queues::TicketCaller::of(caller.0.principal(), &caller.1.tags);
+        queues.push(queue, who, task).await
+    }
+
+    /// May `caller` read `queue`'s counts and dead tasks (`queue.read`)?
+    fn may_read_queue(&self, caller: &Caller, queue: &str) -> Result<(), crate::queues::QueueError> {
+        crate::queues::check_name(queue).map_err(crate::queues::QueueError::Invalid)?;
+        let read = crate::capabilities::queue::READ;
+        let context = RequestContext::default();
+        Ok(self.runtime.chokepoint.authorize_in(&caller.0, None, read, Resource::named(queue), &context)?)
+    }
+
+    /// `queue`'s tasks by state, as its backend counts them.
+    pub async fn queue_stats(
+        &self,
+        caller: &Caller,
+        queue: &str,
+    ) -> Result<crate::queues::QueueStats, crate::queues::QueueError> {
+        self.may_read_queue(caller, queue)?;
+        self.runtime.capabilities.queues.stats(queue).await
+    }
+
+    /// `queue`'s dead-letter queue, newest first, at most `limit`.
+    pub async fn queue_dead(
+        &self,
+        caller: &Caller,
+        queue: &str,
+        limit: u32,
+    ) -> Result<Vec<crate::queues::DeadTask>, crate::queues::QueueError> {
+        self.may_read_queue(caller, queue)?;
+        self.runtime.capabilities.queues.dead(queue, limit).await
+    }
+
+    /// What this host's queue service has done since it started.
+    pub fn queue_counts(&self) -> crate::queues::QueueCounts {
+        self.runtime.capabilities.queues.counts()
+    }
+
     /// The component that provides tool `tool`, if any.
     pub fn tool_owner(&self, tool: &str) -> Option<String> {
         self.routes.load().tools.get(tool).map(|slot| slot.id.clone())
@@ -186,7 +253,12 @@ impl Runtime {
     /// a fault (trap, timeout, memory cap, bad output) apart from the
     /// caller's mistakes (bad input, a refusal, the tool's own error) and
     /// from saturation (no slot came free).
-    fn observe_tool(&self, tool: &str, started: std::time::Instant, result: &Result<serde_json::Value, CallError>) {
+    pub(crate) fn observe_tool(
+        &self,
+        tool: &str,
+        started: std::time::Instant,
+        result: &Result<serde_json::Value, CallError>,
+    ) {
         use crate::signals::{Outcome, Series};
         if !self.signals.config().enabled {
             return;

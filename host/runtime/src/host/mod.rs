@@ -74,6 +74,11 @@ impl RouteTable {
         self.current.load().components.values().cloned().collect()
     }
 
+    /// The slot that provides tool `name`, if any.
+    pub(crate) fn tool(&self, name: &str) -> Option<Arc<Slot>> {
+        self.current.load().tools.get(name).cloned()
+    }
+
     /// The slot of component `id`, if it is loaded.
     pub(crate) fn component(&self, id: &str) -> Option<Arc<Slot>> {
         self.current.load().components.get(id).cloned()
@@ -148,6 +153,10 @@ pub struct Host {
     shutdown: watch::Sender<bool>,
     /// The bus bridge's counts, when it runs.
     bridge: Option<Arc<crate::cluster::bridge::BridgeStats>>,
+    /// Stops the queue workers, first at shutdown: they still need the
+    /// backend to ack what they finish.
+    queue_stop: watch::Sender<bool>,
+    queue_workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     shutting_down: AtomicBool,
     in_flight: InFlight,
 }
@@ -232,6 +241,7 @@ impl Host {
         runtime.capabilities.tools.route_with(Arc::new(calls::NestedRouter::new(&runtime, &routes, &shared_rollback)));
         runtime.chokepoint.gates().bind(&runtime, &routes, &shared_rollback);
         let workers = Arc::new(Mutex::new(BTreeMap::new()));
+        runtime.capabilities.queues.bind(&runtime, &routes, &shared_rollback, &workers);
         // Before any component loads: what was applied is in force for
         // the versions about to load.
         let feedback =
@@ -248,6 +258,8 @@ impl Host {
             refusals: Mutex::new(BTreeMap::new()),
             shutdown,
             bridge,
+            queue_stop: watch::channel(false).0,
+            queue_workers: Mutex::new(Vec::new()),
             shutting_down: AtomicBool::new(false),
             in_flight: InFlight::default(),
         };
@@ -275,6 +287,8 @@ impl Host {
         // refuses makes that gate deny everything until it is fixed.
         host.runtime.chokepoint.gates().reload(true).await;
         crate::feedback::spawn_ticks(&host.feedback, host.shutdown.subscribe());
+        *host.queue_workers.lock() =
+            crate::queues::spawn_workers(&host.runtime.capabilities.queues, &host.queue_stop.subscribe());
         Ok((host, refused))
     }
 
@@ -365,6 +379,14 @@ impl Host {
     /// is released when the last reference goes.
     pub async fn stop(&self, grace: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + grace;
+        // Queue workers first: what they finish is acked while the backend
+        // still runs; what they do not is redelivered after its lease.
+        self.queue_stop.send_replace(true);
+        let queue_workers = std::mem::take(&mut *self.queue_workers.lock());
+        let queue_aborts: Vec<_> = queue_workers.iter().map(|t| t.abort_handle()).collect();
+        if tokio::time::timeout_at(deadline, futures_join_all(queue_workers)).await.is_err() {
+            queue_aborts.iter().for_each(tokio::task::AbortHandle::abort);
+        }
         let workers = self.stop_taking_work();
         let drained = tokio::time::timeout_at(deadline, async {
             loop {

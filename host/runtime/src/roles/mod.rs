@@ -15,9 +15,11 @@
 //! | [`resident`] | `arw:host/resident` | `arw:host/lifecycle`, `arw:host/event-handler` | resident |
 //! | [`gate`] | `arw:host/gate` | `arw:host/gate-handler` | pooled, stateless (the host is its only caller) |
 //! | [`feedback`] | `arw:host/feedback` | `arw:host/feedback-engine`, `arw:host/lifecycle` | resident (one engine per host, entered each feedback tick) |
+//! | [`queue_backend`] | `arw:host/queue-backend` | `arw:host/queue-store`, `arw:host/lifecycle` | resident (entered by the host's queue service, one call at a time) |
 
 pub mod feedback;
 pub mod gate;
+pub mod queue_backend;
 pub mod resident;
 pub mod subscriber;
 pub mod tool;
@@ -113,6 +115,7 @@ macro_rules! for_each_role {
             resident: resident::ResidentRole,
             gate: gate::GateRole,
             feedback: feedback::FeedbackRole,
+            queue_backend: queue_backend::QueueBackendRole,
         }
     };
 }

@@ -76,8 +76,11 @@ fn check_resident(manifest: &crate::Manifest) -> Result<(), String> {
                     long-lived instance, which would serve calls of every caller; make a separate tool component"
             .into());
     }
-    if manifest.resident.is_some() && !resident {
-        return Err("a `[resident]` section is given but `worlds` does not include \"resident\"".into());
+    let long_lived = super::ROLES
+        .iter()
+        .any(|role| manifest.names_world(role.world) && role.lifecycles.contains(&super::Lifecycle::Resident));
+    if manifest.resident.is_some() && !long_lived {
+        return Err("a `[resident]` section is given but `worlds` names no long-lived role (\"resident\", \"queue-backend\", ...)".into());
     }
     if let Some(arw_manifest::Resident { tick_ms: Some(0) }) = manifest.resident {
         return Err("`resident.tick-ms` must be greater than zero (leave it out for no ticks)".into());
@@ -186,13 +189,14 @@ fn bump(counter: &AtomicU64) {
 
 /// A linked long-lived component: the `lifecycle` export every role
 /// with the resident lifecycle has, and the entries of its world (a
-/// resident's `event-handler`, a feedback engine's `evaluate`). The
-/// driver below serves both roles.
+/// resident's `event-handler`, a feedback engine's `evaluate`, a queue
+/// backend's `queue-store`). The driver below serves all three roles.
 pub(crate) struct ResidentExport {
     pre: InstancePre<InstanceState>,
     lifecycle: lifecycle::GuestIndices,
     events: Option<event_handler::GuestIndices>,
     engine: Option<super::feedback::EngineIndices>,
+    queue: Option<super::queue_backend::StoreIndices>,
 }
 
 /// A running instance's entries.
@@ -200,6 +204,7 @@ pub(crate) struct Entries {
     lifecycle: lifecycle::Guest,
     events: Option<event_handler::Guest>,
     engine: Option<super::feedback::Engine>,
+    queue: Option<super::queue_backend::QueueStore>,
 }
 
 impl ResidentExport {
@@ -207,14 +212,21 @@ impl ResidentExport {
     pub(crate) fn new(pre: InstancePre<InstanceState>) -> wasmtime::Result<Self> {
         let lifecycle = lifecycle::GuestIndices::new(&pre)?;
         let events = Some(event_handler::GuestIndices::new(&pre)?);
-        Ok(ResidentExport { pre, lifecycle, events, engine: None })
+        Ok(ResidentExport { pre, lifecycle, events, engine: None, queue: None })
     }
 
     /// A `feedback` component: `lifecycle` and its engine.
     pub(crate) fn feedback(pre: InstancePre<InstanceState>) -> wasmtime::Result<Self> {
         let lifecycle = lifecycle::GuestIndices::new(&pre)?;
         let engine = Some(super::feedback::EngineIndices::new(&pre)?);
-        Ok(ResidentExport { pre, lifecycle, events: None, engine })
+        Ok(ResidentExport { pre, lifecycle, events: None, engine, queue: None })
+    }
+
+    /// A `queue-backend` component: `lifecycle` and its `queue-store`.
+    pub(crate) fn queue_backend(pre: InstancePre<InstanceState>) -> wasmtime::Result<Self> {
+        let lifecycle = lifecycle::GuestIndices::new(&pre)?;
+        let queue = Some(super::queue_backend::StoreIndices::new(&pre)?);
+        Ok(ResidentExport { pre, lifecycle, events: None, engine: None, queue })
     }
 
     /// Instantiate in `store` (the health check, and every start).
@@ -228,14 +240,24 @@ impl ResidentExport {
                 .as_ref()
                 .map(|e| super::feedback::Engine::load(e, &mut *store, &instance))
                 .transpose()?,
+            queue: self
+                .queue
+                .as_ref()
+                .map(|q| super::queue_backend::QueueStore::load(q, &mut *store, &instance))
+                .transpose()?,
         })
     }
 }
 
-/// The long-lived export of `version`: its `resident` role's, or its
-/// `feedback` role's.
+/// The long-lived export of `version`: its `resident` role's, its
+/// `feedback` role's or its `queue-backend` role's.
 pub(crate) fn export_of(version: &LoadedComponent) -> Option<&ResidentExport> {
-    version.roles.resident.as_ref().or(version.roles.feedback.as_ref().map(|f| &f.export))
+    let roles = &version.roles;
+    roles
+        .resident
+        .as_ref()
+        .or(roles.feedback.as_ref().map(|f| &f.export))
+        .or(roles.queue_backend.as_ref().map(|q| &q.export))
 }
 
 /// What the control plane asks of a driver.
@@ -251,6 +273,9 @@ pub(crate) enum Command {
     },
     /// A feedback tick: enter the engine's `evaluate` once.
     Evaluate { features: Box<super::feedback::wit::Features>, reply: oneshot::Sender<super::feedback::Evaluated> },
+    /// A queue backend's call: enter its `queue-store` once. The outer
+    /// error says why the backend could not be entered.
+    Queue { op: Box<super::queue_backend::Op>, reply: oneshot::Sender<Result<super::queue_backend::Answered, String>> },
 }
 
 /// After a fault ends the instance, how long the driver waits before it
@@ -261,8 +286,9 @@ const RESTART_FIRST: Duration = Duration::from_millis(100);
 const RESTART_MAX: Duration = Duration::from_secs(30);
 
 /// How many commands may wait for a driver (the control plane sends one
-/// at a time, under its transition lock).
-const COMMAND_QUEUE: usize = 4;
+/// at a time, under its transition lock; a queue backend's callers wait
+/// here for their turn, so a full mailbox holds them back).
+const COMMAND_QUEUE: usize = 64;
 
 /// Start the driver of `slot`'s resident component: subscribe it to the
 /// bus, start its instance, tick it. It stops when the subscription is
@@ -300,6 +326,9 @@ pub(crate) fn spawn(start: super::WorkerStart) -> Worker {
                     }
                     Some(Command::Evaluate { features, reply }) => {
                         let _ = reply.send(driver.evaluate(&features).await);
+                    }
+                    Some(Command::Queue { op, reply }) => {
+                        let _ = reply.send(driver.queue(&op).await);
                     }
                     None => break,
                 },
@@ -405,6 +434,7 @@ enum Call<'a> {
     Snapshot,
     Restore(&'a [u8]),
     Evaluate(&'a super::feedback::wit::Features),
+    Queue(&'a super::queue_backend::Op),
 }
 
 /// What the guest answered: `tick`, `handle` and `restore` give
@@ -413,6 +443,9 @@ enum Answer {
     Unit(Result<(), String>),
     State(Result<Vec<u8>, String>),
     Suggestions(Result<Vec<super::feedback::wit::Suggestion>, String>),
+    /// A backend's answer: its own errors (a stale lease) are answers,
+    /// not failed entries.
+    Queue(super::queue_backend::Answered),
 }
 
 impl Answer {
@@ -420,7 +453,7 @@ impl Answer {
     fn error(&self) -> Option<&str> {
         match self {
             Answer::Unit(Err(m)) | Answer::State(Err(m)) | Answer::Suggestions(Err(m)) => Some(m),
-            _ => None,
+            Answer::Unit(Ok(_)) | Answer::State(Ok(_)) | Answer::Suggestions(Ok(_)) | Answer::Queue(_) => None,
         }
     }
 }
@@ -439,6 +472,12 @@ impl Call<'_> {
             Call::Evaluate(features) => match &instance.engine {
                 Some(engine) => Answer::Suggestions(engine.evaluate(store, features).await?),
                 None => Answer::Suggestions(Err("this component is not a feedback engine".into())),
+            },
+            Call::Queue(op) => match &instance.queue {
+                Some(queue) => Answer::Queue(queue.run(store, op).await?),
+                None => Answer::Queue(Err(super::queue_backend::wit::StoreError::Unavailable(
+                    "this component is not a queue backend".into(),
+                ))),
             },
         })
     }
@@ -542,6 +581,25 @@ impl Driver {
             }
             Outcome::Done(_) => Err("the engine answered something other than suggestions".into()),
             Outcome::Fault(ref e) => Err(format!("the engine faulted: {e}")),
+        };
+        self.observe(&version, fault).await;
+        result
+    }
+
+    /// A queue backend's call. A fault counts towards probation (and may
+    /// roll the backend back); the next call starts it again.
+    async fn queue(&mut self, op: &super::queue_backend::Op) -> Result<super::queue_backend::Answered, String> {
+        let Some((version, outcome)) = self.enter(Call::Queue(op)).await else {
+            return Err("the backend is not running (it is restarting after a fault)".into());
+        };
+        let fault = matches!(outcome, Outcome::Fault(_));
+        let result = match outcome {
+            Outcome::Done(Answer::Queue(answered)) => {
+                bump(&self.counters.deliveries);
+                Ok(answered)
+            }
+            Outcome::Done(_) => Err("the backend answered something other than a queue reply".into()),
+            Outcome::Fault(ref e) => Err(format!("the backend faulted: {e}")),
         };
         self.observe(&version, fault).await;
         result

@@ -6,6 +6,7 @@ pub mod events;
 pub mod feedback;
 pub mod health;
 pub mod metrics;
+pub mod queues;
 pub mod spec;
 pub mod tools;
 
@@ -46,6 +47,9 @@ pub fn router(state: SharedState, mcp: crate::mcp::McpService) -> Router {
         .route(gating::COMPONENTS_LIST.path, get(tools::components))
         .route(gating::TOOLS_LIST.path, get(tools::tools))
         .route(gating::TOOLS_INVOKE.path, post(tools::invoke))
+        .route(gating::QUEUES_PUSH.path, post(queues::push))
+        .route(gating::QUEUES_STATS.path, get(queues::stats))
+        .route(gating::QUEUES_DEAD.path, get(queues::dead))
         .route(gating::EVENTS_SUBSCRIBE.path, get(events::stream))
         .route(gating::METRICS.path, get(metrics::scrape))
         .route(gating::SPEC_OPENAPI.path, get(spec::openapi))

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::admin::{AdminOutcome, InstallRequest, PolicyReloadOutcome, RollbackRequest, UninstallRequest};
 use crate::problem::ProblemDocument;
-use crate::routes::{admin, events, feedback, health, metrics, spec, tools};
+use crate::routes::{admin, events, feedback, health, metrics, queues, spec, tools};
 use crate::views::{ComponentGrants, ComponentView, GrantView, Health, LimitsView, RefusalView, ToolView};
 
 #[derive(OpenApi)]
@@ -22,6 +22,7 @@ use crate::views::{ComponentGrants, ComponentView, GrantView, Health, LimitsView
     paths(
         health::live, health::ready,
         tools::components, tools::tools, tools::invoke,
+        queues::push, queues::stats, queues::dead,
         events::stream,
         metrics::scrape,
         spec::openapi, spec::asyncapi, spec::mcp_tools, spec::cedar_schema,
@@ -35,10 +36,12 @@ use crate::views::{ComponentGrants, ComponentView, GrantView, Health, LimitsView
         crate::admin::GatingView, crate::admin::GateView, crate::admin::GatingKeyView,
         crate::admin::GatingCheckRequest, crate::admin::GatingCheckOutcome, crate::admin::GateReloadView,
         feedback::ApplyRequest, feedback::RollbackRequest, feedback::ModeRequest,
+        queues::PushRequest, queues::PushOutcome, queues::QueueView, queues::DeadTaskView,
     )),
     modifiers(&CommonResponses),
     tags(
         (name = "tools", description = "Components and tool calls"),
+        (name = "queues", description = "Work queues: push tasks, read counts and dead letters (docs/queues.md)"),
         (name = "events", description = "The live event stream"),
         (name = "health", description = "Liveness and readiness"),
         (name = "observability", description = "Metrics"),

@@ -31,7 +31,8 @@ pub use crate::manifest::MAX_TOPIC_BYTES;
 /// (`component.`), policy reloads (`policy.`), refusals (`audit.`) and the
 /// event stream's own notices (`bus.`). No component may publish there (and
 /// no manifest may ask to), so an event under them is the host's word.
-pub const RESERVED_PREFIXES: &[&str] = &["component.", "policy.", "audit.", "bus.", "gate.", "gating.", "feedback."];
+pub const RESERVED_PREFIXES: &[&str] =
+    &["component.", "policy.", "audit.", "bus.", "gate.", "gating.", "feedback.", "queue."];
 
 /// A component publishing on a topic (`Arw::Topic`).
 pub const PUBLISH: Action = Action::new("bus.publish");

@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const PROBE_GRANTS: &str = r#"
 permit(principal == Arw::Component::"test:probe",
        action in [Arw::Action::"http.request", Arw::Action::"bus.publish", Arw::Action::"tool.invoke",
-                  Arw::Action::"nats.publish"],
+                  Arw::Action::"nats.publish", Arw::Action::"queue.enqueue"],
        resource);
 "#;
 
@@ -73,10 +73,13 @@ impl Rig {
                 ("bus.publish", "demo.gated"),
                 ("tool.invoke", "kv-counter"),
                 ("nats.publish", "demo.gated"),
+                ("queue.enqueue", "gated"),
             ],
             &[],
         );
-        let mut components = Components::first_party().with(&probe, artifacts::PROBE.bytes);
+        let mut components = Components::first_party()
+            .with(&probe, artifacts::PROBE.bytes)
+            .with(manifests::QUEUE_LOCAL, artifacts::QUEUE_LOCAL.bytes);
         components.0.extend(gate_components.0);
         let gates: Vec<String> = gates.iter().map(|g| g.to_string()).collect();
         let gate_file = file.clone();
@@ -292,6 +295,20 @@ async fn a_deny_blocks_at_every_entry_point() {
     assert_eq!(&first.payload[..], b"n=2", "the denied message reached the server");
     covered.push(keys::NATS_EGRESS.pattern.into());
 
+    // Enqueue: nothing is stored.
+    let enqueue = json!({"op": "queue.enqueue", "queue": "gated", "tool": "kv-counter", "input": {"name": "queued"}});
+    rig.contracts(&deny(&keys::QUEUE_EGRESS.key("gated"))).await;
+    let refused = rig.probe(enqueue.clone()).await;
+    assert_eq!(refused.err().map(|e| e.code().to_string()).as_deref(), Some("tool:denied"));
+    let operator = rig.operator();
+    let queued = server.host.queue_stats(&operator, "gated").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(queued.ready + queued.delayed, 0, "a denied enqueue stored a task: {queued:?}");
+    rig.contracts("").await;
+    rig.probe(enqueue).await.unwrap_or_else(|e| panic!("{e}"));
+    let queued = server.host.queue_stats(&operator, "gated").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(queued.ready + queued.delayed, 1, "{queued:?}");
+    covered.push(keys::QUEUE_EGRESS.pattern.into());
+
     // The whole catalogue was exercised: a new key needs a case here.
     let catalogue: Vec<String> = arw_server::gating::KEYS
         .iter()
@@ -308,7 +325,7 @@ async fn a_deny_blocks_at_every_entry_point() {
         .filter(|l| l.contains("verdict=\"deny\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
-    let expected = arw_server::gating::KEYS.len() + 4 + 1 + 1 + 1 + 1;
+    let expected = arw_server::gating::KEYS.len() + 4 + 1 + 1 + 1 + 1 + 1;
     assert_eq!(denials, expected as f64, "one counted deny per refused attempt:\n{metrics}");
     rig.stop().await;
 }

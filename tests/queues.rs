@@ -219,6 +219,11 @@ async fn cedar_decides_at_enqueue_and_again_when_the_task_runs() {
         Err(QueueError::Invalid(why)) => assert!(why.contains("not JSON"), "{why}"),
         other => panic!("bad input must be refused at enqueue: {other:?}"),
     }
+    // What would break the tool's input schema when it runs is refused now.
+    match host.enqueue(&operator, "q", task(json!({"no-op": 1})), &Default::default()).await {
+        Err(QueueError::Invalid(why)) => assert!(why.contains("input schema of `probe`"), "{why}"),
+        other => panic!("input against the schema must be refused at enqueue: {other:?}"),
+    }
 
     let mut observer = host.bus().observe();
     let mut seen = Vec::new();

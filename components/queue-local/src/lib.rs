@@ -18,7 +18,7 @@
 //!   not the task's current one, or whose lease expired, is stale.
 //! - **`idem-key`:** unique among the queue's queued, leased and done
 //!   tasks; done ones are remembered `dedup-window-ms` (config), then
-//!   forgotten (a task without a key is removed at its ack).
+//!   forgotten.
 //! - **Bounds:** `max-tasks` queued or leased per queue (then `full`),
 //!   `max-dead` dead tasks per queue (the oldest go first).
 
@@ -415,18 +415,11 @@ impl Backend {
         let id = self.held(name, token, now)?;
         let queue = self.queue(name)?;
         let Some(mut record) = queue.unindex(id) else { return Err(StoreError::StaleLease(token.into())) };
-        let result = if record.task.idem_key.is_some() {
-            record.state = State::Done;
-            record.at_ms = now;
-            save(name, &record)
-        } else {
-            remove(name, id)
-        };
-        match result {
+        record.state = State::Done;
+        record.at_ms = now;
+        match save(name, &record) {
             Ok(()) => {
-                if record.state == State::Done {
-                    queue.index(record);
-                }
+                queue.index(record);
                 Ok(())
             }
             Err(e) => {

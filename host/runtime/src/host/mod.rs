@@ -134,7 +134,7 @@ const MAX_REFUSALS: usize = 256;
 
 /// A running host.
 pub struct Host {
-    runtime: Arc<Runtime>,
+    pub(crate) runtime: Arc<Runtime>,
     routes: Arc<RouteTable>,
     /// How a version on probation is rolled back (by calls and by workers).
     rollback: control::Rollback,

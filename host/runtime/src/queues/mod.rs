@@ -323,6 +323,17 @@ impl Queues {
             ))
         })?;
         let version = provider.active();
+        // What would be refused when it runs is refused now.
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&task.input) {
+            let violations = version.schema_violations(&value);
+            if !violations.is_empty() {
+                return Err(QueueError::Invalid(format!(
+                    "the input does not match the input schema of `{}`: {}",
+                    shown(&task.tool),
+                    violations.join("; ")
+                )));
+            }
+        }
         let now = now_ms();
         let ticket = Ticket {
             v: ticket::VERSION,

@@ -311,11 +311,90 @@ fn host_event(queues: &Queues, topic: &str, payload: &serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::source::{ComponentPackage, ComponentSource};
+    use crate::{Host, HostConfig, LoadError};
+
     #[test]
     fn backoff_doubles_from_the_base_to_the_cap() {
         let config = super::super::QueuesConfig { retry_base_ms: 100, retry_max_ms: 1_000, ..Default::default() };
         let delays: Vec<u64> = (1..=6).map(|a| super::backoff(&config, a)).collect();
         assert_eq!(delays, [100, 200, 400, 800, 1_000, 1_000]);
         assert_eq!(super::backoff(&config, u32::MAX), 1_000);
+    }
+
+    struct Packages(Vec<ComponentPackage>);
+
+    impl ComponentSource for Packages {
+        fn describe(&self) -> String {
+            "test".into()
+        }
+        fn packages(&self) -> Vec<Result<ComponentPackage, LoadError>> {
+            self.0.iter().cloned().map(Ok).collect()
+        }
+    }
+
+    fn package(manifest: &str, wasm: &'static [u8]) -> ComponentPackage {
+        ComponentPackage {
+            manifest: crate::Manifest::parse(manifest).unwrap_or_else(|e| panic!("{e}")),
+            wasm: Cow::Borrowed(wasm),
+            origin: "test".into(),
+            publisher: Some("test".into()),
+        }
+    }
+
+    /// A call that outlives its lease (here: the backend's lease is 50 ms,
+    /// the worker never extends it) is not a success: the ack is refused
+    /// as stale, counted `late`, and the task is handed out again.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_ack_after_the_lease_expired_is_refused_and_counted() {
+        let state = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut config = HostConfig { state_dir: Some(state.path().to_path_buf()), ..HostConfig::default() };
+        config.queues.serve = Vec::new();
+        let schema = arw_policy::schema::embedded().unwrap_or_else(|e| panic!("{e}"));
+        let policy = r#"
+            permit(principal == Arw::Component::"arw:queue-local", action in [Arw::Action::"kv.read", Arw::Action::"kv.write", Arw::Action::"config.read"], resource);
+            permit(principal in Arw::Role::"operator", action == Arw::Action::"tool.invoke", resource);
+        "#;
+        let policies = arw_policy::PolicySet::from_sources(&schema, [arw_policy::PolicySource::new("p.cedar", policy)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let source = Packages(vec![
+            package("id = \"test:probe\"\nversion = \"1.0.0\"\nworlds = [\"tool\"]\n", arw_artifacts::PROBE.bytes),
+            package(include_str!("../../../../manifests/queue-local.toml"), arw_artifacts::QUEUE_LOCAL.bytes),
+        ]);
+        let (host, refused) = Host::start(config, policies, &source).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(refused.is_empty(), "{refused:?}");
+        let queues: Arc<Queues> = host.runtime.capabilities.queues.clone();
+        let operator = super::super::TicketCaller::of(&arw_policy::Principal::local_operator(), &[]);
+        let task = super::super::NewTask {
+            tool: "probe".into(),
+            input: r#"{"op": "sleep", "ms": 300}"#.into(),
+            ..Default::default()
+        };
+        let pushed = queues.push("q", operator, task).await.unwrap_or_else(|e| panic!("{e}"));
+        let lease = |lease_ms| Op::Lease { queue: "q".into(), max: 1, lease_ms };
+        let leased = match queues.call(lease(50)).await {
+            Ok(Ok(Reply::Leased(mut list))) if list.len() == 1 => list.remove(0),
+            other => panic!("one task leased: {other:?}"),
+        };
+        assert_eq!((leased.id.as_str(), leased.attempt), (pushed.id.as_str(), 1));
+        let slot = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap_or_else(|e| panic!("{e}"));
+        run(queues.clone(), "q".into(), leased, slot).await;
+        let counts = queues.counts();
+        assert_eq!((counts.done, counts.late), (0, 1), "{counts:?}");
+        // Handed out again: its second run.
+        match queues.call(lease(10_000)).await {
+            Ok(Ok(Reply::Leased(list))) => {
+                assert_eq!(
+                    list.iter().map(|l| (l.id.as_str(), l.attempt)).collect::<Vec<_>>(),
+                    [(pushed.id.as_str(), 2)]
+                );
+            }
+            other => panic!("leased again: {other:?}"),
+        }
+        host.shutdown(std::time::Duration::from_secs(5)).await;
     }
 }

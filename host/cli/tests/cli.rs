@@ -95,7 +95,15 @@ fn components_json_shows_requested_capabilities_and_decisions() {
     let ids: Vec<&str> = components.iter().filter_map(|c| c["id"].as_str()).collect();
     assert_eq!(
         ids,
-        ["arw:announce", "arw:event-log", "arw:feedback", "arw:gating", "arw:kv-counter", "arw:text-stats"]
+        [
+            "arw:announce",
+            "arw:event-log",
+            "arw:feedback",
+            "arw:gating",
+            "arw:kv-counter",
+            "arw:queue-local",
+            "arw:text-stats"
+        ]
     );
     let event_log = &components[1];
     assert_eq!(event_log["worlds"], serde_json::json!(["subscriber", "tool"]));
@@ -118,7 +126,7 @@ fn policy_check_reports_file_and_line() {
     let state = tempdir();
     let out = run(arw(state.path(), &["policy", "check"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("ok: 14 policies"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).starts_with("ok: 16 policies"), "{}", text(&out.stdout));
 
     let dir = tempdir();
     std::fs::write(dir.path().join("ok.cedar"), "permit(principal, action, resource);\n")
@@ -269,7 +277,7 @@ fn up_logs_ready_and_drains_on_sigterm() {
         }
         assert!(started.elapsed() < Duration::from_secs(120), "no ready line");
     };
-    assert!(ready.contains("components=6"), "{ready}");
+    assert!(ready.contains("components=7"), "{ready}");
 
     let pid = child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap_or_else(|e| panic!("{e}"));

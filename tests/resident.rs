@@ -336,7 +336,7 @@ async fn resident_manifests_are_checked() {
     assert!(err.contains("cannot be combined"), "{err}");
     let stray = manifests::TEXT_STATS.to_string() + "\n[resident]\ntick-ms = 100\n";
     let err = check(&stray).expect_err("[resident] without the world");
-    assert!(err.contains("does not include \"resident\""), "{err}");
+    assert!(err.contains("names no long-lived role"), "{err}");
     let err = check(&probe_text("test:zero", "1.0.0", 0, 1000, &[])).expect_err("a zero tick");
     assert!(err.contains("greater than zero"), "{err}");
 }

@@ -22,6 +22,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("gating", true),
     ("feedback", true),
     ("queue-local", true),
+    ("queue-jetstream", true),
     ("spinner", false),
     ("memory-hog", false),
     ("probe", false),

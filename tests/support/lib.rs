@@ -29,6 +29,7 @@ pub mod manifests {
     pub const GATING: &str = include_str!("../../manifests/gating.toml");
     pub const FEEDBACK: &str = include_str!("../../manifests/feedback.toml");
     pub const QUEUE_LOCAL: &str = include_str!("../../manifests/queue-local.toml");
+    pub const QUEUE_JETSTREAM: &str = include_str!("../../manifests/queue-jetstream.toml");
 }
 
 /// The repository's default policies (`policies/default.cedar`).

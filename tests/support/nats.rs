@@ -14,7 +14,7 @@ use std::time::Duration;
 pub struct NatsServer {
     child: Child,
     port: u16,
-    _store: tempfile::TempDir,
+    store: tempfile::TempDir,
 }
 
 fn binary() -> PathBuf {
@@ -46,21 +46,29 @@ impl NatsServer {
     /// Start one on `port` (a server that comes up after its clients).
     pub async fn start_on(port: u16) -> NatsServer {
         let store = tempfile::tempdir().unwrap_or_else(|e| panic!("a store directory: {e}"));
-        let child = Command::new(binary())
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("nats-server does not start: {e}"));
-        let server = NatsServer { child, port, _store: store };
-        for _ in 0..200 {
-            if async_nats::connect(server.url()).await.is_ok() {
-                return server;
+        let child = spawn(port, store.path());
+        let server = NatsServer { child, port, store };
+        server.wait_ready().await;
+        server
+    }
+
+    /// Kill it (SIGKILL) and start it again on the same port and store:
+    /// what JetStream stored is still there.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.port, self.store.path());
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..400 {
+            if async_nats::connect(self.url()).await.is_ok() {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("nats-server on port {port} did not accept a client within 5 s");
+        panic!("nats-server on port {} did not accept a client within 10 s", self.port);
     }
 
     pub fn url(&self) -> String {
@@ -71,6 +79,16 @@ impl NatsServer {
     pub async fn client(&self) -> async_nats::Client {
         async_nats::connect(self.url()).await.unwrap_or_else(|e| panic!("a test client cannot connect: {e}"))
     }
+}
+
+fn spawn(port: u16, store: &std::path::Path) -> Child {
+    Command::new(binary())
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("nats-server does not start: {e}"))
 }
 
 /// A loopback port nothing listens on now.

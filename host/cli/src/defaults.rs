@@ -17,6 +17,7 @@ pub fn first_party() -> EmbeddedSource {
         .with("gating", include_str!("../../../manifests/gating.toml"), a::GATING.bytes)
         .with("feedback", include_str!("../../../manifests/feedback.toml"), a::FEEDBACK.bytes)
         .with("queue-local", include_str!("../../../manifests/queue-local.toml"), a::QUEUE_LOCAL.bytes)
+        .with("queue-jetstream", include_str!("../../../manifests/queue-jetstream.toml"), a::QUEUE_JETSTREAM.bytes)
 }
 
 /// The default policies (`policies/*.cedar`).

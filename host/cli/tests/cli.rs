@@ -101,6 +101,7 @@ fn components_json_shows_requested_capabilities_and_decisions() {
             "arw:feedback",
             "arw:gating",
             "arw:kv-counter",
+            "arw:queue-jetstream",
             "arw:queue-local",
             "arw:text-stats"
         ]
@@ -126,7 +127,7 @@ fn policy_check_reports_file_and_line() {
     let state = tempdir();
     let out = run(arw(state.path(), &["policy", "check"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("ok: 16 policies"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).starts_with("ok: 17 policies"), "{}", text(&out.stdout));
 
     let dir = tempdir();
     std::fs::write(dir.path().join("ok.cedar"), "permit(principal, action, resource);\n")
@@ -277,7 +278,7 @@ fn up_logs_ready_and_drains_on_sigterm() {
         }
         assert!(started.elapsed() < Duration::from_secs(120), "no ready line");
     };
-    assert!(ready.contains("components=7"), "{ready}");
+    assert!(ready.contains("components=8"), "{ready}");
 
     let pid = child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap_or_else(|e| panic!("{e}"));

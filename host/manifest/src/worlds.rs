@@ -218,7 +218,7 @@ mod tests {
         let names: Vec<&str> = World::all().map(World::as_str).collect();
         assert_eq!(
             names,
-            ["feedback", "gate", "resident", "subscriber", "tool"],
+            ["feedback", "gate", "queue-backend", "resident", "subscriber", "tool"],
             "`imports` exports nothing and is no role"
         );
         let resident = World::named("resident").unwrap_or_else(|| panic!("resident"));

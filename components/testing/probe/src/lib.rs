@@ -32,7 +32,11 @@
 //! count is below `fail-below` it fails with code `not-yet`; answers the
 //! count: a queued task's runs, counted where a crash cannot lose them),
 //! `{"op": "queue.enqueue", "queue": "...", "tool": "...", "input": <json>, "idem-key": "...", "priority": n}`
-//! (`arw:host/queue`; answers `{"id": "...", "duplicate": bool}`).
+//! (`arw:host/queue`; answers `{"id": "...", "duplicate": bool}`),
+//! `{"op": "js.stream", "name": "...", "subjects": ["..."]}` (`arw:host/jetstream`
+//! `ensure-stream`, limits retention), `{"op": "js.publish", "stream": "...",
+//! "subject": "...", "payload": "...", "headers": [["k", "v"]]}` (answers the
+//! sequence).
 //! The tool is called `probe`, or the value of its `tool-name` config key.
 //! With a `describe-delay-ms` config key, `describe` (the health check)
 //! first waits that long in the host.
@@ -43,7 +47,7 @@
 wit_bindgen::generate!({ path: "../../../wit", world: "arw:host/tool" });
 
 use arw::host::types::CapabilityError;
-use arw::host::{bus, config, kv, log, nats, queue, tools};
+use arw::host::{bus, config, jetstream, kv, log, nats, queue, tools};
 use exports::arw::host::tool_handler::{Descriptor, Guest, ToolError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -113,6 +117,16 @@ enum Op {
         idem_key: Option<String>,
         #[serde(default)]
         priority: i32,
+    },
+    #[serde(rename = "js.stream")]
+    JsStream { name: String, subjects: Vec<String> },
+    #[serde(rename = "js.publish")]
+    JsPublish {
+        stream: String,
+        subject: String,
+        payload: String,
+        #[serde(default)]
+        headers: Vec<(String, String)>,
     },
     #[serde(rename = "trap")]
     Trap,
@@ -257,6 +271,23 @@ impl Guest for Probe {
                     return Err(ToolError { code: "not-yet".into(), message: format!("run {count} of {fail_below}") });
                 }
                 json!(count)
+            }
+            Op::JsStream { name, subjects } => {
+                let config = jetstream::StreamConfig {
+                    name,
+                    subjects,
+                    work_queue: false,
+                    max_messages: 1000,
+                    duplicate_window_ms: 60_000,
+                    allow_schedules: false,
+                };
+                jetstream::ensure_stream(&config).map_err(capability_error)?;
+                Value::Null
+            }
+            Op::JsPublish { stream, subject, payload, headers } => {
+                let ack =
+                    jetstream::publish(&stream, &subject, payload.as_bytes(), &headers).map_err(capability_error)?;
+                json!(ack.sequence)
             }
             Op::Enqueue { queue, tool, input, idem_key, priority } => {
                 let task = queue::NewTask {

@@ -106,6 +106,9 @@ pub trait Capability {
 pub struct StartEnv<'a> {
     /// The host's durable state directory.
     pub state_dir: &'a std::path::Path,
+    /// The whole configuration, for a capability that reads another's
+    /// section (the queues read `cluster.trusted-nodes`).
+    pub config: &'a crate::HostConfig,
 }
 
 macro_rules! define_capabilities {

@@ -10,6 +10,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
 /// The file, under the state directory.
 pub const FILE: &str = "node.key";
+/// Its public half (hex), for the other hosts' `cluster.trusted-nodes`.
+pub const PUBLIC_FILE: &str = "node.key.pub";
 
 /// Why the key cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +59,10 @@ impl NodeKey {
                     |e: std::io::Error| NodeKeyError::Unwritable { path: path.clone(), message: e.to_string() };
                 std::fs::create_dir_all(state_dir).map_err(unwritable)?;
                 arw_fs::write_atomic_with_mode(&path, hex::encode(seed).as_bytes(), Some(0o600)).map_err(unwritable)?;
-                Ok(Self::from_seed(&seed))
+                let key = Self::from_seed(&seed);
+                arw_fs::write_atomic(&state_dir.join(PUBLIC_FILE), format!("{}\n", key.public).as_bytes())
+                    .map_err(unwritable)?;
+                Ok(key)
             }
             Err(e) => Err(NodeKeyError::Unreadable { path, message: e.to_string() }),
         }

@@ -124,6 +124,12 @@ impl Host {
         self.runtime.capabilities.queues.dead(queue, limit).await
     }
 
+    /// This host's node key (public, hex): what its tasks are signed with,
+    /// for the other hosts' `cluster.trusted-nodes`.
+    pub fn node_key(&self) -> &str {
+        self.runtime.capabilities.queues.signer()
+    }
+
     /// What this host's queue service has done since it started.
     pub fn queue_counts(&self) -> crate::queues::QueueCounts {
         self.runtime.capabilities.queues.counts()

@@ -196,7 +196,7 @@ impl Host {
         let engine = engine::build(&config.engine)?;
         engine::start_ticker(&engine, Duration::from_millis(config.engine.epoch_tick_ms));
         let linker = crate::runtime::linker(&engine).map_err(|e| HostError::Engine(format!("{e:#}")))?;
-        let capabilities = Capabilities::start(&config, &StartEnv { state_dir: &state_dir })?;
+        let capabilities = Capabilities::start(&config, &StartEnv { state_dir: &state_dir, config: &config })?;
         let bus = capabilities.bus.clone();
         let authorizer = Arc::new(
             Authorizer::new(crate::capabilities::schema()?.0, policies).with_node(&config.node.to_policy_node()),

@@ -115,6 +115,10 @@ pub enum QueueError {
     UnknownTool(String),
     #[error("queue `{queue}` is full: {message}")]
     Full { queue: String, message: String },
+    #[error(
+        "this host has no queue backend: `{backend}` (`[queues] backend`) is not loaded; install it (`arw install {backend}`) or name one that is"
+    )]
+    NoBackend { backend: String },
     #[error("the queue backend `{backend}` is not available: {message}")]
     Unavailable { backend: String, message: String },
 }
@@ -128,6 +132,7 @@ impl QueueError {
             QueueError::Denied(_) => "denied",
             QueueError::UnknownTool(_) => "unknown-tool",
             QueueError::Full { .. } => "queue-full",
+            QueueError::NoBackend { .. } => "no-queue-backend",
             QueueError::Unavailable { .. } => "queue-unavailable",
         }
     }
@@ -205,6 +210,9 @@ struct Bound {
 pub struct Queues {
     config: QueuesConfig,
     key: NodeKey,
+    /// Public keys whose tickets workers open: this host's, and
+    /// `cluster.trusted-nodes`.
+    trusted: Vec<String>,
     bound: OnceLock<Bound>,
     counters: Counters,
     /// Wakes this host's idle workers when a task is pushed here.
@@ -227,9 +235,15 @@ pub(crate) fn now_ms() -> u64 {
 impl Queues {
     /// The service of `config`, with the node key of `state_dir` (made if
     /// there is none).
-    pub(crate) fn new(config: QueuesConfig, state_dir: &std::path::Path) -> Result<Self, crate::HostError> {
+    pub(crate) fn new(
+        config: QueuesConfig,
+        state_dir: &std::path::Path,
+        trusted_nodes: &[String],
+    ) -> Result<Self, crate::HostError> {
         let key = NodeKey::load_or_create(state_dir).map_err(|e| crate::HostError::Config(e.to_string()))?;
-        Ok(Queues { config, key, bound: OnceLock::new(), counters: Counters::default(), wake: Notify::new() })
+        let mut trusted = vec![key.public().to_string()];
+        trusted.extend(trusted_nodes.iter().map(|k| k.to_ascii_lowercase()));
+        Ok(Queues { config, key, trusted, bound: OnceLock::new(), counters: Counters::default(), wake: Notify::new() })
     }
 
     pub(crate) fn bind(
@@ -432,11 +446,7 @@ impl Queues {
             .ok_or_else(|| self.unavailable("the host is stopping"))?;
         let commands = workers.lock().get(&self.config.backend).and_then(|w| w.commands.clone());
         drop(workers);
-        let commands = commands.ok_or_else(|| {
-            self.unavailable(
-                "no such component is loaded; install it (`arw install`) or set `[queues] backend` to one that is",
-            )
-        })?;
+        let commands = commands.ok_or_else(|| QueueError::NoBackend { backend: self.config.backend.clone() })?;
         let (reply, answer) = oneshot::channel();
         let wait = Duration::from_millis(self.config.backend_timeout_ms);
         match tokio::time::timeout(wait, commands.send(Command::Queue { op: Box::new(op), reply })).await {

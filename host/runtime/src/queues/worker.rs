@@ -56,6 +56,11 @@ async fn serve(queues: Arc<Queues>, queue: String, mut shutdown: watch::Receiver
     let mut running = JoinSet::new();
     let poll = Duration::from_millis(config.poll_ms);
     let mut last_warning: Option<Instant> = None;
+    // After a failed lease (the backend is not loaded, not granted its
+    // storage, restarting), the wait doubles up to a minute, so a
+    // misconfigured backend costs a call (and an audit entry) now and
+    // then, not every poll.
+    let mut failing = Duration::ZERO;
     loop {
         if *shutdown.borrow() {
             break;
@@ -75,21 +80,26 @@ async fn serve(queues: Arc<Queues>, queue: String, mut shutdown: watch::Receiver
         tokio::pin!(wake);
         wake.as_mut().enable();
         let lease = Op::Lease { queue: queue.clone(), max: free as u32, lease_ms: config.lease_ms };
-        let leased = match queues.call(lease).await {
-            Ok(Ok(Reply::Leased(list))) => list,
-            Ok(Ok(_)) => Vec::new(),
-            Ok(Err(e)) => {
-                warn_now_and_then(&mut last_warning, &queue, &format!("the backend refused a lease: {e:?}"));
-                Vec::new()
+        let failure = match queues.call(lease).await {
+            Ok(Ok(Reply::Leased(list))) => {
+                failing = Duration::ZERO;
+                Ok(list)
             }
-            Err(e) => {
-                warn_now_and_then(&mut last_warning, &queue, &e.to_string());
+            Ok(Ok(_)) => Err("the backend answered a lease with something else".to_string()),
+            Ok(Err(e)) => Err(format!("the backend refused a lease: {e:?}")),
+            Err(e) => Err(e.to_string()),
+        };
+        let leased = match failure {
+            Ok(list) => list,
+            Err(why) => {
+                warn_now_and_then(&mut last_warning, &queue, &why);
+                failing = (failing * 2).clamp(poll, Duration::from_secs(60));
                 Vec::new()
             }
         };
         if leased.is_empty() {
             tokio::select! {
-                _ = tokio::time::sleep(poll) => {}
+                _ = tokio::time::sleep(poll.max(failing)) => {}
                 _ = &mut wake => {}
                 _ = shutdown.changed() => break,
             }
@@ -199,7 +209,8 @@ fn backoff(config: &super::QueuesConfig, attempt: u32) -> u64 {
 /// The ticket of `leased`, if it opens for `queue` with a key this host
 /// trusts.
 fn open(queues: &Queues, queue: &str, leased: &wit::Leased) -> Result<Ticket, String> {
-    Ticket::open(&leased.task.ticket, &leased.task.signature, queue, &[queues.key.public()])
+    let trusted: Vec<&str> = queues.trusted.iter().map(String::as_str).collect();
+    Ticket::open(&leased.task.ticket, &leased.task.signature, queue, &trusted)
 }
 
 /// Call the ticket's tool as its caller, on the ticket's digest.

@@ -53,10 +53,15 @@ pub struct ModeRequest {
 
 /// `GET /feedback/updates?since=N`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UpdatesQuery {
     /// The version the client has.
+    #[param(minimum = 0, maximum = 9007199254740991_i64)]
     pub since: u64,
 }
+
+/// The largest `since` (2^53 - 1: what every JSON client reads exactly).
+const MAX_SINCE: u64 = (1 << 53) - 1;
 
 /// Rate limit (changes only), then Cedar for the route's action, if any.
 pub async fn guard(
@@ -135,6 +140,10 @@ pub async fn suggestions(State(state): State<SharedState>) -> Response {
 )]
 pub async fn updates(State(state): State<SharedState>, query: Result<Query<UpdatesQuery>, QueryRejection>) -> Response {
     let query = match query {
+        Ok(Query(query)) if query.since > MAX_SINCE => {
+            return Problem::bad_request("invalid-request", format!("since = {} is over {MAX_SINCE}", query.since))
+                .into_response();
+        }
         Ok(Query(query)) => query,
         Err(e) => {
             return Problem::bad_request(

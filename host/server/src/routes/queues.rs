@@ -83,8 +83,10 @@ pub struct DeadTaskView {
 
 /// `GET /queues/{name}/dead?limit=N`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeadQuery {
-    /// At most this many, newest first (default 100, at most 1000).
+    /// At most this many, newest first (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -93,7 +95,7 @@ fn problem(error: &QueueError) -> Response {
         QueueError::Invalid(_) => StatusCode::BAD_REQUEST,
         QueueError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         QueueError::Denied(_) => StatusCode::FORBIDDEN,
-        QueueError::UnknownTool(_) => StatusCode::NOT_FOUND,
+        QueueError::UnknownTool(_) | QueueError::NoBackend { .. } => StatusCode::NOT_FOUND,
         QueueError::Full { .. } | QueueError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
     };
     Problem::new(status, error.code(), error.to_string()).into_response()
@@ -107,7 +109,7 @@ fn problem(error: &QueueError) -> Response {
         (status = 202, description = "Stored (or a duplicate of a stored task)", body = PushOutcome),
         (status = 400, description = "Malformed body, queue name or task", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "Cedar does not permit `queue.enqueue` on the queue or `tool.invoke` on the tool", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 404, description = "No such tool on this host", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No such tool on this host, or no queue backend loaded (`no-queue-backend`)", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 413, description = "Body over http.body-limit-bytes, or input over queues.max-input-bytes", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 503, description = "The backend is full, not loaded or not answering", body = ProblemDocument, content_type = "application/problem+json"),
@@ -165,7 +167,8 @@ pub async fn push(
         (status = 200, description = "Counts by state", body = QueueView),
         (status = 400, description = "Not a queue name", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "Cedar does not permit `queue.read` on the queue", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "The backend is not loaded or not answering", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No queue backend loaded (`no-queue-backend`)", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "The backend is not answering", body = ProblemDocument, content_type = "application/problem+json"),
     ),
     security((), ("bearer" = []), ("admin_header" = [])),
 )]
@@ -195,7 +198,8 @@ pub async fn stats(
         (status = 200, description = "Dead tasks with their last error", body = [DeadTaskView]),
         (status = 400, description = "Not a queue name, or a bad `limit`", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "Cedar does not permit `queue.read` on the queue", body = ProblemDocument, content_type = "application/problem+json"),
-        (status = 503, description = "The backend is not loaded or not answering", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No queue backend loaded (`no-queue-backend`)", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "The backend is not answering", body = ProblemDocument, content_type = "application/problem+json"),
     ),
     security((), ("bearer" = []), ("admin_header" = [])),
 )]
@@ -206,6 +210,10 @@ pub async fn dead(
     query: Result<Query<DeadQuery>, QueryRejection>,
 ) -> Response {
     let limit = match query {
+        Ok(Query(DeadQuery { limit: Some(limit) })) if !(1..=1000).contains(&limit) => {
+            return Problem::bad_request("invalid-request", format!("limit = {limit}: ask for 1 to 1000"))
+                .into_response();
+        }
         Ok(Query(q)) => q.limit.unwrap_or(100),
         Err(e) => {
             return Problem::bad_request("invalid-request", format!("{}; ask `?limit=N`", e.body_text()))

@@ -12,8 +12,8 @@ use crate::capabilities::ComponentCapabilities;
 /// NATS as one instance of one component sees it.
 #[derive(Debug)]
 pub struct NatsInstance {
-    nats: Arc<Nats>,
-    grants: Arc<Grants>,
+    pub(super) nats: Arc<Nats>,
+    pub(super) grants: Arc<Grants>,
     /// The components the entry came through (what gates see).
     chain: crate::runtime::entry::Chain,
 }
@@ -30,8 +30,8 @@ impl NatsInstance {
 
     /// Everything a message must pass before it leaves: a well-formed,
     /// unreserved subject (else `invalid`, or `denied` for a reserved
-    /// one), the size cap, the gates (`io:egress:nats.<subject>`), then
-    /// Cedar `action` on the subject.
+    /// one), then [`NatsInstance::admit_message`], then Cedar `action` on
+    /// the subject.
     async fn admit(
         &self,
         action: arw_policy::Action,
@@ -45,6 +45,19 @@ impl NatsInstance {
                 None => CapabilityError::Invalid(why),
             });
         }
+        let map = self.admit_message(subject, payload, headers).await?;
+        self.grants.check(action, subject).await?;
+        Ok(map)
+    }
+
+    /// The size cap, the headers, the gates (`io:egress:nats.<subject>`):
+    /// what every message a component sends passes, core or JetStream.
+    pub(super) async fn admit_message(
+        &self,
+        subject: &str,
+        payload: &[u8],
+        headers: &[wit::Header],
+    ) -> Result<async_nats::HeaderMap, CapabilityError> {
         let size = payload.len() + headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>();
         let max = self.nats.config().max_payload_bytes;
         if size > max {
@@ -67,7 +80,6 @@ impl NatsInstance {
             .gate(&crate::gating::keys::NATS_EGRESS, subject, target, size, &self.chain)
             .await
             .map_err(|d| CapabilityError::Denied(d.to_string()))?;
-        self.grants.check(action, subject).await?;
         Ok(map)
     }
 

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::capabilities::unit::Request;
 
 mod host;
+mod jetstream;
 pub mod subject;
 
 pub use host::NatsInstance;
@@ -31,15 +32,39 @@ pub use host::NatsInstance;
 pub const PUBLISH: Action = Action::new("nats.publish");
 /// A component sending a request on a subject and waiting for a reply.
 pub const REQUEST: Action = Action::new("nats.request");
+/// A component creating or updating a JetStream stream or its consumers
+/// (`Arw::Stream`).
+pub const JS_MANAGE: Action = Action::new("jetstream.manage");
+/// A component publishing into a stream.
+pub const JS_PUBLISH: Action = Action::new("jetstream.publish");
+/// A component fetching and acknowledging a stream's messages, and reading
+/// its state.
+pub const JS_CONSUME: Action = Action::new("jetstream.consume");
+
+/// A request's resource is a stream name pattern.
+fn check_stream_pattern(_: &crate::manifest::Manifest, resource: &str) -> Result<(), String> {
+    let ok = !resource.is_empty()
+        && resource.len() <= 64
+        && resource.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'*'));
+    if !ok {
+        return Err(format!(
+            "stream pattern {resource:?}: 1 to 64 characters of A-Z, a-z, 0-9, `_`, `-`, and `*` for any run"
+        ));
+    }
+    Ok(())
+}
 
 /// This capability, described (see [`crate::capabilities::unit`]).
 pub const UNIT: crate::capabilities::Unit = crate::capabilities::Unit {
     name: "nats",
-    wit: &["arw:host/nats"],
-    actions: &[PUBLISH, REQUEST],
+    wit: &["arw:host/nats", "arw:host/jetstream"],
+    actions: &[PUBLISH, REQUEST, JS_MANAGE, JS_PUBLISH, JS_CONSUME],
     requests: &[
         Request { action: PUBLISH, check: subject::check_request },
         Request { action: REQUEST, check: subject::check_request },
+        Request { action: JS_MANAGE, check: check_stream_pattern },
+        Request { action: JS_PUBLISH, check: check_stream_pattern },
+        Request { action: JS_CONSUME, check: check_stream_pattern },
     ],
     schema: include_str!("schema.cedarschema"),
     config_section: Some("cluster"),
@@ -78,11 +103,14 @@ impl crate::capabilities::Capability for NatsCapability {
     }
 }
 
-/// `arw:host/nats` (0.2.0 only) on [`NatsInstance`].
+/// `arw:host/nats` and `arw:host/jetstream` (0.2.0 only) on [`NatsInstance`].
 fn link(linker: &mut wasmtime::component::Linker<crate::runtime::store::InstanceState>) -> wasmtime::Result<()> {
     use wasmtime::component::HasSelf;
     type State = crate::runtime::store::InstanceState;
     crate::bindings::imports::arw::host::nats::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {
+        &mut s.capabilities.cluster
+    })?;
+    crate::bindings::imports::arw::host::jetstream::add_to_linker::<_, HasSelf<_>>(linker, |s: &mut State| {
         &mut s.capabilities.cluster
     })
 }
@@ -118,6 +146,10 @@ pub struct ClusterConfig {
     pub bridge_topics: Vec<String>,
     /// Remote event ids remembered to drop a second copy.
     pub bridge_dedup: usize,
+    /// The node keys (ed25519 public keys, 64 hex digits: another host's
+    /// `<state-dir>/node.key.pub`) whose signed tasks this host runs, besides
+    /// its own.
+    pub trusted_nodes: Vec<String>,
 }
 
 impl Default for ClusterConfig {
@@ -134,6 +166,7 @@ impl Default for ClusterConfig {
             max_payload_bytes: 1 << 20,
             bridge_topics: Vec::new(),
             bridge_dedup: 65_536,
+            trusted_nodes: Vec::new(),
         }
     }
 }
@@ -169,6 +202,13 @@ impl ClusterConfig {
             if let Some(prefix) = crate::capabilities::bus::reserved_prefix(pattern) {
                 return Err(format!(
                     "cluster.bridge-topics: {pattern:?} is under `{prefix}`, the host's own events, which never cross hosts"
+                ));
+            }
+        }
+        for key in &self.trusted_nodes {
+            if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "cluster.trusted-nodes: {key:?} is not a node key (64 hex digits, another host's <state-dir>/node.key.pub)"
                 ));
             }
         }

@@ -12,10 +12,14 @@ pub fn reserved(subject: &str) -> Option<&str> {
     (first == "arw" || first == "_INBOX" || first.starts_with('$')).then_some(first)
 }
 
-/// Is `subject` one a component may publish on or send to: dot-separated
-/// non-empty tokens of printable ASCII, no wildcard, not reserved? The
-/// error says what is wrong.
-pub fn validate(subject: &str) -> Result<(), String> {
+/// The one namespace under `arw.` a component may use, through
+/// JetStream only: queue backends' tasks (the host runs a task only if it
+/// signed its ticket itself, so what anyone writes there is inert).
+pub const TASKS_PREFIX: &str = "arw.tasks.";
+
+/// Is `subject` well formed: dot-separated non-empty tokens of printable
+/// ASCII, wildcards (`*` a token, `>` the last) only where `wildcards`?
+fn shape(subject: &str, wildcards: bool) -> Result<(), String> {
     if subject.is_empty() || subject.len() > MAX_SUBJECT_BYTES {
         return Err(format!("a subject is 1 to {MAX_SUBJECT_BYTES} bytes"));
     }
@@ -25,13 +29,46 @@ pub fn validate(subject: &str) -> Result<(), String> {
     if let Some(bad) = subject.chars().find(|c| !c.is_ascii_graphic()) {
         return Err(format!("subject {subject:?} holds {bad:?}: only printable ASCII without spaces"));
     }
-    if subject.split('.').any(|t| t == "*" || t == ">") {
+    let tokens: Vec<&str> = subject.split('.').collect();
+    let misplaced = tokens
+        .iter()
+        .enumerate()
+        .any(|(i, t)| (t.contains('*') && *t != "*") || (t.contains('>') && (*t != ">" || i + 1 != tokens.len())));
+    if !wildcards && tokens.iter().any(|t| t.contains('*') || t.contains('>')) {
         return Err(format!("subject {subject:?} has a wildcard: publish and request name one subject"));
     }
+    if misplaced {
+        return Err(format!("subject {subject:?}: `*` stands for a whole token, `>` only for the last"));
+    }
+    Ok(())
+}
+
+/// Is `subject` one a component may publish on or send to: well formed,
+/// no wildcard, not reserved? The error says what is wrong.
+pub fn validate(subject: &str) -> Result<(), String> {
+    shape(subject, false)?;
     if let Some(first) = reserved(subject) {
         return Err(format!("subject {subject:?} is reserved (`{first}.` belongs to the host or the server)"));
     }
     Ok(())
+}
+
+/// Is `subject` one a JetStream stream may capture (`wildcards`) or a
+/// JetStream publish may name: well formed, and outside the reserved
+/// namespaces except [`TASKS_PREFIX`]? The second part of the error says
+/// whether it was refused as reserved (`true`) or malformed.
+pub fn validate_stream(subject: &str, wildcards: bool) -> Result<(), (String, bool)> {
+    shape(subject, wildcards).map_err(|why| (why, false))?;
+    match reserved(subject) {
+        Some(_) if subject.starts_with(TASKS_PREFIX) && subject.len() > TASKS_PREFIX.len() => Ok(()),
+        Some(first) => Err((
+            format!(
+                "subject {subject:?} is reserved (`{first}.` belongs to the host or the server; of `arw.`, only `{TASKS_PREFIX}` is open to streams)"
+            ),
+            true,
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A manifest's `nats.*` request: a pattern (`*` any run of characters)
@@ -64,6 +101,21 @@ mod tests {
         }
         assert!(validate(&"a".repeat(MAX_SUBJECT_BYTES + 1)).is_err());
         assert_eq!(reserved("$SYS.x"), Some("$SYS"));
+        // Streams: wildcards where a stream captures, arw.tasks. only.
+        for good in ["orders.>", "orders.*.eu", "arw.tasks.q.ready.*", "arw.tasks.>"] {
+            assert_eq!(validate_stream(good, true), Ok(()), "{good}");
+        }
+        assert!(validate_stream("orders.*", false).is_err());
+        for (bad, reserved) in [
+            ("arw.events.>", true),
+            ("arw.>", true),
+            ("$JS.API.>", true),
+            ("a.b>", false),
+            ("a.>.b", false),
+            ("a*.b", false),
+        ] {
+            assert_eq!(validate_stream(bad, true).map_err(|e| e.1), Err(reserved), "{bad}");
+        }
         assert_eq!(reserved("orders.x"), None);
     }
 }

@@ -33,7 +33,9 @@ impl From<QueueError> for CapabilityError {
             QueueError::Invalid(_) | QueueError::UnknownTool(_) => CapabilityError::Invalid(e.to_string()),
             QueueError::Denied(_) => CapabilityError::Denied(e.to_string()),
             QueueError::TooLarge(_) => CapabilityError::TooLarge(e.to_string()),
-            QueueError::Full { .. } | QueueError::Unavailable { .. } => CapabilityError::Unavailable(e.to_string()),
+            QueueError::Full { .. } | QueueError::Unavailable { .. } | QueueError::NoBackend { .. } => {
+                CapabilityError::Unavailable(e.to_string())
+            }
         }
     }
 }

@@ -56,7 +56,7 @@ impl crate::capabilities::Capability for QueueCapability {
 
     fn start(config: &QueuesConfig, env: &crate::capabilities::StartEnv<'_>) -> Result<Arc<Queues>, crate::HostError> {
         config.check().map_err(crate::HostError::Config)?;
-        Ok(Arc::new(Queues::new(config.clone(), env.state_dir)?))
+        Ok(Arc::new(Queues::new(config.clone(), env.state_dir, &env.config.cluster.trusted_nodes)?))
     }
 
     fn instance(

@@ -10,6 +10,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+// The harness the workspace's tests use; this file needs only part of it.
+#[allow(dead_code)]
 #[path = "../../../tests/support/nats.rs"]
 mod nats;
 

@@ -18,7 +18,7 @@ fi
 
 store="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-"$server" -a 127.0.0.1 -p "$port" -sd "$store" >/dev/null 2>&1 &
+"$server" -a 127.0.0.1 -p "$port" -js -sd "$store" >/dev/null 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$store"' EXIT
 for _ in $(seq 1 100); do

@@ -27,6 +27,8 @@ const ALLOWED_NATS_HEADERS: &[&str] = &["nats-msg-id", "nats-schedule", "nats-sc
 const MAX_FETCH: u32 = 1_000;
 /// The longest a fetch may wait for its first message.
 const MAX_FETCH_WAIT_MS: u32 = 30_000;
+/// Consumers the host keeps looked up, all components together.
+const MAX_CACHED_CONSUMERS: usize = 256;
 
 /// A stream's or consumer's name: 1 to 64 of `A-Z a-z 0-9 _ -`.
 fn check_name(what: &str, name: &str) -> Result<(), CapabilityError> {
@@ -86,6 +88,30 @@ impl NatsInstance {
 
     async fn stream(&self, name: &str) -> Result<jetstream::stream::Stream, CapabilityError> {
         self.context().await?.get_stream(name).await.map_err(|e| unavailable(&format!("stream {name}"), e))
+    }
+
+    /// The pull consumer, from the host's cache or looked up once.
+    async fn consumer(&self, stream: &str, name: &str) -> Result<consumer::PullConsumer, CapabilityError> {
+        let key = (stream.to_string(), name.to_string());
+        if let Some(found) = self.nats.consumers.lock().get(&key) {
+            return Ok(found.clone());
+        }
+        let found: consumer::PullConsumer = self
+            .context()
+            .await?
+            .get_consumer_from_stream(name, stream)
+            .await
+            .map_err(|e| unavailable(&format!("consumer {name} of {stream}"), e))?;
+        let mut cache = self.nats.consumers.lock();
+        if cache.len() >= MAX_CACHED_CONSUMERS {
+            cache.clear();
+        }
+        cache.insert(key, found.clone());
+        Ok(found)
+    }
+
+    fn forget_consumer(&self, stream: &str, name: &str) {
+        self.nats.consumers.lock().remove(&(stream.to_string(), name.to_string()));
     }
 }
 
@@ -148,11 +174,9 @@ impl wit::Host for NatsInstance {
             ..Default::default()
         };
         let stream = self.stream(&config.stream).await?;
-        stream
-            .create_consumer(consumer_config)
-            .await
-            .map(|_| ())
-            .map_err(|e| unavailable(&format!("consumer {}", config.name), e))
+        let made = stream.create_consumer(consumer_config).await;
+        self.forget_consumer(&config.stream, &config.name);
+        made.map(|_| ()).map_err(|e| unavailable(&format!("consumer {}", config.name), e))
     }
 
     async fn publish(
@@ -199,9 +223,7 @@ impl wit::Host for NatsInstance {
         check_name("stream", &stream)?;
         check_name("consumer", &consumer)?;
         self.grants.check(super::JS_CONSUME, &stream).await?;
-        let source = self.stream(&stream).await?;
-        let pull: consumer::PullConsumer =
-            source.get_consumer(&consumer).await.map_err(|e| unavailable(&format!("consumer {consumer}"), e))?;
+        let pull = self.consumer(&stream, &consumer).await?;
         let max = max.clamp(1, MAX_FETCH) as usize;
         let batch = match expires_ms {
             0 => pull.fetch().max_messages(max).messages().await,
@@ -210,7 +232,10 @@ impl wit::Host for NatsInstance {
                 pull.batch().max_messages(max).expires(wait).messages().await
             }
         };
-        let mut batch = batch.map_err(|e| unavailable("fetch", e))?;
+        let mut batch = batch.map_err(|e| {
+            self.forget_consumer(&stream, &consumer);
+            unavailable("fetch", e)
+        })?;
         let mut out = Vec::new();
         while let Some(next) = batch.next().await {
             let message = next.map_err(|e| unavailable("fetch", e))?;

@@ -87,7 +87,12 @@ impl crate::capabilities::Capability for NatsCapability {
     fn start(config: &ClusterConfig, _env: &crate::capabilities::StartEnv<'_>) -> Result<Arc<Nats>, crate::HostError> {
         config.check().map_err(crate::HostError::Config)?;
         let seed = config.nkey_seed().map_err(crate::HostError::Config)?;
-        Ok(Arc::new(Nats { config: config.clone(), seed, client: tokio::sync::OnceCell::new() }))
+        Ok(Arc::new(Nats {
+            config: config.clone(),
+            seed,
+            consumers: Default::default(),
+            client: tokio::sync::OnceCell::new(),
+        }))
     }
 
     fn instance(
@@ -242,6 +247,11 @@ pub struct Nats {
     config: ClusterConfig,
     /// The seed of `nkey-file`, read at start.
     seed: Option<String>,
+    /// Pull consumers looked up already, by (stream, consumer): a fetch
+    /// is then one request to the server instead of three (stream info,
+    /// consumer info, fetch). Dropped when a fetch fails; bounded.
+    pub(crate) consumers:
+        parking_lot::Mutex<std::collections::HashMap<(String, String), async_nats::jetstream::consumer::PullConsumer>>,
     client: tokio::sync::OnceCell<Result<async_nats::Client, String>>,
 }
 

@@ -317,3 +317,45 @@ async fn a_forged_task_in_the_backends_storage_is_never_run() {
     assert_eq!(runs["ok"], Value::Null, "a forged task ran");
     second.stop(Duration::from_secs(5)).await;
 }
+
+/// The backend is hot-swapped (a new version of `arw:queue-local`) while
+/// tasks are queued, leased and running: every task runs once and is
+/// acked; none is lost, dead or late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapping_the_backend_with_tasks_in_flight_loses_none() {
+    const TASKS: u64 = 40;
+    let state = tempfile::tempdir().unwrap();
+    let host = host(state.path(), |c| c.queues.concurrency = 4, POLICY).await;
+    let operator = host.caller(Principal::local_operator());
+    for i in 0..TASKS {
+        let input = json!({"op": "count", "namespace": "runs", "key": format!("s{i}"), "sleep-ms": 100});
+        host.enqueue(&operator, "q", task(input), &Default::default()).await.unwrap();
+    }
+    arw_tests::eventually("some tasks done", || host.queue_counts().done >= 4).await;
+    let stats = host.queue_stats(&operator, "q").await.unwrap();
+    assert!(stats.leased > 0 && stats.ready > 0, "tasks running and waiting at the swap: {stats:?}");
+    let next = manifests::QUEUE_LOCAL.replace("version = \"0.1.0\"", "version = \"0.1.1\"");
+    let manifest = arw_host::Manifest::parse(&next).unwrap();
+    let package = arw_host::source::ComponentPackage {
+        manifest,
+        wasm: std::borrow::Cow::Borrowed(artifacts::QUEUE_LOCAL.bytes),
+        origin: "test".into(),
+        publisher: Some("arw".into()),
+    };
+    host.activate(package).await.unwrap();
+    assert_eq!(host.active_version("arw:queue-local").map(|v| v.0).as_deref(), Some("0.1.1"));
+    for _ in 0..600 {
+        if host.queue_counts().done == TASKS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let counts = host.queue_counts();
+    assert_eq!((counts.done, counts.dead, counts.late), (TASKS, 0, 0), "{counts:?}");
+    for i in 0..TASKS {
+        let input = json!({"op": "kv.get", "namespace": "runs", "key": format!("s{i}")});
+        let runs = host.call(&operator, "probe", &input.to_string()).await.unwrap();
+        assert_eq!(runs["ok"], json!("1"), "task s{i}");
+    }
+    host.stop(Duration::from_secs(5)).await;
+}

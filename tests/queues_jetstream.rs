@@ -247,3 +247,38 @@ async fn a_components_jetstream_is_cedars_and_the_hosts_subjects_stay_closed() {
     assert_eq!(code, "denied");
     host.stop(Duration::from_secs(5)).await;
 }
+
+/// `arw:queue-jetstream` is hot-swapped while tasks are leased and
+/// running: the leases it gave pass to the new version (`snapshot`), so
+/// every task is acked once; none is lost, dead or late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapping_the_jetstream_backend_with_tasks_in_flight_loses_none() {
+    const TASKS: u64 = 40;
+    let nats = NatsServer::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let host = host(state.path(), &nats, |c| c.queues.concurrency = 4).await;
+    let operator = host.caller(Principal::local_operator());
+    for i in 0..TASKS {
+        let input = json!({"op": "count", "namespace": "runs", "key": format!("s{i}"), "sleep-ms": 100});
+        let task = NewTask { tool: "probe".into(), input: input.to_string(), ..NewTask::default() };
+        host.enqueue(&operator, "jobs", task, &Default::default()).await.unwrap();
+    }
+    until("some tasks done", async || host.queue_counts().done >= 4).await;
+    let stats = host.queue_stats(&operator, "jobs").await.unwrap();
+    assert!(stats.leased > 0 && stats.ready > 0, "tasks running and waiting at the swap: {stats:?}");
+    let next = manifests::QUEUE_JETSTREAM.replace("version = \"0.1.0\"", "version = \"0.1.1\"");
+    let package = arw_host::source::ComponentPackage {
+        manifest: arw_host::Manifest::parse(&next).unwrap(),
+        wasm: std::borrow::Cow::Borrowed(artifacts::QUEUE_JETSTREAM.bytes),
+        origin: "test".into(),
+        publisher: Some("arw".into()),
+    };
+    host.activate(package).await.unwrap();
+    until("every task done", async || host.queue_counts().done == TASKS).await;
+    let counts = host.queue_counts();
+    assert_eq!((counts.done, counts.dead, counts.late), (TASKS, 0, 0), "{counts:?}");
+    for i in 0..TASKS {
+        assert_eq!(runs(&host, &format!("s{i}")).await, 1, "task s{i}");
+    }
+    host.stop(Duration::from_secs(5)).await;
+}
